@@ -1,0 +1,49 @@
+# Customer health on Airflow. `make demo` sets everything up and runs the daily DAG on the
+# synthetic company; `make test` sets up and runs the tests. All state lives in .local/.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := $(CURDIR)/.local/venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+export AIRFLOW_HOME ?= $(CURDIR)/.local/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__UNIT_TEST_MODE := False
+export PYTHONPATH := $(CURDIR)/include:$(CURDIR)
+
+.PHONY: venv demo test airflow lint lock sandbox clean
+
+$(VENV)/.installed: requirements.txt constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --disable-pip-version-check uv==0.9.5
+	$(UV) pip install -q --python $(PY) -r requirements.txt -c constraints.txt
+	@echo "$(CURDIR)/include" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/customer_health.pth"
+	@touch $@
+
+venv: $(VENV)/.installed  ## create .local/venv with the pinned set
+
+demo: venv  ## generate the company, start the sandbox, run customer_health_daily for today
+	$(PY) -m customer_health.demo
+
+test: venv  ## run the whole test suite
+	$(PY) -m ruff check include dags plugins tests benchmarks
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+airflow: venv  ## start the Airflow UI (airflow standalone) on the demo setup
+	$(PY) -m customer_health.demo --prepare-only
+	@echo "Airflow UI: http://127.0.0.1:8080  (login and password: see $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
+	$(VENV)/bin/airflow standalone
+
+sandbox: venv  ## (re)start only the sandbox in the background
+	$(PY) -m customer_health.sandbox serve --background
+
+lint: venv
+	$(PY) -m ruff check include dags plugins tests benchmarks
+
+lock:  ## re-resolve constraints.txt from requirements.txt
+	$(UV) pip compile requirements.txt --python 3.11 --no-header --no-annotate -o constraints.txt
+
+clean:  ## stop the sandbox and remove all local state except the venv
+	-$(PY) -m customer_health.sandbox stop
+	rm -rf .local/airflow .local/sandbox .local/warehouse.db*

@@ -1,0 +1,1 @@
+"""Sandbox for customer health."""

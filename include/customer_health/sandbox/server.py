@@ -1,0 +1,122 @@
+"""Start and stop the whole sandbox: every external system on loopback, over one store.
+
+``Sandbox.start(folder)`` serves the synthetic company found in ``folder`` (``company.db``,
+``product.db``): Salesforce over HTTPS, Zendesk, Stripe, Slack and the marketing tool over HTTP,
+and an SMTP server. The endpoints are written to ``folder/endpoints.json`` so other processes
+(the Airflow connections, the demo summary) know where everything is.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert
+
+from customer_health.sandbox.http import RunningServer, serve
+from customer_health.sandbox.store import sandbox_faults, store_engine
+from customer_health.sandbox.tls import ensure_certificate, server_context
+
+# system -> (module with build_app(store, folder), served over TLS?)
+HTTP_SYSTEMS: dict[str, tuple[str, bool]] = {
+    "salesforce": ("customer_health.sandbox.salesforce_api", True),
+    "zendesk": ("customer_health.sandbox.zendesk_api", False),
+    "stripe": ("customer_health.sandbox.stripe_api", False),
+    "slack": ("customer_health.sandbox.slack_api", False),
+    "marketing": ("customer_health.sandbox.marketing_api", False),
+}
+
+# Fixed ports for the long-running demo sandbox; tests pass ports=None to get free ones.
+DEMO_PORTS: dict[str, int] = {
+    "salesforce": 18443,
+    "zendesk": 18480,
+    "stripe": 18481,
+    "slack": 18482,
+    "marketing": 18483,
+    "smtp": 18025,
+}
+
+
+@dataclass
+class Sandbox:
+    """A running sandbox: its folder, store engine, servers and endpoints."""
+
+    folder: Path
+    store: Engine
+    servers: dict[str, RunningServer] = field(default_factory=dict)
+    smtp: Any = None
+    endpoints: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, folder: Path, ports: dict[str, int] | None = None) -> Sandbox:
+        """Serve every system of the company in ``folder``; ``ports=None`` picks free ports."""
+        folder = Path(folder)
+        store = store_engine(folder / "company.db")
+        sb = cls(folder=folder, store=store)
+        cert, _key = ensure_certificate(folder)
+        tls = server_context(folder)
+        for system, (module_name, use_tls) in HTTP_SYSTEMS.items():
+            module = importlib.import_module(module_name)
+            app = module.build_app(store, folder)
+            port = (ports or {}).get(system, 0)
+            sb.servers[system] = serve(app, port=port, tls=tls if use_tls else None)
+        from customer_health.sandbox.smtp_sink import start_smtp
+
+        sb.smtp = start_smtp(store, port=(ports or {}).get("smtp", 0))
+        sb.endpoints = {
+            system: running.base_url for system, running in sb.servers.items()
+        } | {
+            "smtp_host": "127.0.0.1",
+            "smtp_port": sb.smtp.port,
+            "ca_cert": str(cert),
+            "product_db_url": f"sqlite:///{folder / 'product.db'}",
+            "store_db": str(folder / "company.db"),
+        }
+        (folder / "endpoints.json").write_text(json.dumps(sb.endpoints, indent=2))
+        return sb
+
+    def stop(self) -> None:
+        """Stop every server."""
+        for running in self.servers.values():
+            running.stop()
+        if self.smtp is not None:
+            self.smtp.stop()
+
+    # -- faults, for tests and for trying the pipeline's resilience by hand -----------------
+    def inject_fault(
+        self,
+        system: str,
+        kind: str,
+        *,
+        path_regex: str = "",
+        method: str = "*",
+        times: int = 1,
+        retry_after: float | None = None,
+        skip: int = 0,
+    ) -> None:
+        """Arm a fault: the next ``times`` matching requests (after ``skip``) get ``kind``.
+
+        Kinds: ``rate_limit`` (429 + Retry-After), ``server_error`` (503), ``timeout`` (the
+        server hangs ``retry_after`` seconds), ``expired_session`` (401), ``malformed`` (a record
+        with a broken field in the next page), ``duplicate_page`` (the next page is served twice).
+        """
+        with self.store.begin() as conn:
+            conn.execute(
+                insert(sandbox_faults).values(
+                    system=system,
+                    kind=kind,
+                    path_regex=path_regex,
+                    method=method,
+                    remaining=times,
+                    retry_after=retry_after,
+                    skip=skip,
+                )
+            )
+
+    def clear_faults(self) -> None:
+        """Disarm every fault."""
+        with self.store.begin() as conn:
+            conn.execute(delete(sandbox_faults))

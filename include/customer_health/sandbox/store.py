@@ -1,0 +1,332 @@
+"""The sandbox's own data: what Salesforce, Zendesk, Stripe and the marketing tool "hold".
+
+The synthetic company is generated into one SQLite file (``company.db``) whose tables mirror the
+objects each API serves, with the API's own field names, so the loopback servers serialize rows
+directly. The product database is a separate file (``product.db``, see ``product_db.py``) reached
+through SQLAlchemy, like a customer's own application database would be.
+
+Besides the source objects the store keeps:
+* ``sandbox_writes`` - every write any client made (tests count these: "exactly one Task");
+* ``sandbox_faults`` - faults switched on per endpoint (429, 5xx, timeouts, expired sessions,
+  malformed records, duplicated pages), each with a remaining count;
+* ``truth_account`` - the generator's hidden ground truth (trajectory, churn date). The pipeline
+  never reads it; only tests and benchmarks that judge the model do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+
+store_metadata = MetaData()
+
+# ----------------------------------------------------------------------------- Salesforce objects
+sf_user = Table(
+    "sf_user",
+    store_metadata,
+    Column("Id", String(18), primary_key=True),
+    Column("Name", String(255)),
+    Column("Email", String(255)),
+    Column("Title", String(255)),
+    Column("UserRoleName", String(80)),  # "Customer Success Manager", "VP Customer Success", ...
+    Column("IsActive", Boolean),
+    Column("CreatedDate", DateTime),
+    Column("SystemModstamp", DateTime, index=True),
+)
+
+sf_account = Table(
+    "sf_account",
+    store_metadata,
+    Column("Id", String(18), primary_key=True),
+    Column("Name", String(255)),
+    Column("ParentId", String(18)),
+    Column("OwnerId", String(18)),
+    Column("Industry", String(80)),
+    Column("Type", String(40)),
+    Column("Plan__c", String(40)),  # starter | growth | enterprise
+    Column("Seats__c", Integer),
+    Column("ARR__c", Float),
+    Column("Customer_Since__c", Date),
+    Column("Product_Account_Id__c", String(40)),
+    # Health writeback fields (written by the pipeline's CRM writeback).
+    Column("Health_Score__c", Float),
+    Column("Health_Zone__c", String(20)),
+    Column("Health_Trend__c", String(40)),
+    Column("Health_Drivers__c", Text),
+    Column("Health_Updated__c", DateTime),
+    Column("CreatedDate", DateTime),
+    Column("SystemModstamp", DateTime, index=True),
+    Column("IsDeleted", Boolean, default=False),
+)
+
+sf_contact = Table(
+    "sf_contact",
+    store_metadata,
+    Column("Id", String(18), primary_key=True),
+    Column("AccountId", String(18), index=True),
+    Column("FirstName", String(80)),
+    Column("LastName", String(80)),
+    Column("Email", String(255)),
+    Column("Title", String(128)),
+    Column("Executive_Sponsor__c", Boolean),
+    Column("CreatedDate", DateTime),
+    Column("SystemModstamp", DateTime, index=True),
+    Column("IsDeleted", Boolean, default=False),
+)
+
+sf_task = Table(
+    "sf_task",
+    store_metadata,
+    Column("Id", String(18), primary_key=True),
+    Column("AccountId", String(18), index=True),
+    Column("WhatId", String(18)),
+    Column("WhoId", String(18)),
+    Column("OwnerId", String(18)),
+    Column("Subject", String(255)),
+    Column("Type", String(40)),  # Call | Email | Meeting | Other
+    Column("Status", String(40)),  # Not Started | In Progress | Completed
+    Column("Priority", String(20)),
+    Column("ActivityDate", Date),
+    Column("Description", Text),
+    Column("Executive_Touch__c", Boolean),  # a touch with the account's executive sponsor
+    Column("Outreach_Responded__c", Boolean),  # outreach e-mail the customer answered (NULL: n/a)
+    Column("Health_Action_Key__c", String(120), unique=True),  # external id for idempotent upsert
+    Column("CreatedDate", DateTime),
+    Column("SystemModstamp", DateTime, index=True),
+    Column("IsDeleted", Boolean, default=False),
+)
+
+sf_opportunity = Table(
+    "sf_opportunity",
+    store_metadata,
+    Column("Id", String(18), primary_key=True),
+    Column("AccountId", String(18), index=True),
+    Column("Name", String(255)),
+    Column("Type", String(40)),  # Renewal | Expansion | New Business
+    Column("StageName", String(40)),
+    Column("Amount", Float),
+    Column("CloseDate", Date),
+    Column("IsClosed", Boolean),
+    Column("IsWon", Boolean),
+    Column("CreatedDate", DateTime),
+    Column("SystemModstamp", DateTime, index=True),
+    Column("IsDeleted", Boolean, default=False),
+)
+
+sf_nps_response = Table(  # custom object NPS_Response__c
+    "sf_nps_response",
+    store_metadata,
+    Column("Id", String(18), primary_key=True),
+    Column("Account__c", String(18), index=True),
+    Column("Contact__c", String(18)),
+    Column("Score__c", Integer),
+    Column("Comment__c", Text),
+    Column("Responded_At__c", DateTime),
+    Column("CreatedDate", DateTime),
+    Column("SystemModstamp", DateTime, index=True),
+    Column("IsDeleted", Boolean, default=False),
+)
+
+# ----------------------------------------------------------------------------- Zendesk objects
+zd_organization = Table(
+    "zd_organization",
+    store_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(255)),
+    Column("external_id", String(40)),  # Salesforce Account Id (sometimes 15-char, sometimes none)
+    Column("created_at", DateTime),
+    Column("updated_at", DateTime, index=True),
+)
+
+zd_ticket = Table(
+    "zd_ticket",
+    store_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("organization_id", Integer, index=True),
+    Column("requester_id", Integer),
+    Column("subject", String(255)),
+    Column("type", String(20)),  # question | incident | problem | task
+    Column("priority", String(20)),  # low | normal | high | urgent
+    Column("status", String(20)),  # new | open | pending | solved | closed
+    Column("tags", JSON),  # e.g. ["how_to"], ["complaint", "billing"]
+    Column("created_at", DateTime),
+    Column("updated_at", DateTime, index=True),
+    Column("solved_at", DateTime),
+    Column("reopens", Integer),
+    Column("replies", Integer),
+    Column("full_resolution_time_in_minutes", Integer),
+    Column("first_reply_time_in_minutes", Integer),
+)
+
+zd_satisfaction_rating = Table(
+    "zd_satisfaction_rating",
+    store_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("ticket_id", Integer, index=True),
+    Column("organization_id", Integer),
+    Column("requester_id", Integer),
+    Column("score", String(20)),  # good | bad
+    Column("comment", Text),
+    Column("created_at", DateTime, index=True),
+    Column("updated_at", DateTime),
+)
+
+# ----------------------------------------------------------------------------- Stripe objects
+stripe_customer = Table(
+    "stripe_customer",
+    store_metadata,
+    Column("id", String(40), primary_key=True),  # cus_...
+    Column("email", String(255)),
+    Column("name", String(255)),
+    Column("metadata", JSON),  # {"salesforce_account_id": ..., "product_account_id": ...}
+    Column("created", Integer, index=True),  # unix seconds, as Stripe
+)
+
+stripe_subscription = Table(
+    "stripe_subscription",
+    store_metadata,
+    Column("id", String(40), primary_key=True),  # sub_...
+    Column("customer", String(40), index=True),
+    Column("status", String(20)),  # active | past_due | canceled | unpaid
+    Column("quantity", Integer),
+    Column("unit_amount", Integer),  # cents per seat per interval
+    Column("interval", String(10)),  # month | year
+    Column("created", Integer, index=True),
+    Column("canceled_at", Integer),
+    Column("cancel_at_period_end", Boolean),
+    Column("current_period_start", Integer),
+    Column("current_period_end", Integer),
+    Column("metadata", JSON),
+)
+
+stripe_invoice = Table(
+    "stripe_invoice",
+    store_metadata,
+    Column("id", String(40), primary_key=True),  # in_...
+    Column("customer", String(40), index=True),
+    Column("subscription", String(40)),
+    Column("charge", String(40)),  # ch_...
+    Column("status", String(20)),  # draft | open | paid | uncollectible | void
+    Column("subtotal", Integer),
+    Column("usage_amount", Integer),  # metered-usage line, cents
+    Column("amount_due", Integer),
+    Column("amount_paid", Integer),
+    Column("attempt_count", Integer),
+    Column("created", Integer, index=True),
+    Column("due_date", Integer),
+    Column("paid_at", Integer),
+    Column("period_start", Integer),
+    Column("period_end", Integer),
+)
+
+stripe_dispute = Table(
+    "stripe_dispute",
+    store_metadata,
+    Column("id", String(40), primary_key=True),  # dp_...
+    Column("charge", String(40)),
+    Column("amount", Integer),
+    Column("status", String(30)),
+    Column("reason", String(40)),
+    Column("created", Integer, index=True),
+)
+
+# ----------------------------------------------------------------------------- marketing tool
+mk_list = Table(  # HubSpot-style static lists = campaigns/sequences
+    "mk_list",
+    store_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(255)),
+    Column("kind", String(30)),  # upsell | expansion | engagement | advocacy | nurture | newsletter
+)
+
+mk_membership = Table(
+    "mk_membership",
+    store_metadata,
+    Column("list_id", Integer, primary_key=True),
+    Column("email", String(255), primary_key=True),
+    Column("status", String(20)),  # active | paused
+    Column("updated_at", DateTime),
+)
+
+# ----------------------------------------------------------------------------- bookkeeping
+sandbox_writes = Table(
+    "sandbox_writes",
+    store_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("system", String(20), index=True),  # salesforce | zendesk | stripe | slack | smtp | marketing
+    Column("method", String(10)),
+    Column("path", Text),
+    Column("object", String(60)),
+    Column("record_id", String(120)),
+    Column("external_id", String(200)),
+    Column("idempotency_key", String(200)),
+    Column("created", Boolean),  # False when an upsert/idempotent replay changed nothing new
+    Column("body", JSON),
+    Column("at", DateTime),
+)
+
+sandbox_faults = Table(
+    "sandbox_faults",
+    store_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("system", String(20)),
+    Column("method", String(10)),  # "*" for any
+    Column("path_regex", Text),
+    Column("kind", String(30)),  # rate_limit | server_error | timeout | expired_session | malformed | duplicate_page
+    Column("remaining", Integer),  # how many requests it still hits
+    Column("retry_after", Float),
+    Column("skip", Integer, default=0),  # let this many matching requests through first
+)
+
+truth_account = Table(  # hidden ground truth, never read by the pipeline
+    "truth_account",
+    store_metadata,
+    Column("account_id", String(18), primary_key=True),
+    Column("trajectory", String(30)),
+    Column("trajectory_start", Date),
+    Column("churn_date", Date),
+    Column("expansion_date", Date),
+    Column("contraction_date", Date),
+    Column("plan", String(40)),
+    Column("seats", Integer),
+)
+
+sandbox_meta = Table(
+    "sandbox_meta",
+    store_metadata,
+    Column("key", String(60), primary_key=True),
+    Column("value", Text),
+)
+
+
+def _pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def store_engine(path: str | Path) -> Engine:
+    """An engine on the sandbox store file at ``path`` (created with its tables if missing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    eng = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30, "check_same_thread": False})
+    event.listen(eng, "connect", _pragmas)
+    store_metadata.create_all(eng)
+    return eng

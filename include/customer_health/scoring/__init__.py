@@ -1,0 +1,1 @@
+"""Scoring for customer health."""

@@ -1,0 +1,1 @@
+"""Validation for customer health."""
