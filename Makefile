@@ -47,3 +47,10 @@ lock:  ## re-resolve constraints.txt from requirements.txt
 clean:  ## stop the sandbox and remove all local state except the venv
 	-$(PY) -m customer_health.sandbox stop
 	rm -rf .local/airflow .local/sandbox .local/warehouse.db*
+
+# Until the first release the initial migration is regenerated from schema.py; after it,
+# schema changes get a new revision: `$(PY) -m customer_health.warehouse.migrate revision "msg"`.
+migration-regen: venv
+	rm -f include/customer_health/warehouse/migrations/versions/0001_initial_schema.py /tmp/ch_regen.db
+	$(PY) -c "from alembic import command; from customer_health.warehouse.migrate import alembic_config; from customer_health.warehouse.engine import get_engine; command.revision(alembic_config(get_engine('sqlite:////tmp/ch_regen.db')), message='initial schema', autogenerate=True, rev_id='0001')"
+	rm -f /tmp/ch_regen.db
