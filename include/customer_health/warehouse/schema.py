@@ -323,6 +323,18 @@ account_crosswalk = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
+account_identity_map = Table(
+    # Every source identity mapped to its account (several Zendesk orgs or Stripe customers can
+    # map to one account: duplicates in the source systems). Signal SQL joins through this.
+    "account_identity_map",
+    metadata,
+    Column("system", String(20), primary_key=True),  # salesforce | zendesk | stripe | product
+    Column("source_id", String(80), primary_key=True),
+    Column("account_key", String(18), nullable=False, index=True),
+    Column("match_method", String(40), nullable=False),  # e.g. external_id, external_id_15, metadata, email
+    Column("updated_at", DateTime, nullable=False),
+)
+
 crosswalk_unmapped = Table(
     "crosswalk_unmapped",
     metadata,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 11:44:48.916197
+Create Date: 2026-11-23 11:46:43.047421
 """
 
 from alembic import op
@@ -33,6 +33,17 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_account_crosswalk_product_account_id'), ['product_account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_account_crosswalk_stripe_customer_id'), ['stripe_customer_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_account_crosswalk_zendesk_org_id'), ['zendesk_org_id'], unique=False)
+
+    op.create_table('account_identity_map',
+    sa.Column('system', sa.String(length=20), nullable=False),
+    sa.Column('source_id', sa.String(length=80), nullable=False),
+    sa.Column('account_key', sa.String(length=18), nullable=False),
+    sa.Column('match_method', sa.String(length=40), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('system', 'source_id', name=op.f('pk_account_identity_map'))
+    )
+    with op.batch_alter_table('account_identity_map', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_account_identity_map_account_key'), ['account_key'], unique=False)
 
     op.create_table('action_outbox',
     sa.Column('idempotency_key', sa.String(length=200), nullable=False),
@@ -533,6 +544,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_action_outbox_account_key'))
 
     op.drop_table('action_outbox')
+    with op.batch_alter_table('account_identity_map', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_account_identity_map_account_key'))
+
+    op.drop_table('account_identity_map')
     with op.batch_alter_table('account_crosswalk', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_account_crosswalk_zendesk_org_id'))
         batch_op.drop_index(batch_op.f('ix_account_crosswalk_stripe_customer_id'))
