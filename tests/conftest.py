@@ -18,8 +18,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from customer_health.warehouse.engine import engine_for
-from customer_health.warehouse.migrate import upgrade_to_head
+from customer_health.warehouse.engine import engine_for  # noqa: E402
+from customer_health.warehouse.migrate import upgrade_to_head  # noqa: E402
 from sqlalchemy import create_engine, text
 
 PG_ADMIN_URL = os.environ.get("CUSTOMER_HEALTH_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")

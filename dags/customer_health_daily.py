@@ -1,0 +1,118 @@
+"""
+### Customer health — daily run
+
+Scores every customer 0–100 for the logical date **D** (the start of the run's data interval)
+and acts on the result.
+
+1. **Extract** Salesforce, Zendesk, Stripe and the product database into the warehouse's raw
+   tables (incremental, watermarked; malformed records are quarantined and counted).
+2. **Crosswalk** the four identities onto the Salesforce account.
+3. **Signals** as of D (point in time: nothing after D is used), **score**, zone, trend and
+   drivers into `health_scores` (an Asset), keyed by (account, D, model version).
+4. **Actions**: decide from zone transitions into `action_outbox`, then dispatch one task per
+   action type with pending rows. Backfill runs and runs with `dispatch=false` dispatch nothing.
+
+Reads: connections `health_salesforce`, `health_zendesk`, `health_stripe`, `health_product_db`.
+Writes: the warehouse (`health_warehouse`, default `.local/warehouse.db`), and through the
+action targets Salesforce, Slack, e-mail and the marketing tool.
+Owner: data engineering. Logic lives in `include/customer_health`; this file only wires it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from customer_health.assets import HEALTH_SCORES
+
+DEFAULT_ARGS = {
+    "owner": "data-engineering",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+}
+
+
+@dag(
+    dag_id="customer_health_daily",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["customer-health"],
+    doc_md=__doc__,
+    params={
+        "dispatch": Param(True, type="boolean", description="Deliver actions (false: decide and record only)."),
+        "model_version": Param(
+            None, type=["null", "string"], description="Score with this registered model version (default: active)."
+        ),
+    },
+)
+def customer_health_daily():
+    @task
+    def migrate_warehouse() -> dict:
+        """Apply pending warehouse migrations."""
+        from customer_health import pipeline
+
+        return pipeline.migrate_warehouse()
+
+    @task(retries=3)
+    def extract_salesforce(data_interval_end=None) -> dict:
+        """Salesforce → raw_sf_* (SystemModstamp watermark, deleted records included)."""
+        from customer_health import pipeline
+
+        return pipeline.extract_salesforce(data_interval_end.replace(tzinfo=None))
+
+    @task(retries=3)
+    def extract_zendesk(data_interval_end=None) -> dict:
+        """Zendesk → raw_zd_* (incremental cursor export with ticket metrics)."""
+        from customer_health import pipeline
+
+        return pipeline.extract_zendesk(data_interval_end.replace(tzinfo=None))
+
+    @task(retries=3)
+    def extract_stripe(data_interval_end=None) -> dict:
+        """Stripe → raw_stripe_* (created windows plus a trailing re-read of changing objects)."""
+        from customer_health import pipeline
+
+        return pipeline.extract_stripe(data_interval_end.replace(tzinfo=None))
+
+    @task(retries=3)
+    def extract_product(data_interval_end=None) -> dict:
+        """Product DB → daily usage aggregates, computed in the product DB's SQL."""
+        from customer_health import pipeline
+
+        return pipeline.extract_product(data_interval_end.replace(tzinfo=None))
+
+    @task
+    def build_crosswalk() -> dict:
+        """Map Zendesk, Stripe and product identities onto Salesforce accounts."""
+        from customer_health import pipeline
+
+        return pipeline.build_crosswalk()
+
+    @task
+    def compute_signals(data_interval_start=None) -> dict:
+        """Point-in-time signals as of D into signal_values."""
+        from customer_health import pipeline
+
+        return pipeline.compute_signals(data_interval_start.date())
+
+    @task(outlets=[HEALTH_SCORES])
+    def score_accounts(data_interval_start=None, params=None) -> dict:
+        """Scores, zones, trends, drivers and priority as of D into health_scores."""
+        from customer_health import pipeline
+
+        return pipeline.score(data_interval_start.date(), params.get("model_version"))
+
+    migrated = migrate_warehouse()
+    extracted = [extract_salesforce(), extract_zendesk(), extract_stripe(), extract_product()]
+    crosswalk = build_crosswalk()
+    signals = compute_signals()
+    scores = score_accounts()
+    migrated >> extracted >> crosswalk >> signals >> scores
+
+
+customer_health_daily()
+

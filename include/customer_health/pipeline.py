@@ -1,0 +1,125 @@
+"""The steps of one daily run, as plain functions of the logical date.
+
+The DAG files call these and nothing else: each step takes the as-of date (and, for
+extraction, the exclusive upper bound of the data interval), does its work in the warehouse and
+returns a small dict of counts that is safe to put in XCom. No step returns data.
+
+The as-of date D of a run is the start of its data interval: the run for D scores the day D
+using data up to the end of D (``until`` = the interval end).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from customer_health import settings
+from customer_health.warehouse.engine import connection_to_url, engine_for, get_engine
+from customer_health.warehouse.migrate import current_revision, upgrade_to_head
+
+log = logging.getLogger(__name__)
+
+
+def warehouse() -> Engine:
+    """The warehouse engine (connection ``health_warehouse`` or the embedded default)."""
+    return get_engine()
+
+
+def connection_engine(conn_id: str) -> Engine:
+    """A SQLAlchemy engine for a database reached through an Airflow connection."""
+    from airflow.sdk import BaseHook
+
+    return engine_for(connection_to_url(BaseHook.get_connection(conn_id)))
+
+
+# ----------------------------------------------------------------------------- warehouse
+def migrate_warehouse() -> dict[str, Any]:
+    """Bring the warehouse schema to the latest migration (a no-op when it is there)."""
+    engine = warehouse()
+    upgrade_to_head(engine)
+    return {"revision": current_revision(engine), "dialect": engine.dialect.name}
+
+
+# ----------------------------------------------------------------------------- extraction
+def extract_salesforce(until: datetime) -> dict[str, Any]:
+    """Salesforce objects changed up to ``until`` into raw_sf_* tables."""
+    from customer_health.sources.salesforce import run_salesforce_extraction
+
+    return run_salesforce_extraction(settings.SALESFORCE_CONN_ID, warehouse(), until)
+
+
+def extract_zendesk(until: datetime) -> dict[str, Any]:
+    """Zendesk organizations, tickets (with metrics) and ratings into raw_zd_* tables."""
+    from customer_health.sources.zendesk import run_zendesk_extraction
+
+    return run_zendesk_extraction(settings.ZENDESK_CONN_ID, warehouse(), until)
+
+
+def extract_stripe(until: datetime) -> dict[str, Any]:
+    """Stripe customers, subscriptions, invoices and disputes into raw_stripe_* tables."""
+    from customer_health.sources.stripe import run_stripe_extraction
+
+    return run_stripe_extraction(settings.STRIPE_CONN_ID, warehouse(), until)
+
+
+def extract_product(until: datetime) -> dict[str, Any]:
+    """Daily product usage, aggregated in the product database, into raw_product_* tables."""
+    from customer_health.sources.product import extract_product as run
+
+    return run(connection_engine(settings.PRODUCT_DB_CONN_ID), warehouse(), until).as_dict()
+
+
+def build_crosswalk() -> dict[str, Any]:
+    """Resolve every system's identity onto the Salesforce account."""
+    from customer_health.sources.crosswalk import build_crosswalk as run
+
+    return run(warehouse()).as_dict()
+
+
+# ----------------------------------------------------------------------------- scoring
+def active_model_config(version: str | None = None):
+    """The model config to score with: ``version`` from the registry, else the shipped default."""
+    from customer_health.scoring.model_config import default_model_path, load_model_config
+
+    if version:
+        from sqlalchemy import select
+
+        from customer_health.warehouse.schema import model_versions
+
+        with warehouse().connect() as conn:
+            yaml_text = conn.execute(
+                select(model_versions.c.config_yaml).where(model_versions.c.version == version)
+            ).scalar_one_or_none()
+        if yaml_text is None:
+            raise ValueError(
+                f"model version {version!r} is not in the model registry (table model_versions); "
+                "run without the model_version param to use the active default"
+            )
+        return load_model_config(yaml_text)
+    return load_model_config(default_model_path())
+
+
+def compute_signals(as_of: date) -> dict[str, Any]:
+    """Point-in-time signals for every active customer on ``as_of``."""
+    from customer_health.scoring.signals import compute_signals as run
+    from customer_health.scoring.signals import write_signal_values
+
+    frame = run(warehouse(), as_of)
+    written = write_signal_values(warehouse(), frame)
+    return {"as_of": as_of.isoformat(), "accounts": int(len(frame)), "values": int(written)}
+
+
+def score(as_of: date, model_version: str | None = None) -> dict[str, Any]:
+    """Score every active customer on ``as_of`` and write the history row for that date."""
+    from customer_health.scoring.engine import ensure_model_registered, score_date
+    from customer_health.scoring.signals import compute_signals as signals_for
+
+    config = active_model_config(model_version)
+    engine = warehouse()
+    ensure_model_registered(engine, config)
+    signals = signals_for(engine, as_of)
+    report = score_date(engine, as_of, config, signals)
+    return report.as_dict() if hasattr(report, "as_dict") else dict(report)
