@@ -24,6 +24,10 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 from customer_health.assets import HEALTH_SCORES
+from customer_health.pipeline import action_types
+
+# One dispatch task per action type in the rules file (config/actions_v1.yaml).
+ACTION_TYPES = action_types()
 
 DEFAULT_ARGS = {
     "owner": "data-engineering",
@@ -106,12 +110,66 @@ def customer_health_daily():
 
         return pipeline.score(data_interval_start.date(), params.get("model_version"))
 
+    @task
+    def decide_actions(data_interval_start=None, dag_run=None, params=None) -> dict:
+        """Zone transitions → action_outbox rows (suppressed in backfills and with dispatch=false)."""
+        from customer_health import pipeline
+
+        return pipeline.decide_actions(
+            data_interval_start.date(), str(dag_run.run_type), bool(params["dispatch"]), params.get("model_version")
+        )
+
+    @task.branch
+    def route_actions(decided: dict, data_interval_start=None) -> list[str]:
+        """Follow only the action types with pending rows; the rest show as skipped."""
+        from customer_health import pipeline
+
+        if not decided["deliverable"]:
+            return ["dispatch_disabled"]
+        pending = pipeline.action_batches(data_interval_start.date())
+        return ["crm_writeback"] + [f"plan_{action_type}" for action_type in sorted(pending)]
+
+    @task(task_id="dispatch_disabled")
+    def dispatch_disabled(dag_run=None) -> str:
+        """Backfill run or dispatch=false: actions were recorded, none is sent."""
+        return f"no dispatch for run type {dag_run.run_type}"
+
+    @task(retries=3)
+    def crm_writeback(data_interval_start=None, params=None) -> dict:
+        """Health fields on every changed Salesforce Account (composite collections)."""
+        from customer_health import pipeline
+
+        return pipeline.crm_writeback(data_interval_start.date(), params.get("model_version"))
+
+    @task
+    def plan(action_type: str, data_interval_start=None) -> list[list[str]]:
+        """This action type's pending outbox keys, in batches (one mapped dispatch each)."""
+        from customer_health import pipeline
+
+        return pipeline.action_batches(data_interval_start.date()).get(action_type, [])
+
+    @task(retries=3, max_active_tis_per_dagrun=4)
+    def dispatch(action_type: str, keys: list[str]) -> dict:
+        """Deliver one batch exactly once (outbox claim + the target's own idempotency)."""
+        from customer_health import pipeline
+
+        return pipeline.dispatch_batch(action_type, keys)
+
     migrated = migrate_warehouse()
     extracted = [extract_salesforce(), extract_zendesk(), extract_stripe(), extract_product()]
     crosswalk = build_crosswalk()
     signals = compute_signals()
     scores = score_accounts()
     migrated >> extracted >> crosswalk >> signals >> scores
+
+    decided = decide_actions()
+    scores >> decided
+    route = route_actions(decided)
+    route >> [dispatch_disabled(), crm_writeback()]
+    for action_type in ACTION_TYPES:
+        batches = plan.override(task_id=f"plan_{action_type}")(action_type)
+        route >> batches
+        dispatch.override(task_id=f"dispatch_{action_type}").partial(action_type=action_type).expand(keys=batches)
 
 
 customer_health_daily()

@@ -123,3 +123,52 @@ def score(as_of: date, model_version: str | None = None) -> dict[str, Any]:
     signals = signals_for(engine, as_of)
     report = score_date(engine, as_of, config, signals)
     return report.as_dict() if hasattr(report, "as_dict") else dict(report)
+
+
+# ----------------------------------------------------------------------------- actions
+def action_types() -> list[str]:
+    """Every action type of the rules file (the DAG creates one dispatch task per type)."""
+    from customer_health.actions.config import load_action_rules
+
+    return sorted(load_action_rules().actions)
+
+
+def decide_actions(as_of: date, run_type: str, dispatch_param: bool, model_version: str | None = None) -> dict[str, Any]:
+    """Decide the day's actions into the outbox; backfills and dispatch=false record them suppressed."""
+    from customer_health.actions.config import load_action_rules
+    from customer_health.actions.decide import decide_actions as run
+    from customer_health.actions.outbox import dispatch_allowed
+
+    version = active_model_config(model_version).version
+    deliverable = dispatch_allowed(run_type, dispatch_param)
+    report = run(warehouse(), as_of, version, load_action_rules(), deliverable=deliverable)
+    return report.summary() | {"deliverable": deliverable, "run_type": run_type}
+
+
+def action_batches(as_of: date) -> dict[str, list[list[str]]]:
+    """Pending outbox keys per action type, in batches for dynamic task mapping."""
+    from customer_health.actions.outbox import pending_batches
+
+    return pending_batches(warehouse(), as_of)
+
+
+def dispatch_batch(action_type: str, keys: list[str]) -> dict[str, Any]:
+    """Deliver one batch of one action type through its real client."""
+    from customer_health.actions.config import load_action_rules
+    from customer_health.actions.dispatch import dispatch
+    from customer_health.actions.targets import clients_from_airflow
+
+    rules = load_action_rules()
+    clients = clients_from_airflow((rules.action(action_type).target,))
+    return dispatch(warehouse(), action_type, keys, clients, rules).summary()
+
+
+def crm_writeback(as_of: date, model_version: str | None = None) -> dict[str, Any]:
+    """Write score, zone, trend and drivers to every scored Salesforce Account that changed."""
+    from customer_health.actions.config import load_action_rules
+    from customer_health.actions.writeback import writeback_health_fields
+    from customer_health.sources.salesforce import HealthSalesforceHook
+
+    version = active_model_config(model_version).version
+    sf = HealthSalesforceHook(settings.SALESFORCE_CONN_ID).get_conn()
+    return writeback_health_fields(warehouse(), sf, as_of, version, load_action_rules()).summary()

@@ -30,6 +30,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 NAMING = {
@@ -382,6 +383,20 @@ health_scores = Table(
     Column("explanation", Text),  # one sentence a CSM reads
     Column("computed_at", DateTime, nullable=False),
     Index("ix_health_scores_as_of_date_model", "as_of_date", "model_version"),
+    # The dashboard's portfolio pages: zone counts, ARR and the 30-day movers of one (version,
+    # date) answered from the index alone, and a version's latest date found by one seek.
+    Index(
+        "ix_health_scores_version_date_portfolio",
+        "model_version", "as_of_date", "zone", "segment", "arr", "delta_30", "account_key",
+    ),
+    # Zone changes only (a few per account a year, not one per day): the dashboard's
+    # intervention analysis finds every entry into and recovery from At Risk through it.
+    Index(
+        "ix_health_scores_zone_changes",
+        "model_version", "as_of_date", "account_key", "zone", "previous_zone",
+        sqlite_where=text("zone <> previous_zone"),
+        postgresql_where=text("zone <> previous_zone"),
+    ),
 )
 
 health_score_rollups = Table(
@@ -436,7 +451,8 @@ action_outbox = Table(
     Column("action_type", String(40), nullable=False),
     Column("trigger_date", Date, nullable=False),
     Column("model_version", String(40), nullable=False),
-    Column("status", String(20), nullable=False),  # pending | sent | failed | suppressed
+    # pending | sending (claimed by a dispatcher) | sent | failed | suppressed
+    Column("status", String(20), nullable=False),
     Column("reason", Text, nullable=False),
     Column("payload", Text, nullable=False),  # JSON
     Column("target", String(40), nullable=False),  # salesforce | slack | email | marketing
@@ -446,5 +462,79 @@ action_outbox = Table(
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     Column("dispatched_at", DateTime),
+    Column("result", Text),  # JSON: what the target did (memberships paused, task ids, lists joined)
+    Column("resolved_at", DateTime),  # a sent task completed / a pause resumed by a later action
+    Column("resolved_by", String(200)),  # idempotency key of the action that resolved it
     Index("ix_action_outbox_status_type", "status", "action_type"),
+    # The dashboard's intervention analysis: an account's actions in a date range, from the index.
+    Index("ix_action_outbox_account_trigger", "account_key", "trigger_date", "action_type", "status"),
+)
+
+crm_writeback_state = Table(
+    # What the CRM writeback last wrote on each Salesforce Account, so an unchanged account is
+    # not written again (and a re-run writes nothing).
+    "crm_writeback_state",
+    metadata,
+    Column("account_key", String(18), primary_key=True),
+    Column("health_score", Float),
+    Column("health_zone", String(20)),
+    Column("health_trend", String(40)),
+    Column("health_drivers", Text),
+    Column("as_of_date", Date, nullable=False),
+    Column("model_version", String(40), nullable=False),
+    Column("written_at", DateTime, nullable=False),
+)
+
+# --------------------------------------------------------------------------- validation
+account_outcomes = Table(
+    # What happened to each account, derived from the raw tables (churn, contraction, expansion),
+    # one row per source event. Point in time: an outcome is known from ``occurred_on`` on.
+    # Rebuilt wholesale by validation.outcomes (deterministic), so a re-run changes nothing.
+    "account_outcomes",
+    metadata,
+    Column("account_key", String(18), primary_key=True),
+    Column("outcome", String(20), primary_key=True),  # churn | contraction | expansion
+    Column("source", String(40), primary_key=True),  # stripe_subscription | stripe_invoice | sf_opportunity
+    Column("source_id", String(80), primary_key=True),  # the source record's id
+    Column("occurred_on", Date, nullable=False),
+    Column("detail", Text),  # JSON: the facts that made it an outcome (amounts, stage, status)
+    Index("ix_account_outcomes_occurred_on", "occurred_on"),
+)
+
+model_audits = Table(
+    # Accuracy of a model version against outcomes: one row per (version, window, horizon, kind).
+    # kind: audit (the scores as they were) | holdout (a proposed model on held-out snapshots).
+    "model_audits",
+    metadata,
+    Column("model_version", String(40), primary_key=True),
+    Column("window_start", Date, primary_key=True),
+    Column("window_end", Date, primary_key=True),
+    Column("horizon_days", Integer, primary_key=True),
+    Column("kind", String(20), primary_key=True),
+    Column("threshold", Integer, nullable=False),  # flagged = score <= threshold
+    Column("observations", Integer, nullable=False),  # (account, snapshot date) pairs
+    Column("churners", Integer, nullable=False),
+    Column("roc_auc", Float),
+    Column("sensitivity", Float),
+    Column("specificity", Float),
+    Column("precision", Float),
+    Column("top_decile_lift", Float),
+    Column("metrics", Text, nullable=False),  # JSON: everything above plus zones, bands, FN/FP
+    Column("report_path", Text),
+    Column("audited_at", DateTime, nullable=False),
+)
+
+model_version_events = Table(
+    # The registry's audit trail: one row per transition of a model version (proposed, approved,
+    # retired, rejected). Transitions are idempotent, so a repeated call adds no second row.
+    "model_version_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("version", String(40), nullable=False, index=True),
+    Column("event", String(20), nullable=False),  # proposed | approved | retired | rejected
+    Column("from_status", String(20)),
+    Column("to_status", String(20), nullable=False),
+    Column("actor", String(120), nullable=False),
+    Column("note", Text),
+    Column("occurred_at", DateTime, nullable=False),
 )

@@ -1,0 +1,440 @@
+"""Decide actions for a date: health_scores -> rules -> action_outbox rows (status pending).
+
+``decide_actions`` reads the day's scores of one model version, the account's context (owner,
+contacts, executive sponsor, the VP of Customer Success, unused core features, healthy streak,
+rank in the day's population) and the account's earlier actions, applies the rules
+(``rules.py``) and writes one outbox row per action with the key
+``{account_key}:{action_type}:{trigger_date}:{model_version}``. Deciding a date twice inserts
+nothing new, and never touches a row already written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, case, func, or_, select
+
+from customer_health.actions import outbox
+from customer_health.actions.config import ActionRules, ActionSpec
+from customer_health.actions.rules import AccountHealth, PastAction, decide_for_account
+from customer_health.warehouse.schema import (
+    account_crosswalk,
+    action_outbox,
+    health_scores,
+    raw_product_feature,
+    raw_product_feature_daily,
+    raw_sf_account,
+    raw_sf_contact,
+    raw_sf_task,
+    raw_sf_user,
+)
+
+BACKFILL_NOTE = "decided by a run that does not dispatch (backfill or dispatch=false); not delivered"
+
+
+@dataclass
+class DecideReport:
+    """What deciding one date did."""
+
+    as_of: date
+    model_version: str
+    rules_version: str
+    accounts: int = 0
+    inserted: int = 0
+    already_decided: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+    suppressed: list[tuple[str, str, str]] = field(default_factory=list)  # (account, action, why)
+    withdrawn: int = 0  # pending rescue rows suppressed because the account recovered first
+
+    def summary(self) -> dict[str, Any]:
+        """A small JSON-able summary (fit for XCom)."""
+        return {
+            "as_of": self.as_of.isoformat(),
+            "model_version": self.model_version,
+            "rules_version": self.rules_version,
+            "accounts": self.accounts,
+            "inserted": self.inserted,
+            "already_decided": self.already_decided,
+            "by_type": dict(self.by_type),
+            "suppressed": len(self.suppressed),
+            "withdrawn": self.withdrawn,
+        }
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone an action is addressed to."""
+
+    id: str | None
+    name: str
+    email: str | None
+
+
+@dataclass
+class AccountContext:
+    """Who and what the account's actions address."""
+
+    owner_id: str
+    owner_is_queue: bool
+    contact_emails: list[str]
+    sponsor: Person | None
+
+
+# ----------------------------------------------------------------------------- reading
+def _load_drivers(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def load_account_health(conn: Connection, as_of: date, model_version: str, rules: ActionRules) -> list[AccountHealth]:
+    """Every account scored on ``as_of`` by ``model_version``, as the rules see it."""
+    hs = health_scores
+    rows = conn.execute(
+        select(
+            hs.c.account_key, hs.c.zone, hs.c.previous_zone, hs.c.score, hs.c.delta_30, hs.c.slope_90,
+            hs.c.arr, hs.c.explanation, hs.c.drivers,
+            raw_sf_account.c.name, raw_sf_account.c.plan, raw_sf_account.c.arr.label("account_arr"),
+            account_crosswalk.c.account_name, account_crosswalk.c.product_account_id,
+        )
+        .select_from(
+            hs.outerjoin(raw_sf_account, raw_sf_account.c.id == hs.c.account_key).outerjoin(
+                account_crosswalk, account_crosswalk.c.account_key == hs.c.account_key
+            )
+        )
+        .where(hs.c.as_of_date == as_of, hs.c.model_version == model_version)
+        .order_by(hs.c.account_key)
+    ).fetchall()
+    if not rows:
+        return []
+    scores = sorted(r.score for r in rows)
+    n = len(scores)
+    streaks = _healthy_streaks(conn, as_of, model_version)
+    unused = _unused_core_features(conn, as_of, rules.feature_usage_window_days)
+    accounts = []
+    for r in rows:
+        higher = n - _count_at_or_below(scores, r.score)
+        accounts.append(
+            AccountHealth(
+                account_key=r.account_key,
+                as_of=as_of,
+                zone=r.zone,
+                previous_zone=r.previous_zone,
+                score=r.score,
+                account_name=r.name or r.account_name,
+                delta_30=r.delta_30,
+                slope_90=r.slope_90,
+                arr=r.arr if r.arr is not None else r.account_arr,
+                plan=r.plan,
+                explanation=r.explanation,
+                drivers=_load_drivers(r.drivers),
+                healthy_streak_days=streaks.get(r.account_key, 0) if r.zone == "Healthy" else 0,
+                share_scoring_higher=higher / n,
+                unused_core_features=unused.get(r.product_account_id, ()) if r.product_account_id else (),
+            )
+        )
+    return accounts
+
+
+def _count_at_or_below(sorted_scores: list[int], score: int) -> int:
+    from bisect import bisect_right
+
+    return bisect_right(sorted_scores, score)
+
+
+def _healthy_streaks(conn: Connection, as_of: date, model_version: str) -> dict[str, int]:
+    """Days each account has been Healthy without a break, up to and including ``as_of``."""
+    hs = health_scores
+    last_not_healthy = func.max(case((hs.c.zone != "Healthy", hs.c.as_of_date), else_=None))
+    rows = conn.execute(
+        select(hs.c.account_key, last_not_healthy.label("broken"), func.min(hs.c.as_of_date).label("first"))
+        .where(hs.c.model_version == model_version, hs.c.as_of_date <= as_of)
+        .group_by(hs.c.account_key)
+    ).fetchall()
+    streaks = {}
+    for key, broken, first in rows:
+        start = (_as_date(broken) + timedelta(days=1)) if broken is not None else _as_date(first)
+        streaks[key] = max(0, (as_of - start).days + 1)
+    return streaks
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def _unused_core_features(conn: Connection, as_of: date, window_days: int) -> dict[str, tuple[str, ...]]:
+    """Per product account: core features (by name) with no use in the window ending ``as_of``."""
+    core = conn.execute(
+        select(raw_product_feature.c.feature_key, raw_product_feature.c.name)
+        .where(raw_product_feature.c.is_core.is_(True), raw_product_feature.c.is_deleted.is_(False))
+        .order_by(raw_product_feature.c.feature_key)
+    ).fetchall()
+    if not core:
+        return {}
+    fd = raw_product_feature_daily
+    used = conn.execute(
+        select(fd.c.account_id, fd.c.feature_key)
+        .where(fd.c.day > as_of - timedelta(days=window_days), fd.c.day <= as_of, or_(fd.c.users > 0, fd.c.events > 0))
+        .group_by(fd.c.account_id, fd.c.feature_key)
+    ).fetchall()
+    used_by: dict[str, set[str]] = defaultdict(set)
+    for account_id, feature_key in used:
+        used_by[account_id].add(feature_key)
+    accounts = {r[0] for r in conn.execute(select(account_crosswalk.c.product_account_id)).fetchall() if r[0]}
+    return {
+        a: tuple(name or key for key, name in core if key not in used_by.get(a, set())) for a in accounts
+    }
+
+
+def load_history(conn: Connection, account_keys: list[str], as_of: date, rules: ActionRules) -> dict[str, list[PastAction]]:
+    """Earlier outbox rows per account, with whether each is still open."""
+    if not account_keys:
+        return {}
+    longest = max((a.cooldown_days for a in rules.actions.values()), default=0)
+    ob = action_outbox
+    rows = conn.execute(
+        select(ob.c.idempotency_key, ob.c.account_key, ob.c.action_type, ob.c.trigger_date, ob.c.status,
+               ob.c.resolved_at, raw_sf_task.c.status.label("task_status"))
+        .select_from(ob.outerjoin(raw_sf_task, raw_sf_task.c.health_action_key == ob.c.idempotency_key))
+        .where(
+            ob.c.trigger_date < as_of,
+            or_(
+                ob.c.trigger_date >= as_of - timedelta(days=longest),
+                and_(ob.c.status.in_([outbox.PENDING, outbox.SENDING, outbox.SENT]), ob.c.resolved_at.is_(None)),
+            ),
+        )
+    ).fetchall()
+    wanted = set(account_keys)
+    history: dict[str, list[PastAction]] = defaultdict(list)
+    for r in rows:
+        if r.account_key not in wanted:
+            continue
+        spec = rules.actions.get(r.action_type)
+        history[r.account_key].append(
+            PastAction(r.idempotency_key, r.action_type, _as_date(r.trigger_date), r.status, _is_open(r, spec))
+        )
+    return history
+
+
+def _is_open(row: Any, spec: ActionSpec | None) -> bool:
+    if row.status in (outbox.PENDING, outbox.SENDING):
+        return True
+    if row.status != outbox.SENT or row.resolved_at is not None or spec is None:
+        return False
+    if spec.kind == "salesforce_task":
+        return (row.task_status or "") != "Completed"
+    return spec.kind == "campaign_status" and spec.status == "paused"
+
+
+def load_contexts(conn: Connection, account_keys: list[str], rules: ActionRules) -> dict[str, AccountContext]:
+    """Owner (or the default queue), contact e-mails and executive sponsor per account."""
+    active_users = {
+        r.id
+        for r in conn.execute(
+            select(raw_sf_user.c.id).where(raw_sf_user.c.is_active.is_(True), raw_sf_user.c.is_deleted.is_(False))
+        )
+    }
+    owners = dict(
+        conn.execute(select(raw_sf_account.c.id, raw_sf_account.c.owner_id).where(raw_sf_account.c.id.in_(account_keys)))
+        .tuples()
+        .all()
+    )
+    contacts: dict[str, list[Any]] = defaultdict(list)
+    for c in conn.execute(
+        select(raw_sf_contact)
+        .where(raw_sf_contact.c.account_id.in_(account_keys), raw_sf_contact.c.is_deleted.is_(False))
+        .order_by(raw_sf_contact.c.id)
+    ):
+        contacts[c.account_id].append(c)
+    contexts = {}
+    for key in account_keys:
+        owner = owners.get(key)
+        people = contacts.get(key, [])
+        sponsor = next((c for c in people if c.is_executive_sponsor), None)
+        contexts[key] = AccountContext(
+            owner_id=owner if owner in active_users else rules.default_queue_user_id,
+            owner_is_queue=owner not in active_users,
+            contact_emails=sorted({c.email.strip().lower() for c in people if c.email}),
+            sponsor=Person(sponsor.id, f"{sponsor.first_name or ''} {sponsor.last_name or ''}".strip(), sponsor.email)
+            if sponsor is not None
+            else None,
+        )
+    return contexts
+
+
+def load_vp_customer_success(conn: Connection, rules: ActionRules) -> Person | None:
+    """The active user holding the VP of Customer Success role."""
+    row = conn.execute(
+        select(raw_sf_user.c.id, raw_sf_user.c.name, raw_sf_user.c.email)
+        .where(
+            raw_sf_user.c.role == rules.vp_customer_success_role,
+            raw_sf_user.c.is_active.is_(True),
+            raw_sf_user.c.is_deleted.is_(False),
+        )
+        .order_by(raw_sf_user.c.id)
+    ).first()
+    return Person(row.id, row.name, row.email) if row else None
+
+
+# ----------------------------------------------------------------------------- payloads
+def build_payload(
+    spec: ActionSpec,
+    account: AccountHealth,
+    reason: str,
+    key: str,
+    ctx: AccountContext,
+    vp: Person | None,
+    related: tuple[str, ...],
+    rules: ActionRules,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The payload the dispatcher delivers, or ``(None, why)`` when there is nobody to address."""
+    features = list(account.unused_core_features)
+    if spec.kind == "salesforce_task":
+        due = account.as_of + timedelta(days=spec.due_in_days)
+        owner = vp.id if spec.action_type == "emergency_review_task" and vp and vp.id else ctx.owner_id
+        lines = [reason, "", f"Due {due.isoformat()}."]
+        if spec.action_type == "checkin_task":
+            lines.append("Call the customer within 48 hours: confirm what changed and agree next steps.")
+        if spec.action_type == "emergency_review_task":
+            sponsor = ctx.sponsor.name if ctx.sponsor else "no executive sponsor on record"
+            vp_name = vp.name if vp else "the VP of Customer Success"
+            lines.append(f"Emergency review with {vp_name} and the executive sponsor ({sponsor}).")
+        if spec.action_type == "recovery_plan_task":
+            lines.append("Prepare a custom recovery plan: potential concessions or service adjustments.")
+        if features and spec.action_type in ("expansion_task", "adoption_review_task"):
+            lines.append(f"Core features not used in 30 days: {', '.join(features)}.")
+        if ctx.owner_is_queue:
+            lines.append("The account has no active owner: assigned to the customer-success queue.")
+        fields = {
+            "Subject": spec.subject,
+            "Description": "\n".join(lines),
+            "ActivityDate": due.isoformat(),
+            "Status": "Not Started",
+            "Priority": spec.priority,
+            "Type": spec.task_type,
+            "OwnerId": owner,
+            "WhatId": account.account_key,
+        }
+        if spec.action_type in ("emergency_review_task", "advocacy_conversation_task") and ctx.sponsor and ctx.sponsor.id:
+            fields["WhoId"] = ctx.sponsor.id
+        return {"sobject": "Task", "external_id_field": "Health_Action_Key__c", "fields": fields}, None
+    if spec.kind == "salesforce_task_complete":
+        return {"complete_keys": list(related)}, None
+    if spec.kind == "campaign_status":
+        if spec.status == "active":
+            return {"status": "active", "resume_keys": list(related)}, None
+        if not ctx.contact_emails:
+            return None, "no contacts with an e-mail address to pause campaigns for"
+        return {"status": "paused", "list_kinds": list(spec.list_kinds), "emails": ctx.contact_emails}, None
+    if spec.kind == "marketing_enrol":
+        if not ctx.contact_emails:
+            return None, "no contacts with an e-mail address to enrol"
+        payload = {
+            "list_kind": spec.list_kind,
+            "list_name_contains": spec.list_name_contains,
+            "emails": ctx.contact_emails,
+            "unused_core_features": features,
+        }
+        payload.update(spec.content)
+        return payload, None
+    if spec.kind == "slack":
+        mentions = [f"VP of Customer Success: {vp.name}" if vp else "VP of Customer Success: not found in Salesforce"]
+        mentions.append(f"Executive sponsor: {ctx.sponsor.name}" if ctx.sponsor else "Executive sponsor: none on record")
+        text = f":rotating_light: Executive escalation - {account.name} is Critical.\n{reason}\n" + " | ".join(mentions)
+        return {"text": text, "account_key": account.account_key}, None
+    if spec.kind == "email":
+        to = [p.email for p in (vp, ctx.sponsor) if p is not None and p.email]
+        if not to:
+            return None, "no VP of Customer Success or executive sponsor with an e-mail address; add one in Salesforce"
+        body = (
+            f"<p>{account.name} has entered the Critical health zone.</p><p>{reason}</p>"
+            "<p>An emergency review and a recovery plan have been scheduled with the account team.</p>"
+        )
+        return {
+            "from": rules.email_from,
+            "to": sorted(set(to)),
+            "subject": f"Executive escalation: {account.name} is Critical (health score {account.score})",
+            "html": body,
+            "message_id": outbox.email_message_id(key),
+        }, None
+    raise ValueError(f"no payload builder for action kind {spec.kind!r} ({spec.action_type})")
+
+
+# ----------------------------------------------------------------------------- deciding
+def decide_actions(
+    engine: Engine, as_of: date, model_version: str, rules: ActionRules, *, deliverable: bool = True
+) -> DecideReport:
+    """Decide the actions of ``as_of`` from ``model_version``'s scores into the outbox.
+
+    ``deliverable=False`` (backfills, dispatch=false) records the decisions as ``suppressed``
+    so they are visible but never delivered.
+    """
+    report = DecideReport(as_of=as_of, model_version=model_version, rules_version=rules.version)
+    with engine.begin() as conn:
+        accounts = load_account_health(conn, as_of, model_version, rules)
+        report.accounts = len(accounts)
+        keys = [a.account_key for a in accounts]
+        history = load_history(conn, keys, as_of, rules)
+        contexts = load_contexts(conn, keys, rules)
+        vp = load_vp_customer_success(conn, rules)
+        pending_by_key = {p.idempotency_key: p for ps in history.values() for p in ps if p.status == outbox.PENDING}
+        rows = []
+        withdrawn: list[str] = []
+        for account in accounts:
+            for decision in decide_for_account(account, history.get(account.account_key, []), rules):
+                action_type = decision.action.action_type
+                if decision.suppressed_because:
+                    report.suppressed.append((account.account_key, action_type, decision.suppressed_because))
+                    continue
+                related = decision.related_keys
+                if related:
+                    # Undo only what was delivered; what was never sent is simply withdrawn.
+                    withdrawn.extend(k for k in related if k in pending_by_key)
+                    related = tuple(k for k in related if k not in pending_by_key)
+                    if not related:
+                        report.suppressed.append(
+                            (account.account_key, action_type, "the rows it would undo were never delivered; withdrawn")
+                        )
+                        continue
+                spec = rules.action(action_type)
+                key = outbox.idempotency_key(account.account_key, action_type, as_of, model_version)
+                payload, why_not = build_payload(
+                    spec, account, decision.action.reason, key, contexts[account.account_key], vp, related, rules
+                )
+                if payload is None:
+                    report.suppressed.append((account.account_key, action_type, why_not or "nothing to deliver"))
+                    continue
+                payload["rules_version"] = rules.version
+                payload["trigger"] = decision.action.trigger
+                rows.append(
+                    {
+                        "idempotency_key": key,
+                        "account_key": account.account_key,
+                        "action_type": action_type,
+                        "trigger_date": as_of,
+                        "model_version": model_version,
+                        "status": outbox.PENDING if deliverable else outbox.SUPPRESSED,
+                        "last_error": None if deliverable else BACKFILL_NOTE,
+                        "reason": decision.action.reason,
+                        "payload": payload,
+                        "target": spec.target,
+                    }
+                )
+        if deliverable and withdrawn:
+            report.withdrawn = outbox.suppress_pending(
+                conn, sorted(set(withdrawn)), f"account recovered on {as_of.isoformat()} before delivery"
+            )
+        for row in rows:
+            new = outbox.add_actions(conn, [row])
+            report.inserted += new
+            report.already_decided += 1 - new
+            if new:
+                report.by_type[row["action_type"]] = report.by_type.get(row["action_type"], 0) + 1
+    return report

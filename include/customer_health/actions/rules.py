@@ -1,0 +1,255 @@
+"""The action rules as pure functions: which actions an account's new score triggers.
+
+``triggered_actions`` reads one account's health on the trigger date (zone transition,
+trajectory, drivers, value tier, healthy streak, rank in the day's population, unused core
+features) and returns the actions its track calls for, each with a reason a CSM can act on.
+``suppression_reason`` then applies the anti-fatigue rules against the account's earlier
+actions: cooldowns, one open action of a type per account, and nothing to undo on recovery.
+Nothing here touches the warehouse or a target system; ``decide.py`` gathers the inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from customer_health.actions.config import ActionRules, TriggerSpec
+
+
+@dataclass(frozen=True)
+class AccountHealth:
+    """One account's health on the trigger date, as the rules see it."""
+
+    account_key: str
+    as_of: date
+    zone: str
+    previous_zone: str | None
+    score: int
+    account_name: str | None = None
+    delta_30: float | None = None
+    slope_90: float | None = None
+    arr: float | None = None
+    plan: str | None = None
+    explanation: str | None = None
+    drivers: Any = None
+    healthy_streak_days: int = 0  # consecutive days Healthy up to and including as_of
+    share_scoring_higher: float = 1.0  # fraction of the day's population with a higher score
+    unused_core_features: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The account's name, or its key when the name is unknown."""
+        return self.account_name or self.account_key
+
+
+@dataclass(frozen=True)
+class TriggeredAction:
+    """An action a rule calls for, before the anti-fatigue rules."""
+
+    action_type: str
+    trigger: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PastAction:
+    """An earlier outbox row of the same account."""
+
+    idempotency_key: str
+    action_type: str
+    trigger_date: date
+    status: str
+    is_open: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A triggered action with the verdict of the anti-fatigue rules."""
+
+    action: TriggeredAction
+    suppressed_because: str | None = None
+    related_keys: tuple[str, ...] = field(default_factory=tuple)  # open rows a recovery undoes
+
+
+def is_high_value(account: AccountHealth, rules: ActionRules) -> bool:
+    """White-glove track (human tasks) versus the automated track."""
+    return rules.is_high_value(account.arr, account.plan)
+
+
+def describe_drivers(drivers: Any, limit: int = 3) -> str:
+    """Top drivers as a short phrase, from the score's drivers JSON (whatever its shape)."""
+    if isinstance(drivers, str):
+        try:
+            drivers = json.loads(drivers)
+        except ValueError:
+            return drivers.strip()
+    items: list[Any] = []
+    if isinstance(drivers, dict):
+        for key in ("negative", "pulled_down", "down", "top_negative", "positive", "pulled_up", "changes"):
+            value = drivers.get(key)
+            if isinstance(value, list):
+                items.extend(value)
+        if not items:
+            items = [{"label": k, "value": v} for k, v in drivers.items() if not isinstance(v, (list, dict))]
+    elif isinstance(drivers, list):
+        items = drivers
+    phrases: list[str] = []
+    for item in items[:limit]:
+        if isinstance(item, dict):
+            text = item.get("text") or item.get("description") or item.get("explanation")
+            if not text:
+                label = item.get("label") or item.get("signal") or item.get("name") or "?"
+                impact = next((item[k] for k in ("impact", "contribution", "points", "value") if k in item), None)
+                text = f"{label} ({impact:+.0f})" if isinstance(impact, (int, float)) else str(label)
+            phrases.append(str(text).replace("_", " "))
+        else:
+            phrases.append(str(item))
+    return "; ".join(phrases)
+
+
+def _trajectory(account: AccountHealth) -> str:
+    parts = []
+    if account.delta_30 is not None and round(account.delta_30) != 0:
+        direction = "down" if account.delta_30 < 0 else "up"
+        parts.append(f"{direction} {abs(account.delta_30):.0f} points in 30 days")
+    if account.slope_90 is not None and abs(account.slope_90) >= 1:
+        direction = "falling" if account.slope_90 < 0 else "rising"
+        parts.append(f"{direction} {abs(account.slope_90):.1f} points a month over 90 days")
+    return ", ".join(parts) or "little change over 30 days"
+
+
+def _why(account: AccountHealth) -> str:
+    pieces = []
+    if account.explanation:
+        pieces.append(account.explanation.rstrip("."))
+    drivers = describe_drivers(account.drivers)
+    if drivers:
+        pieces.append(f"Top drivers: {drivers}")
+    return ". ".join(pieces) + "." if pieces else ""
+
+
+def reason_for(trigger: str, account: AccountHealth, rules: ActionRules) -> str:
+    """The CSM-readable reason a trigger fired for this account."""
+    tier = "high-value (white-glove)" if is_high_value(account, rules) else "standard (automated)"
+    who = f"{account.name} [{tier}]"
+    features = ", ".join(account.unused_core_features) or "none"
+    if trigger == "healthy_to_neutral":
+        head = f"{who} slipped from Healthy to Neutral: score {account.score}, {_trajectory(account)}."
+        return f"{head} {_why(account)} Core features not used in 30 days: {features}.".replace("  ", " ")
+    if trigger in ("entering_at_risk", "entering_critical"):
+        zone = "At Risk" if trigger == "entering_at_risk" else "Critical"
+        origin = f"from {account.previous_zone}" if account.previous_zone else "on its first score"
+        head = f"{who} entered {zone} {origin}: score {account.score}, {_trajectory(account)}."
+        return f"{head} {_why(account)}".strip()
+    if trigger == "sustained_healthy":
+        return (
+            f"{who} has been Healthy for {account.healthy_streak_days} days in a row (score {account.score}, "
+            f"{_trajectory(account)}): a candidate for referrals, a case study, the beta programme and reviews."
+        )
+    if trigger == "top_quartile_expansion":
+        top = max(1, round(100 * account.share_scoring_higher + 0.5))
+        return (
+            f"{who} scores {account.score}, in the top {top}% of customers today, and has not used these core "
+            f"features in 30 days: {features}. Open an expansion conversation grounded in that usage."
+        )
+    if trigger == "recovery":
+        return (
+            f"{who} recovered from {account.previous_zone} to {account.zone}: score {account.score}, "
+            f"{_trajectory(account)}. Resume paused campaigns and close the rescue tasks."
+        )
+    raise ValueError(f"unknown trigger {trigger!r}; known triggers are defined in actions/config.py TRIGGERS")
+
+
+def _transition_fires(spec: TriggerSpec, account: AccountHealth) -> bool:
+    return account.zone in spec.to_zones and account.previous_zone in spec.from_zones and (
+        account.previous_zone != account.zone
+    )
+
+
+def trigger_fires(spec: TriggerSpec, account: AccountHealth) -> bool:
+    """Whether the trigger ``spec`` fires for ``account`` on its as-of date."""
+    if spec.name in ("healthy_to_neutral", "entering_at_risk", "entering_critical", "recovery"):
+        return _transition_fires(spec, account)
+    if spec.name == "sustained_healthy":
+        steady = spec.min_slope_90 is None or account.slope_90 is None or account.slope_90 >= spec.min_slope_90
+        return account.zone == "Healthy" and account.healthy_streak_days >= spec.min_days and steady
+    if spec.name == "top_quartile_expansion":
+        not_declining = spec.min_delta_30 is None or account.delta_30 is None or account.delta_30 >= spec.min_delta_30
+        return (
+            account.zone in spec.zones
+            and account.share_scoring_higher < 1.0 - spec.min_percentile
+            and bool(account.unused_core_features)
+            and not_declining
+        )
+    return False
+
+
+def triggered_actions(account: AccountHealth, rules: ActionRules) -> list[TriggeredAction]:
+    """Every action the rules call for on the account's as-of date (one per action type)."""
+    high_value = is_high_value(account, rules)
+    actions: dict[str, TriggeredAction] = {}
+    for spec in rules.triggers.values():
+        if not trigger_fires(spec, account):
+            continue
+        reason = reason_for(spec.name, account, rules)
+        for action_type in spec.actions_for(high_value):
+            actions.setdefault(action_type, TriggeredAction(action_type, spec.name, reason))
+    return list(actions.values())
+
+
+def suppression_reason(
+    action_type: str, as_of: date, history: Sequence[PastAction], rules: ActionRules
+) -> tuple[str | None, tuple[str, ...]]:
+    """Why ``action_type`` must not be created on ``as_of`` given the account's earlier actions.
+
+    Returns ``(reason or None, related_keys)``; for recovery actions ``related_keys`` are the
+    open rows they undo. ``history`` holds rows with a trigger date before ``as_of`` only, so
+    re-deciding a date gives the same answer whatever was decided later.
+    """
+    spec = rules.action(action_type)
+    earlier = [p for p in history if p.trigger_date < as_of]
+    if spec.kind == "campaign_status" and spec.status == "active":
+        pauses = tuple(
+            p.idempotency_key for p in earlier
+            if p.is_open and rules.actions.get(p.action_type) is not None
+            and rules.actions[p.action_type].kind == "campaign_status"
+            and rules.actions[p.action_type].status == "paused"
+        )
+        return (None, pauses) if pauses else ("no paused campaigns to resume", ())
+    if spec.kind == "salesforce_task_complete":
+        rescue = tuple(
+            p.idempotency_key for p in earlier
+            if p.is_open and rules.actions.get(p.action_type) is not None and rules.actions[p.action_type].rescue
+        )
+        return (None, rescue) if rescue else ("no open rescue tasks to complete", ())
+    same = [p for p in earlier if p.action_type == action_type]
+    if spec.one_open_per_account:
+        open_rows = [p for p in same if p.is_open]
+        if open_rows:
+            first = min(open_rows, key=lambda p: p.trigger_date)
+            return f"an open {action_type} from {first.trigger_date.isoformat()} is still open", ()
+    if spec.cooldown_days:
+        since = as_of - timedelta(days=spec.cooldown_days)
+        recent = [p for p in same if p.trigger_date >= since and p.status != "failed"]
+        if recent:
+            last = max(p.trigger_date for p in recent)
+            return (
+                f"cooldown: {action_type} already decided on {last.isoformat()} "
+                f"(cooldown {spec.cooldown_days} days)",
+                (),
+            )
+    return None, ()
+
+
+def decide_for_account(
+    account: AccountHealth, history: Sequence[PastAction], rules: ActionRules
+) -> list[Decision]:
+    """The triggered actions of one account, each with its anti-fatigue verdict."""
+    decisions = []
+    for action in triggered_actions(account, rules):
+        reason, related = suppression_reason(action.action_type, account.as_of, history, rules)
+        decisions.append(Decision(action, reason, related))
+    return decisions

@@ -1,0 +1,247 @@
+"""The action targets: the clients that deliver outbox rows, and how their failures are read.
+
+Each target is reached with its real client: simple_salesforce for Salesforce (tasks upserted
+by the external id ``Health_Action_Key__c``), slack_sdk's ``WebhookClient`` (also what
+Airflow's ``SlackWebhookHook.client`` returns) for Slack, SMTP (smtplib or Airflow's
+``SmtpHook``) for e-mail and ``requests`` for the marketing tool's HTTP API. Every failure is
+turned into a ``TransientDeliveryError`` (retry later: 429, 5xx, a dropped connection) or a
+``PermanentDeliveryError`` (a retry cannot help: 400, 403, 404, a rejected recipient).
+"""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import requests
+
+from customer_health import settings
+
+
+class DeliveryError(Exception):
+    """A delivery did not happen."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """The target is unavailable for now; retry (after ``retry_after`` seconds when given)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The target refused the request; retrying the same request cannot succeed."""
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
+    if isinstance(value, list):
+        value = value[0] if value else None
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def classify_http(status: int, body: str, what: str, headers: Any = None) -> None:
+    """Raise the right DeliveryError for a non-2xx HTTP answer from ``what``."""
+    if status < 300:
+        return
+    detail = f"{what} answered HTTP {status}: {body[:300]}"
+    if status == 429 or status >= 500 or status == 408:
+        raise TransientDeliveryError(detail, _retry_after(headers))
+    raise PermanentDeliveryError(detail)
+
+
+@contextmanager
+def translated_errors(what: str) -> Iterator[None]:
+    """Map client exceptions (requests, simple_salesforce, smtplib, OSError) to DeliveryErrors."""
+    try:
+        yield
+    except DeliveryError:
+        raise
+    except requests.RequestException as exc:
+        response = getattr(exc, "response", None)
+        if response is not None:
+            classify_http(response.status_code, response.text, what, response.headers)
+        raise TransientDeliveryError(f"{what} unreachable: {exc}") from exc
+    except smtplib.SMTPResponseException as exc:
+        message = f"{what} answered SMTP {exc.smtp_code}: {exc.smtp_error!r}"
+        raise (TransientDeliveryError(message) if 400 <= exc.smtp_code < 500 else PermanentDeliveryError(message)) from exc
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise PermanentDeliveryError(f"{what} refused every recipient: {exc.recipients}") from exc
+    except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError, TimeoutError) as exc:
+        raise TransientDeliveryError(f"{what} unreachable: {exc}") from exc
+    except Exception as exc:
+        status = getattr(exc, "status", None)  # simple_salesforce.SalesforceError and friends
+        if isinstance(status, int):
+            content = getattr(exc, "content", "")
+            headers = getattr(getattr(exc, "response", None), "headers", None)
+            if status == 401:  # an expired session: the next dispatch logs in again
+                raise TransientDeliveryError(f"{what} session expired (HTTP 401): {content}") from exc
+            classify_http(status, str(content), what, headers)
+        raise
+
+
+# ----------------------------------------------------------------------------- marketing
+class MarketingClient:
+    """The marketing tool's HTTP API (HubSpot-style lists, campaign membership status)."""
+
+    def __init__(self, base_url: str, token: str, session: requests.Session | None = None, timeout: float = 10.0) -> None:
+        if not base_url:
+            raise ValueError("the marketing API base URL is empty; set the host of the marketing connection")
+        self.base_url = base_url.rstrip("/")
+        self.session = session or requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        self.timeout = timeout
+
+    @classmethod
+    def from_airflow(cls, conn_id: str = settings.MARKETING_CONN_ID) -> MarketingClient:
+        """From the Airflow connection (host = API base URL, password = bearer token)."""
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(conn_id)
+        host = conn.host or ""
+        if "://" not in host:
+            host = f"{conn.schema or 'https'}://{host}" + (f":{conn.port}" if conn.port else "")
+        return cls(host, conn.password or "")
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        with translated_errors("marketing API"):
+            return self.session.request(method, f"{self.base_url}{path}", timeout=self.timeout, **kwargs)
+
+    def _json(self, resp: requests.Response, what: str) -> Any:
+        classify_http(resp.status_code, resp.text, f"marketing API {what}", resp.headers)
+        return resp.json()
+
+    def lists(self) -> list[dict[str, Any]]:
+        """Every list (campaign or sequence) with its ``kind``."""
+        return self._json(self._call("GET", "/contacts/v1/lists"), "GET lists")["lists"]
+
+    def add_to_list(self, list_id: int, emails: list[str]) -> dict[str, Any]:
+        """Enrol contacts; members already on the list come back under ``discarded``."""
+        return self._json(
+            self._call("POST", f"/contacts/v1/lists/{list_id}/add", json={"emails": emails}), f"add to list {list_id}"
+        )
+
+    def memberships(self, email: str) -> list[dict[str, Any]]:
+        """Every list membership of one contact, with list kind and status."""
+        resp = self._call("GET", "/marketing/v1/memberships", params={"email": email})
+        return self._json(resp, "GET memberships")["memberships"]
+
+    def set_membership_status(self, list_id: int, email: str, status: str) -> dict[str, Any] | None:
+        """Pause or resume one membership (idempotent); None when the contact left the list."""
+        resp = self._call(
+            "PUT", f"/marketing/v1/lists/{list_id}/memberships/{quote(email, safe='@')}", json={"status": status}
+        )
+        if resp.status_code == 404:
+            return None
+        return self._json(resp, f"PUT membership {list_id}/{email}")
+
+
+# ----------------------------------------------------------------------------- e-mail
+class EmailSender(Protocol):
+    """Sends one e-mail; the Message-ID is fixed by the caller (dedupe key)."""
+
+    def send(self, *, from_email: str, to: list[str], subject: str, html: str, message_id: str) -> None: ...
+
+
+@dataclass
+class SmtpEmailSender:
+    """Plain SMTP with smtplib (a local relay, the sandbox)."""
+
+    host: str
+    port: int
+    timeout: float = 10.0
+
+    def send(self, *, from_email: str, to: list[str], subject: str, html: str, message_id: str) -> None:
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = from_email, ", ".join(to), subject, message_id
+        msg.set_content("This message is HTML; open it in an HTML-capable mail client.")
+        msg.add_alternative(html, subtype="html")
+        with translated_errors("SMTP server"), smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+            smtp.send_message(msg)
+
+
+@dataclass
+class AirflowSmtpEmailSender:
+    """E-mail through Airflow's SMTP provider hook and its connection."""
+
+    conn_id: str = settings.SMTP_CONN_ID
+
+    def send(self, *, from_email: str, to: list[str], subject: str, html: str, message_id: str) -> None:
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+        with translated_errors("SMTP server"), SmtpHook(smtp_conn_id=self.conn_id) as hook:
+            hook.send_email_smtp(
+                to=to, subject=subject, html_content=html, from_email=from_email,
+                custom_headers={"Message-ID": message_id},
+            )
+
+
+# ----------------------------------------------------------------------------- all clients
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff for transient failures (honouring Retry-After up to a cap)."""
+
+    max_attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based)."""
+        backoff = self.base_delay * (2 ** (attempt - 1))
+        return min(self.max_delay, max(backoff, retry_after or 0.0))
+
+
+@dataclass
+class DispatchClients:
+    """The clients dispatch delivers with; a target left None cannot be dispatched to."""
+
+    salesforce: Any = None  # simple_salesforce.Salesforce
+    slack: Any = None  # slack_sdk.webhook.WebhookClient (SlackWebhookHook(...).client)
+    email: EmailSender | None = None
+    marketing: MarketingClient | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] | None = None  # time.sleep unless a test wants to count waits
+
+    def require(self, target: str) -> Any:
+        """The client for ``target``, or a clear error naming the connection to configure."""
+        client = {"salesforce": self.salesforce, "slack": self.slack, "email": self.email,
+                  "marketing": self.marketing}.get(target)
+        if client is None:
+            conn = {"salesforce": settings.SALESFORCE_CONN_ID, "slack": settings.SLACK_CONN_ID,
+                    "email": settings.SMTP_CONN_ID, "marketing": settings.MARKETING_CONN_ID}.get(target, "?")
+            raise PermanentDeliveryError(
+                f"no client for target {target!r}; configure the Airflow connection {conn!r} and pass it in DispatchClients"
+            )
+        return client
+
+
+def slack_client_from_airflow(conn_id: str = settings.SLACK_CONN_ID) -> Any:
+    """slack_sdk's WebhookClient configured from the Airflow Slack incoming-webhook connection."""
+    from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+    return SlackWebhookHook(slack_webhook_conn_id=conn_id).client
+
+
+def clients_from_airflow(targets: tuple[str, ...] = ("salesforce", "slack", "email", "marketing")) -> DispatchClients:
+    """Clients for ``targets`` from the project's Airflow connections (inside a task)."""
+    clients = DispatchClients()
+    if "salesforce" in targets:
+        from customer_health.sources.salesforce import HealthSalesforceHook  # written alongside the extractor
+
+        clients.salesforce = HealthSalesforceHook(settings.SALESFORCE_CONN_ID).get_conn()
+    if "slack" in targets:
+        clients.slack = slack_client_from_airflow()
+    if "email" in targets:
+        clients.email = AirflowSmtpEmailSender()
+    if "marketing" in targets:
+        clients.marketing = MarketingClient.from_airflow()
+    return clients

@@ -1,0 +1,134 @@
+"""CRM writeback: the health score on every Salesforce Account record.
+
+Each account scored on the date gets ``Health_Score__c``, ``Health_Zone__c``,
+``Health_Trend__c`` and ``Health_Drivers__c``, written with Salesforce's composite sObject
+collections (``PATCH composite/sobjects``, up to 200 records a call, ``allOrNone: false``).
+Only accounts whose fields differ from what was last written (``crm_writeback_state``) are
+sent, so a re-run writes nothing and a quiet day writes little. A record Salesforce rejects
+keeps its old state and is retried by the next writeback.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from customer_health.actions.config import ActionRules
+from customer_health.actions.rules import describe_drivers
+from customer_health.actions.targets import RetryPolicy, TransientDeliveryError, translated_errors
+from customer_health.warehouse.io import upsert_rows, utcnow
+from customer_health.warehouse.schema import crm_writeback_state, health_scores
+
+COLLECTION_LIMIT = 200  # Salesforce's maximum records per composite sObject collection call
+DRIVERS_MAX_CHARS = 1000
+
+
+@dataclass
+class WritebackReport:
+    """What one writeback did."""
+
+    as_of: date
+    model_version: str
+    scored: int = 0
+    unchanged: int = 0
+    written: int = 0
+    failed: int = 0
+    calls: int = 0
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """A small JSON-able summary (fit for XCom)."""
+        return {
+            "as_of": self.as_of.isoformat(), "model_version": self.model_version, "scored": self.scored,
+            "unchanged": self.unchanged, "written": self.written, "failed": self.failed, "calls": self.calls,
+        }
+
+
+def account_health_fields(row: Any, rules: ActionRules) -> dict[str, Any]:
+    """The four Account fields for one health_scores row."""
+    drivers = describe_drivers(row.drivers, limit=5)
+    text = " ".join(p for p in ((row.explanation or "").strip(), f"Drivers: {drivers}." if drivers else "") if p)
+    return {
+        "Health_Score__c": float(row.score),
+        "Health_Zone__c": row.zone,
+        "Health_Trend__c": rules.trend_label(row.slope_90),
+        "Health_Drivers__c": text[:DRIVERS_MAX_CHARS],
+    }
+
+
+def writeback_health_fields(
+    engine: Engine,
+    sf: Any,
+    as_of: date,
+    model_version: str,
+    rules: ActionRules,
+    retry: RetryPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WritebackReport:
+    """Write changed health fields of every account scored on ``as_of`` to Salesforce.
+
+    ``sf`` is a ``simple_salesforce.Salesforce``. Transient failures of a whole call are
+    retried with bounded backoff; if they persist the error is raised (the task retries) and
+    the records of that call keep their old state.
+    """
+    retry = retry or RetryPolicy()
+    report = WritebackReport(as_of=as_of, model_version=model_version)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(health_scores)
+            .where(health_scores.c.as_of_date == as_of, health_scores.c.model_version == model_version)
+            .order_by(health_scores.c.account_key)
+        ).fetchall()
+        last = {r.account_key: r for r in conn.execute(select(crm_writeback_state))}
+    report.scored = len(rows)
+    changed: list[tuple[str, dict[str, Any]]] = []
+    for row in rows:
+        fields = account_health_fields(row, rules)
+        prev = last.get(row.account_key)
+        if prev is not None and (
+            prev.health_score, prev.health_zone, prev.health_trend, prev.health_drivers
+        ) == tuple(fields.values()):
+            report.unchanged += 1
+            continue
+        changed.append((row.account_key, fields))
+    for start in range(0, len(changed), COLLECTION_LIMIT):
+        chunk = changed[start : start + COLLECTION_LIMIT]
+        records = [{"attributes": {"type": "Account"}, "Id": key, **fields} for key, fields in chunk]
+        results = _patch_collection(sf, records, retry, sleep)
+        report.calls += 1
+        state = []
+        for (key, fields), result in zip(chunk, results, strict=False):
+            if result.get("success"):
+                report.written += 1
+                state.append({
+                    "account_key": key, "health_score": fields["Health_Score__c"],
+                    "health_zone": fields["Health_Zone__c"], "health_trend": fields["Health_Trend__c"],
+                    "health_drivers": fields["Health_Drivers__c"], "as_of_date": as_of,
+                    "model_version": model_version, "written_at": utcnow(),
+                })
+            else:
+                report.failed += 1
+                report.errors[key] = json.dumps(result.get("errors", []))
+        with engine.begin() as conn:
+            upsert_rows(conn, crm_writeback_state, state)
+    return report
+
+
+def _patch_collection(sf: Any, records: list[dict[str, Any]], retry: RetryPolicy, sleep: Callable[[float], None]) -> list[dict]:
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with translated_errors("Salesforce composite/sobjects"):
+                answer = sf.restful("composite/sobjects", method="PATCH", json={"allOrNone": False, "records": records})
+            return list(answer or [])
+        except TransientDeliveryError as exc:
+            if attempt >= retry.max_attempts:
+                raise
+            sleep(retry.delay(attempt, exc.retry_after))

@@ -1,0 +1,776 @@
+"""The loopback Salesforce: the REST API shapes simple-salesforce and the pipeline rely on.
+
+Served over HTTPS by ``Sandbox.start`` from the ``sf_*`` tables of the sandbox store (whose
+columns carry the Salesforce API field names). What it answers, under
+``/services/data/vNN.N/`` (any version):
+
+* ``POST /services/oauth2/token`` - client-credentials or password grant; any non-empty client
+  id/secret is accepted. Tokens live in the server's memory (a restart expires every session,
+  as a real org's session timeout does). Everything else needs ``Authorization: Bearer <token>``
+  and otherwise answers 401 ``INVALID_SESSION_ID``.
+* ``query/`` and ``queryAll/`` (``?q=SOQL``, see ``soql.py``) - paged with
+  ``nextRecordsUrl``; the page size is ``Sforce-Query-Options: batchSize=N`` (default 2000; the
+  sandbox honours sizes below Salesforce's minimum of 200 so tests can page through few rows).
+  ``query/`` hides ``IsDeleted`` rows, ``queryAll/`` includes them.
+* ``sobjects/`` (describeGlobal), ``sobjects/{Obj}/describe/``, ``limits/``.
+* ``sobjects/{Obj}/`` create, ``sobjects/{Obj}/{Id}`` get/update/delete,
+  ``sobjects/{Obj}/{ExternalIdField}/{value}`` get/upsert, and the sObject collections
+  ``composite/sobjects`` (create, update) and ``composite/sobjects/{Obj}/{ExternalIdField}``
+  (upsert), up to 200 records, ``allOrNone`` honoured. Every write is recorded in
+  ``sandbox_writes`` and stamps ``SystemModstamp``.
+
+Faults (``Sandbox.inject_fault("salesforce", kind, ...)``), answered the way Salesforce does:
+
+* ``rate_limit`` - 403 ``REQUEST_LIMIT_EXCEEDED`` ("TotalRequests Limit exceeded."), no
+  Retry-After: Salesforce's daily API request limit, not an HTTP throttle;
+* ``server_error`` - 503 Service Unavailable, or with ``retry_after`` a 429 with Retry-After
+  (what a proxy or gateway in front of an org answers);
+* ``timeout`` - the server hangs ``retry_after`` seconds (``http.py``);
+* ``expired_session`` - the presented token is revoked and the request answers 401
+  ``INVALID_SESSION_ID``;
+* ``insufficient_access`` - a query answers 400 ``INVALID_TYPE`` (the object is not visible to
+  the user), any other request 403 ``INSUFFICIENT_ACCESS``;
+* ``malformed`` - one record of the next query page carries a broken field (a text value in a
+  number field, a ``SystemModstamp`` that is not a date, or no ``Id``);
+* ``duplicate_page`` - the next query page is served twice: its ``nextRecordsUrl`` points at
+  itself once, so a client reads the same records again before the query moves on.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from customer_health.sandbox.http import Fault, Request, Response, SandboxApp
+from customer_health.sandbox.ids import SF_PREFIX, salesforce_id
+from customer_health.sandbox.soql import SoqlError, SoqlQuery, parse_datetime_literal, parse_soql, to_sql
+from customer_health.sandbox.store import (
+    sf_account,
+    sf_contact,
+    sf_nps_response,
+    sf_opportunity,
+    sf_task,
+    sf_user,
+)
+
+SYSTEM = "salesforce"
+ORG_ID = "00D5g000004SbxHEAS"
+DEFAULT_BATCH_SIZE = 2000
+MAX_COLLECTION_SIZE = 200
+DAILY_API_REQUESTS = 100_000
+_V = r"/services/data/v(?P<ver>\d+\.\d+)"
+
+
+@dataclass(frozen=True)
+class SObject:
+    """One object the org exposes: its API name, store table and Id key prefix."""
+
+    name: str
+    table: Table
+    key_prefix: str
+    label: str
+    required: tuple[str, ...] = ()
+
+    @property
+    def custom(self) -> bool:
+        return self.name.endswith("__c")
+
+
+SOBJECTS: dict[str, SObject] = {
+    o.name.lower(): o
+    for o in (
+        SObject("User", sf_user, SF_PREFIX["User"], "User", ("Name",)),
+        SObject("Account", sf_account, SF_PREFIX["Account"], "Account", ("Name",)),
+        SObject("Contact", sf_contact, SF_PREFIX["Contact"], "Contact", ("LastName",)),
+        SObject("Task", sf_task, SF_PREFIX["Task"], "Task"),
+        SObject("Opportunity", sf_opportunity, SF_PREFIX["Opportunity"], "Opportunity",
+                ("Name", "StageName", "CloseDate")),
+        SObject("NPS_Response__c", sf_nps_response, SF_PREFIX["NPS_Response__c"], "NPS Response"),
+    )
+}
+
+# Fields Salesforce maintains itself: never writable through the API.
+SYSTEM_FIELDS = frozenset({"Id", "CreatedDate", "SystemModstamp", "IsDeleted"})
+# Fields marked "External ID" in the org (upsert keys besides Id).
+EXTERNAL_ID_FIELDS = {"Task": "Health_Action_Key__c", "Account": "Product_Account_Id__c"}
+
+
+# ----------------------------------------------------------------------------- ids
+# The generator numbers records from 0; Ids minted by API writes come from numbers far above any
+# generated company, and ``salesforce_id`` is a bijection, so they never collide with its Ids.
+_MINTED_NUMBERS = (1_000_000_000, 2**31)
+
+
+def new_record_id(obj: SObject) -> str:
+    """A fresh 18-character Id for a record created through the API (valid checksum)."""
+    return salesforce_id(obj.name, _MINTED_NUMBERS[0] + secrets.randbelow(_MINTED_NUMBERS[1] - _MINTED_NUMBERS[0]))
+
+
+# ----------------------------------------------------------------------------- values
+def format_datetime(value: datetime) -> str:
+    """A datetime the way the REST API writes it: ``2026-01-01T00:00:00.000+0000``."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_datetime(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _now() -> datetime:
+    """Now, naive UTC, at Salesforce's millisecond precision."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _field_type(obj: SObject, name: str) -> str:
+    col = obj.table.c[name]
+    if name == "Id":
+        return "id"
+    if isinstance(col.type, Boolean):
+        return "boolean"
+    if isinstance(col.type, DateTime):
+        return "datetime"
+    if isinstance(col.type, Date):
+        return "date"
+    if isinstance(col.type, Integer):
+        return "int"
+    if isinstance(col.type, Float):
+        return "currency" if name in ("ARR__c", "Amount") else "double"
+    if isinstance(col.type, Text):
+        return "textarea"
+    if name.endswith("Id") or (name.endswith("__c") and isinstance(col.type, String) and col.type.length == 18):
+        return "reference"
+    return "string"
+
+
+class _BadField(ValueError):
+    """A value that does not fit its field; ``code`` is Salesforce's status code."""
+
+    def __init__(self, message: str, code: str, fields: list[str]) -> None:
+        super().__init__(message)
+        self.code = code
+        self.fields = fields
+
+
+def _coerce(obj: SObject, name: str, value: Any) -> Any:
+    """A JSON value from a client as the store column's Python type."""
+    if value is None:
+        return None
+    col = obj.table.c[name]
+    kind = col.type
+
+    def bad(expected: str) -> _BadField:
+        return _BadField(f"{obj.name}.{name}: value not of required type {expected}: {value!r}",
+                         "INVALID_TYPE_ON_FIELD_IN_RECORD", [name])
+
+    if isinstance(kind, Boolean):
+        if not isinstance(value, bool):
+            raise bad("boolean")
+        return value
+    if isinstance(kind, DateTime):
+        try:
+            return parse_datetime_literal(str(value))
+        except SoqlError:
+            raise bad("dateTime") from None
+    if isinstance(kind, Date):
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            raise bad("date") from None
+    if isinstance(kind, Integer):
+        if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
+            raise bad("integer")
+        return int(value)
+    if isinstance(kind, Float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("double")
+        return float(value)
+    if not isinstance(value, str):
+        raise bad("string")
+    length = getattr(kind, "length", None)
+    if length and len(value) > length:
+        raise _BadField(f"{obj.name}.{name}: data value too large (max length={length})",
+                        "STRING_TOO_LONG", [name])
+    return value
+
+
+# ----------------------------------------------------------------------------- query cursors
+@dataclass
+class _Cursor:
+    """A query's result snapshot (the ordered Ids), read page by page like a query locator."""
+
+    obj: SObject
+    fields: tuple[str, ...]
+    ids: list[str]
+    batch_size: int
+    endpoint: str  # query | queryAll
+
+
+def _errors(message: str, code: str, **extra: Any) -> list[dict[str, Any]]:
+    return [{"message": message, "errorCode": code, **extra}]
+
+
+class SalesforceApp(SandboxApp):
+    """The Salesforce REST API over the sandbox store: sessions, query cursors, write paths."""
+
+    def __init__(self, store: Engine, folder: Path) -> None:
+        super().__init__(SYSTEM, store)
+        self.folder = folder
+        self._tokens: dict[str, datetime] = {}
+        self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
+        self._lock = threading.Lock()
+        self._api_requests = 0
+
+    # -- sessions and request-level faults ---------------------------------------------
+    @staticmethod
+    def bearer_token(req: Request) -> str | None:
+        """The session id a request presents (``Authorization: Bearer <token>``)."""
+        auth = req.header("authorization") or ""
+        scheme, _, token = auth.partition(" ")
+        return token.strip() if scheme.lower() in ("bearer", "oauth") and token.strip() else None
+
+    def issue_token(self) -> str:
+        """A new session id, remembered until revoked or the server stops."""
+        token = f"{ORG_ID[:15]}!{secrets.token_urlsafe(48)}"
+        with self._lock:
+            self._tokens[token] = _now()
+        return token
+
+    def revoke_token(self, token: str | None) -> None:
+        """Forget a session id (what an expired session looks like to the client)."""
+        with self._lock:
+            self._tokens.pop(token or "", None)
+
+    def dispatch(self, req: Request) -> Response:
+        """Authenticate, apply faults, then route (the token endpoint needs no session)."""
+        if req.path.rstrip("/") != "/services/oauth2/token":
+            if self.bearer_token(req) not in self._tokens:
+                return Response(401, _errors("Session expired or invalid", "INVALID_SESSION_ID"))
+            with self._lock:
+                self._api_requests += 1
+            fault = self.take_fault(req, kinds=("insufficient_access",))
+            if fault is not None:
+                return self._insufficient_access(req)
+        return super().dispatch(req)
+
+    def _insufficient_access(self, req: Request) -> Response:
+        q = req.arg("q")
+        if q and re.search(r"/query(All)?/?$", req.path):
+            m = re.search(r"\bFROM\s+(\w+)", q, re.IGNORECASE)
+            name = m.group(1) if m else "?"
+            return Response(400, _errors(
+                f"\n{q}\n^\nERROR at Row:1:Column:1\nsObject type '{name}' is not supported. If you are "
+                "attempting to use a custom object, be sure to append the '__c' after the entity name. "
+                "Please reference your WSDL or the describe call for the appropriate names.",
+                "INVALID_TYPE",
+            ))
+        return Response(403, _errors(
+            "insufficient access rights on object id", "INSUFFICIENT_ACCESS"
+        ))
+
+    def fault_response(self, fault: Fault, req: Request) -> Response:
+        """Salesforce's answers to the request-level faults (see module docstring)."""
+        if fault.kind == "rate_limit":
+            return Response(403, _errors("TotalRequests Limit exceeded.", "REQUEST_LIMIT_EXCEEDED"))
+        if fault.kind == "server_error":
+            if fault.retry_after is not None:
+                return Response(
+                    429,
+                    _errors("Too many requests, retry later", "REQUEST_LIMIT_EXCEEDED"),
+                    {"Retry-After": str(max(0, round(fault.retry_after)))},
+                )
+            return Response(503, _errors("Service Unavailable", "SERVER_UNAVAILABLE"))
+        if fault.kind == "expired_session":
+            self.revoke_token(self.bearer_token(req))
+            return Response(401, _errors("Session expired or invalid", "INVALID_SESSION_ID"))
+        return super().fault_response(fault, req)
+
+    def not_found(self, req: Request) -> Response:
+        """Salesforce's 404 for an unknown resource."""
+        return Response(404, _errors("The requested resource does not exist", "NOT_FOUND"))
+
+    # -- lookups -----------------------------------------------------------------------
+    def sobject(self, name: str) -> SObject | None:
+        """The object called ``name`` (case-insensitive, as Salesforce is)."""
+        return SOBJECTS.get(name.lower())
+
+    @staticmethod
+    def field_name(obj: SObject, name: str) -> str:
+        """The canonical spelling of field ``name`` on ``obj``; SoqlError INVALID_FIELD if none."""
+        for col in obj.table.c:
+            if col.name.lower() == name.lower():
+                return col.name
+        raise SoqlError(f"No such column '{name}' on entity '{obj.name}'. If you are attempting to "
+                        "use a custom field, be sure to append the '__c' after the custom field name.",
+                        "INVALID_FIELD")
+
+    def serialize(self, obj: SObject, row: Any, fields: tuple[str, ...], ver: str) -> dict[str, Any]:
+        """One record in the REST shape, ``attributes`` first."""
+        mapping = row._mapping
+        record: dict[str, Any] = {
+            "attributes": {"type": obj.name, "url": f"/services/data/v{ver}/sobjects/{obj.name}/{mapping['Id']}"}
+        }
+        for name in fields:
+            record[name] = _json_value(mapping[name])
+        return record
+
+    # -- query ----------------------------------------------------------------------------
+    def run_query(self, req: Request, endpoint: str) -> Response:
+        """Start a query: evaluate it, remember the ordered Ids, answer the first page."""
+        soql = req.arg("q")
+        if not soql:
+            return Response(400, _errors("missing the q parameter with a SOQL query", "MALFORMED_QUERY"))
+        try:
+            query = parse_soql(soql)
+            obj = self.sobject(query.object_name)
+            if obj is None:
+                raise SoqlError(f"sObject type '{query.object_name}' is not supported.", "INVALID_TYPE")
+            ids, total, fields = self._evaluate(query, obj, include_deleted=endpoint == "queryAll")
+        except SoqlError as exc:
+            return Response(400, _errors(str(exc), exc.error_code))
+        if query.is_count:
+            return Response(200, {"totalSize": total, "done": True, "records": []})
+        cursor = _Cursor(obj, fields, ids, self._batch_size(req), endpoint)
+        locator = "01g" + secrets.token_hex(8)[:15]
+        with self._lock:
+            self._cursors[locator] = cursor
+            while len(self._cursors) > 500:  # old query locators expire
+                self._cursors.popitem(last=False)
+        return self._page(req, locator, 0)
+
+    def _evaluate(self, query: SoqlQuery, obj: SObject, include_deleted: bool) -> tuple[list[str], int, tuple[str, ...]]:
+        table = obj.table
+        fields = tuple(self.field_name(obj, f) for f in query.fields)
+        where = to_sql(query.where, lambda name: table.c[self.field_name(obj, name)])
+        if not include_deleted and "IsDeleted" in table.c:
+            where = where & table.c.IsDeleted.isnot(True)
+        if query.is_count:
+            stmt = select(func.count()).select_from(table).where(where)
+            with self.store.connect() as conn:
+                total = conn.execute(stmt).scalar_one()
+            if query.offset:
+                total = max(0, total - query.offset)
+            if query.limit is not None:
+                total = min(total, query.limit)
+            return [], total, ()
+        stmt = select(table.c.Id).where(where)
+        for item in query.order_by:
+            col = table.c[self.field_name(obj, item.field)]
+            term = col.desc() if item.descending else col.asc()
+            stmt = stmt.order_by(term.nulls_last() if item.nulls_are_last else term.nulls_first())
+        if query.limit is not None:
+            stmt = stmt.limit(query.limit)
+        if query.offset:
+            stmt = stmt.offset(query.offset)
+        with self.store.connect() as conn:
+            ids = list(conn.execute(stmt).scalars())
+        return ids, len(ids), fields
+
+    @staticmethod
+    def _batch_size(req: Request) -> int:
+        options = req.header("sforce-query-options") or ""
+        m = re.search(r"batchSize\s*=\s*(\d+)", options, re.IGNORECASE)
+        return max(1, min(int(m.group(1)), DEFAULT_BATCH_SIZE)) if m else DEFAULT_BATCH_SIZE
+
+    def more(self, req: Request) -> Response:
+        """Continue a query from its ``nextRecordsUrl``."""
+        return self._page(req, req.params["locator"], int(req.params["offset"]))
+
+    def _page(self, req: Request, locator: str, offset: int) -> Response:
+        cursor = self._cursors.get(locator)
+        if cursor is None or offset > len(cursor.ids):
+            return Response(400, _errors("invalid query locator", "INVALID_QUERY_LOCATOR"))
+        ver = req.params.get("ver", "59.0")
+        page_ids = cursor.ids[offset : offset + cursor.batch_size]
+        table = cursor.obj.table
+        records: list[dict[str, Any]] = []
+        if page_ids:
+            with self.store.connect() as conn:
+                rows = {r.Id: r for r in conn.execute(select(table).where(table.c.Id.in_(page_ids)))}
+            records = [self.serialize(cursor.obj, rows[i], cursor.fields, ver) for i in page_ids if i in rows]
+        if records and self.take_fault(req, kinds=("malformed",)) is not None:
+            _break_record(cursor.obj, records[0])
+        next_offset = offset + len(page_ids)
+        if page_ids and self.take_fault(req, kinds=("duplicate_page",)) is not None:
+            next_offset = offset  # the client will be served this very page again
+        body: dict[str, Any] = {
+            "totalSize": len(cursor.ids),
+            "done": next_offset >= len(cursor.ids),
+            "records": records,
+        }
+        if not body["done"]:
+            body["nextRecordsUrl"] = f"/services/data/v{ver}/{cursor.endpoint}/{locator}-{next_offset}"
+        return Response(200, body)
+
+    # -- describe and limits ----------------------------------------------------------------
+    def describe_global(self, req: Request) -> Response:
+        """``sobjects/``: the objects this org exposes."""
+        ver = req.params["ver"]
+        return Response(200, {
+            "encoding": "UTF-8",
+            "maxBatchSize": MAX_COLLECTION_SIZE,
+            "sobjects": [self._object_summary(o, ver) for o in SOBJECTS.values()],
+        })
+
+    @staticmethod
+    def _object_summary(obj: SObject, ver: str) -> dict[str, Any]:
+        base = f"/services/data/v{ver}/sobjects/{obj.name}"
+        return {
+            "name": obj.name, "label": obj.label, "keyPrefix": obj.key_prefix, "custom": obj.custom,
+            "queryable": True, "createable": True, "updateable": True, "deletable": True,
+            "urls": {"sobject": base, "describe": f"{base}/describe", "rowTemplate": f"{base}/{{ID}}"},
+        }
+
+    def describe(self, req: Request) -> Response:
+        """``sobjects/{Obj}/describe/``: the object's fields."""
+        obj = self.sobject(req.params["obj"])
+        if obj is None:
+            return self._unknown_object(req.params["obj"])
+        external = EXTERNAL_ID_FIELDS.get(obj.name)
+        fields = []
+        for col in obj.table.c:
+            ftype = _field_type(obj, col.name)
+            fields.append({
+                "name": col.name,
+                "label": col.name.removesuffix("__c").replace("_", " "),
+                "type": ftype,
+                "length": getattr(col.type, "length", None) or 0,
+                "custom": col.name.endswith("__c"),
+                "externalId": col.name == external,
+                "idLookup": col.name in ("Id", external),
+                "unique": col.name == external,
+                "nillable": col.name not in SYSTEM_FIELDS and col.name not in obj.required,
+                "createable": col.name not in SYSTEM_FIELDS,
+                "updateable": col.name not in SYSTEM_FIELDS,
+                "filterable": True,
+                "sortable": ftype != "textarea",
+            })
+        return Response(200, self._object_summary(obj, req.params["ver"]) | {"fields": fields})
+
+    def limits(self, req: Request) -> Response:
+        """``limits/``: the daily API request allowance."""
+        return Response(200, {
+            "DailyApiRequests": {"Max": DAILY_API_REQUESTS, "Remaining": max(0, DAILY_API_REQUESTS - self._api_requests)},
+            "DataStorageMB": {"Max": 5120, "Remaining": 5000},
+        })
+
+    @staticmethod
+    def _unknown_object(name: str) -> Response:
+        return Response(404, _errors(f"The requested resource does not exist: sObject type '{name}'", "NOT_FOUND"))
+
+    # -- single-record writes ------------------------------------------------------------
+    def get_record(self, req: Request) -> Response:
+        """``GET sobjects/{Obj}/{Id}`` or ``sobjects/{Obj}/{ExternalIdField}/{value}``."""
+        obj = self.sobject(req.params["obj"])
+        if obj is None:
+            return self._unknown_object(req.params["obj"])
+        try:
+            key_field = self.field_name(obj, req.params.get("field", "Id"))
+        except SoqlError as exc:
+            return Response(400, _errors(str(exc), exc.error_code))
+        value = unquote(req.params.get("value") or req.params["id"])
+        with self.store.connect() as conn:
+            row = conn.execute(select(obj.table).where(obj.table.c[key_field] == value)).first()
+        if row is None:
+            return self.not_found(req)
+        all_fields = tuple(c.name for c in obj.table.c)
+        return Response(200, self.serialize(obj, row, all_fields, req.params["ver"]))
+
+    def create(self, req: Request) -> Response:
+        """``POST sobjects/{Obj}/``: 201 with the new Id."""
+        obj = self.sobject(req.params["obj"])
+        if obj is None:
+            return self._unknown_object(req.params["obj"])
+        body = req.json() or {}
+        try:
+            with self.store.begin() as conn:
+                record_id = self._insert(conn, obj, body)
+        except _BadField as exc:
+            return Response(400, _errors(str(exc), exc.code, fields=exc.fields))
+        self.record_write(req, obj.name, record_id, created=True)
+        return Response(201, {"id": record_id, "success": True, "errors": []})
+
+    def update_record(self, req: Request) -> Response:
+        """``PATCH sobjects/{Obj}/{Id}``: 204."""
+        obj = self.sobject(req.params["obj"])
+        if obj is None:
+            return self._unknown_object(req.params["obj"])
+        record_id = req.params["id"]
+        try:
+            with self.store.begin() as conn:
+                found = self._update(conn, obj, obj.table.c.Id == record_id, req.json() or {})
+        except _BadField as exc:
+            return Response(400, _errors(str(exc), exc.code, fields=exc.fields))
+        if not found:
+            return Response(404, _errors(f"entity is deleted or does not exist: {obj.name} {record_id}", "NOT_FOUND"))
+        self.record_write(req, obj.name, record_id, created=False)
+        return Response(204, raw=b"")
+
+    def delete_record(self, req: Request) -> Response:
+        """``DELETE sobjects/{Obj}/{Id}``: to the recycle bin (``IsDeleted``), 204."""
+        obj = self.sobject(req.params["obj"])
+        if obj is None or "IsDeleted" not in obj.table.c:
+            return Response(400, _errors(f"cannot delete {req.params['obj']} records", "INVALID_TYPE"))
+        record_id = req.params["id"]
+        with self.store.begin() as conn:
+            n = conn.execute(
+                update(obj.table)
+                .where(obj.table.c.Id == record_id, obj.table.c.IsDeleted.isnot(True))
+                .values(IsDeleted=True, SystemModstamp=_now())
+            ).rowcount
+        if not n:
+            return Response(404, _errors("entity is deleted or does not exist", "ENTITY_IS_DELETED"))
+        self.record_write(req, obj.name, record_id, created=False, body={"deleted": True})
+        return Response(204, raw=b"")
+
+    def upsert_record(self, req: Request) -> Response:
+        """``PATCH sobjects/{Obj}/{ExternalIdField}/{value}``: 201 created, 200 updated."""
+        obj = self.sobject(req.params["obj"])
+        if obj is None:
+            return self._unknown_object(req.params["obj"])
+        try:
+            field = self._external_id_field(obj, req.params["field"])
+            value = unquote(req.params["value"])
+            with self.store.begin() as conn:
+                record_id, created = self._upsert(conn, obj, field, value, req.json() or {})
+        except _BadField as exc:
+            return Response(400, _errors(str(exc), exc.code, fields=exc.fields))
+        self.record_write(req, obj.name, record_id, created=created, external_id=value)
+        return Response(201 if created else 200, {"id": record_id, "success": True, "errors": [], "created": created})
+
+    def _external_id_field(self, obj: SObject, name: str) -> str:
+        try:
+            field = self.field_name(obj, name)
+        except SoqlError as exc:
+            raise _BadField(str(exc), "INVALID_FIELD", [name]) from None
+        if field != "Id" and field != EXTERNAL_ID_FIELDS.get(obj.name):
+            raise _BadField(f"Field {field} is not an External ID or indexed field for {obj.name}",
+                            "INVALID_FIELD", [field])
+        return field
+
+    # -- the write primitives (inside a transaction) ---------------------------------------
+    def _values(self, obj: SObject, body: dict[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for key, value in body.items():
+            if key == "attributes":
+                continue
+            try:
+                name = self.field_name(obj, key)
+            except SoqlError as exc:
+                raise _BadField(str(exc), "INVALID_FIELD", [key]) from None
+            if name in SYSTEM_FIELDS:
+                raise _BadField(f"Unable to create/update fields: {name}. Please check the security "
+                                "settings of this field and verify that it is read/write for your "
+                                "profile or permission set.", "INVALID_FIELD_FOR_INSERT_UPDATE", [name])
+            values[name] = _coerce(obj, name, value)
+        return values
+
+    def _insert(self, conn: Any, obj: SObject, body: dict[str, Any]) -> str:
+        values = self._values(obj, body)
+        missing = [f for f in obj.required if values.get(f) in (None, "")]
+        if missing:
+            raise _BadField(f"Required fields are missing: [{', '.join(missing)}]", "REQUIRED_FIELD_MISSING", missing)
+        now = _now()
+        record_id = new_record_id(obj)
+        values |= {"Id": record_id, "SystemModstamp": now}
+        if "CreatedDate" in obj.table.c:
+            values["CreatedDate"] = now
+        if "IsDeleted" in obj.table.c:
+            values["IsDeleted"] = False
+        try:
+            conn.execute(obj.table.insert().values(values))
+        except IntegrityError:
+            raise _BadField(f"duplicate value found: {EXTERNAL_ID_FIELDS.get(obj.name)} duplicates "
+                            "value on another record", "DUPLICATE_VALUE", []) from None
+        return record_id
+
+    def _update(self, conn: Any, obj: SObject, where: Any, body: dict[str, Any]) -> bool:
+        values = self._values(obj, body) | {"SystemModstamp": _now()}
+        return bool(conn.execute(update(obj.table).where(where).values(values)).rowcount)
+
+    def _upsert(self, conn: Any, obj: SObject, field: str, value: str, body: dict[str, Any]) -> tuple[str, bool]:
+        body = dict(body)
+        if field in body and body.pop(field) not in (None, value):
+            raise _BadField(f"{field} in the body differs from the value in the URL ({value})",
+                            "INVALID_FIELD", [field])
+        existing = conn.execute(select(obj.table.c.Id).where(obj.table.c[field] == value)).scalars().all()
+        if len(existing) > 1:
+            raise _BadField(f"{field} = {value} matches {len(existing)} records", "MULTIPLE_CHOICES", [field])
+        if existing:
+            self._update(conn, obj, obj.table.c.Id == existing[0], body)
+            return existing[0], False
+        if field == "Id":
+            raise _BadField(f"no {obj.name} with Id {value} to update", "NOT_FOUND", ["Id"])
+        return self._insert(conn, obj, body | {field: value}), True
+
+    # -- sObject collections ---------------------------------------------------------------
+    def collection(self, req: Request) -> Response:
+        """``composite/sobjects`` (POST create, PATCH update) and ``.../{Obj}/{Field}`` (upsert)."""
+        body = req.json() or {}
+        records = body.get("records")
+        if not isinstance(records, list) or not records:
+            return Response(400, _errors("records: a non-empty list of records is required", "JSON_PARSER_ERROR"))
+        if len(records) > MAX_COLLECTION_SIZE:
+            return Response(400, _errors(f"The number of records ({len(records)}) exceeds the maximum of "
+                                         f"{MAX_COLLECTION_SIZE} per request; send them in batches.",
+                                         "EXCEEDED_ID_LIMIT"))
+        all_or_none = bool(body.get("allOrNone", False))
+        mode = "upsert" if "field" in req.params else ("create" if req.method == "POST" else "update")
+        results: list[dict[str, Any]] = []
+        writes: list[tuple[str, str | None, bool, str | None, dict[str, Any]]] = []
+
+        def attempt(conn: Any, record: Any) -> bool:
+            try:
+                result, write = self._collection_one(conn, req, mode, record)
+            except _BadField as exc:
+                rid = record.get("Id") if isinstance(record, dict) else None
+                results.append({"id": rid, "success": False, "errors": [
+                    {"statusCode": exc.code, "message": str(exc), "fields": exc.fields}]})
+                return False
+            results.append(result)
+            writes.append(write)
+            return True
+
+        if all_or_none:  # one transaction: every record lands, or none does
+            with self.store.connect() as conn:
+                txn = conn.begin()
+                ok = [attempt(conn, record) for record in records]
+                if all(ok):
+                    txn.commit()
+                else:
+                    txn.rollback()
+                    rolled_back = {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                                   "message": "Record rolled back because not all records were valid "
+                                              "and the request was using AllOrNone header", "fields": []}
+                    results = [r if not r["success"] else {"id": None, "success": False, "errors": [rolled_back]}
+                               for r in results]
+                    writes = []
+        else:  # each record on its own: the valid ones land, the others say why not
+            for record in records:
+                with self.store.begin() as conn:
+                    attempt(conn, record)
+        for obj_name, record_id, created, external_id, record in writes:
+            self.record_write(req, obj_name, record_id, created=created, external_id=external_id, body=record)
+        return Response(200, results)
+
+    def _collection_one(self, conn: Any, req: Request, mode: str, record: Any) -> tuple[dict[str, Any], tuple]:
+        if not isinstance(record, dict):
+            raise _BadField("each record must be a JSON object", "JSON_PARSER_ERROR", [])
+        type_name = (record.get("attributes") or {}).get("type") or req.params.get("obj")
+        obj = self.sobject(type_name or "")
+        if obj is None:
+            raise _BadField(f"sObject type '{type_name}' is not supported (set attributes.type)", "INVALID_TYPE", [])
+        if mode == "create":
+            record_id = self._insert(conn, obj, {k: v for k, v in record.items() if k != "attributes"})
+            return {"id": record_id, "success": True, "errors": []}, (obj.name, record_id, True, None, record)
+        if mode == "update":
+            record_id = record.get("Id")
+            if not record_id:
+                raise _BadField("Id is required to update a record", "MISSING_ARGUMENT", ["Id"])
+            body = {k: v for k, v in record.items() if k not in ("attributes", "Id")}
+            if not self._update(conn, obj, obj.table.c.Id == record_id, body):
+                raise _BadField(f"entity is deleted or does not exist: {record_id}", "ENTITY_IS_DELETED", ["Id"])
+            return {"id": record_id, "success": True, "errors": []}, (obj.name, record_id, False, None, record)
+        field = self._external_id_field(obj, req.params["field"])
+        value = record.get(field)
+        if value in (None, ""):
+            raise _BadField(f"{field} is required on every record of an upsert by {field}", "MISSING_ARGUMENT", [field])
+        body = {k: v for k, v in record.items() if k not in ("attributes", field)}
+        record_id, created = self._upsert(conn, obj, field, str(value), body)
+        return ({"id": record_id, "success": True, "errors": [], "created": created},
+                (obj.name, record_id, created, str(value), record))
+
+
+# What the ``malformed`` fault garbles, per object: a field and the broken value it gets
+# (``None``: the field is dropped from the record altogether).
+_BREAKAGE: dict[str, tuple[str, Any]] = {
+    "Account": ("Seats__c", "twelve"),
+    "NPS_Response__c": ("Score__c", "nine"),
+    "Opportunity": ("Amount", "lots"),
+    "Contact": ("SystemModstamp", "not-a-date"),
+    "Task": ("SystemModstamp", "not-a-date"),
+    "User": ("Id", None),
+}
+
+
+def _break_record(obj: SObject, record: dict[str, Any]) -> None:
+    """Damage one field of ``record`` the way a bad integration or a formula error would."""
+    name, broken = _BREAKAGE.get(obj.name, ("SystemModstamp", "not-a-date"))
+    if name not in record:
+        name, broken = ("SystemModstamp", "not-a-date") if "SystemModstamp" in record else ("Id", None)
+    if broken is None:
+        record.pop(name, None)
+    else:
+        record[name] = broken
+
+
+def _oauth_token(app: SalesforceApp, req: Request) -> Response:
+    form = req.form()
+    grant = form.get("grant_type", "")
+    if grant not in ("client_credentials", "password"):
+        return Response(400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"})
+    if not form.get("client_id") or not form.get("client_secret"):
+        return Response(400, {"error": "invalid_client_id", "error_description": "client identifier invalid"})
+    if grant == "password" and not (form.get("username") and form.get("password")):
+        return Response(400, {"error": "invalid_grant", "error_description": "authentication failure"})
+    host = req.header("host") or "127.0.0.1"
+    instance_url = f"https://{host}"
+    return Response(200, {
+        "access_token": app.issue_token(),
+        "instance_url": instance_url,
+        "id": f"{instance_url}/id/{ORG_ID}/0055g00000DemoUAAS",
+        "token_type": "Bearer",
+        "issued_at": str(int(time.time() * 1000)),
+        "signature": secrets.token_urlsafe(32),
+    })
+
+
+def build_app(store: Engine, folder: Path) -> SandboxApp:
+    """The loopback Salesforce over the sandbox store in ``folder`` (served over HTTPS)."""
+    app = SalesforceApp(store, folder)
+    app.route("POST", r"/services/oauth2/token/?")(lambda req: _oauth_token(app, req))
+    app.route("GET", _V + r"/(?P<endpoint>query|queryAll)/?")(lambda req: app.run_query(req, req.params["endpoint"]))
+    app.route("GET", _V + r"/(?:query|queryAll)/(?P<locator>01g\w+)-(?P<offset>\d+)")(app.more)
+    app.route("GET", _V + r"/limits/?")(app.limits)
+    app.route("GET", _V + r"/sobjects/?")(app.describe_global)
+    app.route("GET", _V + r"/sobjects/(?P<obj>\w+)/describe/?")(app.describe)
+    app.route("POST", _V + r"/sobjects/(?P<obj>\w+)/?")(app.create)
+    app.route("GET", _V + r"/sobjects/(?P<obj>\w+)/(?P<id>\w{15}|\w{18})/?")(app.get_record)
+    app.route("PATCH", _V + r"/sobjects/(?P<obj>\w+)/(?P<id>\w{15}|\w{18})/?")(app.update_record)
+    app.route("DELETE", _V + r"/sobjects/(?P<obj>\w+)/(?P<id>\w{15}|\w{18})/?")(app.delete_record)
+    app.route("GET", _V + r"/sobjects/(?P<obj>\w+)/(?P<field>\w+)/(?P<value>[^/]+)/?")(app.get_record)
+    app.route("PATCH", _V + r"/sobjects/(?P<obj>\w+)/(?P<field>\w+)/(?P<value>[^/]+)/?")(app.upsert_record)
+    app.route("POST", _V + r"/composite/sobjects/?")(app.collection)
+    app.route("PATCH", _V + r"/composite/sobjects/?")(app.collection)
+    app.route("PATCH", _V + r"/composite/sobjects/(?P<obj>\w+)/(?P<field>\w+)/?")(app.collection)
+    return app

@@ -1,0 +1,328 @@
+"""Dispatch delivers every action exactly once, through the real clients, to the loopback sinks.
+
+The sinks (Salesforce over HTTPS, Slack, the marketing tool, SMTP) run on loopback over a
+private sandbox store; the clients come from the project's Airflow connections
+(``clients_from_airflow``: the Salesforce hook's simple-salesforce client, the Slack webhook
+hook's WebhookClient, the SMTP hook, requests for the marketing API). Every assertion reads what
+the sandbox recorded (``sandbox_writes``, ``sf_task``, ``mk_membership``, ``sf_account``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from customer_health.actions.config import load_action_rules
+from customer_health.actions.decide import decide_actions
+from customer_health.actions.dispatch import dispatch
+from customer_health.actions.targets import RetryPolicy, clients_from_airflow
+from customer_health.actions.writeback import writeback_health_fields
+from customer_health.sandbox import marketing_api, salesforce_api, slack_api
+from customer_health.sandbox.connections import as_environment, sandbox_connections
+from customer_health.sandbox.http import serve
+from customer_health.sandbox.smtp_sink import start_smtp
+from customer_health.sandbox.store import (
+    mk_list,
+    mk_membership,
+    sandbox_faults,
+    sandbox_writes,
+    sf_account,
+    sf_task,
+    store_engine,
+)
+from customer_health.sandbox.tls import ensure_certificate, server_context
+from customer_health.warehouse.schema import action_outbox, health_scores
+from sqlalchemy import delete, insert, select, update
+
+from tests.unit.test_action_rules import D, Warehouse
+
+RULES = load_action_rules()
+LISTS = [(1, "Upsell: Analytics add-on", "upsell"), (2, "Expansion: more seats", "expansion"),
+         (3, "Engagement sequence", "engagement"), (4, "Referral program", "advocacy"),
+         (5, "Case study programme", "advocacy"), (6, "Beta program", "advocacy"),
+         (7, "Review site prompts", "advocacy"), (8, "Monthly newsletter", "newsletter")]
+
+
+class Sinks:
+    """The target systems on loopback, and what they recorded."""
+
+    def __init__(self, folder, monkeypatch) -> None:
+        self.store = store_engine(folder / "company.db")
+        cert, _ = ensure_certificate(folder)
+        self.servers = {
+            "salesforce": serve(salesforce_api.build_app(self.store, folder), tls=server_context(folder)),
+            "slack": serve(slack_api.build_app(self.store, folder)),
+            "marketing": serve(marketing_api.build_app(self.store, folder)),
+        }
+        self.smtp = start_smtp(self.store)
+        endpoints = {name: s.base_url for name, s in self.servers.items()} | {
+            "zendesk": "http://127.0.0.1:9", "stripe": "http://127.0.0.1:9", "smtp_host": "127.0.0.1",
+            "smtp_port": self.smtp.port, "ca_cert": str(cert), "product_db_url": "sqlite:///unused.db"}
+        for name, value in as_environment(sandbox_connections(endpoints)).items():
+            monkeypatch.setenv(name, value)
+        # requests lets these override a session's own CA bundle; the sandbox's certificate must win.
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+        with self.store.begin() as conn:
+            conn.execute(insert(mk_list), [{"id": i, "name": n, "kind": k} for i, n, k in LISTS])
+
+    def stop(self) -> None:
+        for s in self.servers.values():
+            s.stop()
+        self.smtp.stop()
+
+    def writes(self, system: str) -> list:
+        with self.store.connect() as conn:
+            return conn.execute(
+                select(sandbox_writes).where(sandbox_writes.c.system == system).order_by(sandbox_writes.c.id)
+            ).fetchall()
+
+    def member(self, list_id: int, email: str, status: str = "active") -> None:
+        with self.store.begin() as conn:
+            conn.execute(insert(mk_membership).values(list_id=list_id, email=email, status=status))
+
+    def membership_status(self) -> dict[tuple[int, str], str]:
+        with self.store.connect() as conn:
+            return {(r.list_id, r.email): r.status for r in conn.execute(select(mk_membership))}
+
+    def tasks(self) -> list:
+        with self.store.connect() as conn:
+            return conn.execute(select(sf_task).order_by(sf_task.c.Health_Action_Key__c)).fetchall()
+
+    def fault(self, system: str, kind: str, times: int, skip: int = 0, retry_after: float | None = None) -> None:
+        with self.store.begin() as conn:
+            conn.execute(insert(sandbox_faults).values(system=system, method="*", path_regex="", kind=kind,
+                                                       remaining=times, retry_after=retry_after, skip=skip))
+
+    def clear_faults(self) -> None:
+        with self.store.begin() as conn:
+            conn.execute(delete(sandbox_faults))
+
+
+@pytest.fixture()
+def sinks(tmp_path, monkeypatch):
+    s = Sinks(tmp_path / "sandbox", monkeypatch)
+    yield s
+    s.stop()
+
+
+@pytest.fixture()
+def wh(sqlite_warehouse_url) -> Warehouse:
+    return Warehouse(sqlite_warehouse_url)
+
+
+@pytest.fixture()
+def clients(sinks):
+    c = clients_from_airflow()
+    c.retry = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
+    c.waits = []
+    c.sleep = c.waits.append  # count the backoff instead of sleeping through it
+    return c
+
+
+def statuses(wh: Warehouse, action_type: str) -> list[str]:
+    return [r.status for r in wh.outbox(action_type=action_type)]
+
+
+# ----------------------------------------------------------------------------- Salesforce tasks
+def test_checkin_tasks_are_upserted_by_health_action_key_and_a_redispatch_writes_nothing(wh, sinks, clients):
+    for key, name in [("001A", "Acme"), ("001B", "Bolt")]:
+        wh.score(wh.account(key, name), D, "At Risk", 41, "Neutral")
+    decide_actions(wh.engine, D, "v1", RULES)
+    report = dispatch(wh.engine, "checkin_task", None, clients, RULES)
+    assert (report.sent, report.failed) == (2, 0)
+    tasks = sinks.tasks()
+    assert [t.Health_Action_Key__c for t in tasks] == ["001A:checkin_task:2026-10-01:v1", "001B:checkin_task:2026-10-01:v1"]
+    assert {(t.Subject, str(t.ActivityDate), t.OwnerId, t.Status) for t in tasks} == {
+        ("Check-in call", "2026-10-03", "005CSM", "Not Started")}
+    assert "Active users fell from 40 to 12" in tasks[0].Description
+    assert [r.external_id for r in wh.outbox(action_type="checkin_task")] == [t.Id for t in tasks]
+
+    writes = len(sinks.writes("salesforce"))
+    assert dispatch(wh.engine, "checkin_task", None, clients, RULES).sent == 0
+    assert len(sinks.writes("salesforce")) == writes
+
+
+def test_a_task_delivered_twice_after_a_lost_acknowledgement_is_still_one_task(wh, sinks, clients):
+    wh.score(wh.account("001A", "Acme"), D, "At Risk", 41, "Neutral")
+    decide_actions(wh.engine, D, "v1", RULES)
+    dispatch(wh.engine, "checkin_task", None, clients, RULES)
+    with wh.engine.begin() as conn:  # the dispatcher died after Salesforce answered, before recording it
+        conn.execute(update(action_outbox).values(status="sending"))
+    dispatch(wh.engine, "checkin_task", None, clients, RULES)
+    assert len(sinks.tasks()) == 1
+    assert [w.created for w in sinks.writes("salesforce") if w.object == "Task"] == [True, False]
+
+
+def test_a_permanent_salesforce_rejection_is_left_failed_with_its_error(wh, sinks, clients):
+    wh.score(wh.account("001A", "Acme"), D, "At Risk", 41, "Neutral")
+    decide_actions(wh.engine, D, "v1", RULES)
+    [row] = wh.outbox(action_type="checkin_task")
+    payload = json.loads(row.payload)
+    payload["fields"]["Bogus__c"] = "x"
+    with wh.engine.begin() as conn:
+        conn.execute(update(action_outbox).where(action_outbox.c.idempotency_key == row.idempotency_key)
+                     .values(payload=json.dumps(payload)))
+    report = dispatch(wh.engine, "checkin_task", None, clients, RULES)
+    assert (report.sent, report.failed) == (0, 1)
+    [row] = wh.outbox(action_type="checkin_task")
+    assert row.status == "failed" and "400" in row.last_error and "Bogus__c" in row.last_error
+    assert sinks.tasks() == []
+    assert dispatch(wh.engine, "checkin_task", None, clients, RULES).failed == 0  # not retried blindly
+
+
+# ----------------------------------------------------------------------------- escalations
+def test_executive_escalation_reaches_slack_and_email_exactly_once(wh, sinks, clients):
+    wh.score(wh.account("001A", "Acme"), D, "Critical", 18, "At Risk")
+    decide_actions(wh.engine, D, "v1", RULES)
+    for _ in range(2):
+        dispatch(wh.engine, "executive_slack", None, clients, RULES)
+        dispatch(wh.engine, "executive_email", None, clients, RULES)
+    [slack] = sinks.writes("slack")
+    assert "Acme is Critical" in slack.body["text"] and "Vera VP" in slack.body["text"]
+    [mail] = sinks.writes("smtp")
+    assert sorted(mail.body["rcpt_tos"]) == ["sam@acme.test", "vera@vendor.test"]
+    assert mail.idempotency_key == json.loads(wh.outbox(action_type="executive_email")[0].payload)["message_id"]
+    assert "Executive escalation: Acme is Critical" in mail.body["subject"]
+    for action_type in ("emergency_review_task", "recovery_plan_task"):
+        dispatch(wh.engine, action_type, None, clients, RULES)
+    assert {t.Subject for t in sinks.tasks()} == {"Emergency review", "Recovery plan"}
+
+
+def test_a_5xx_mid_batch_then_a_redispatch_delivers_every_message_exactly_once(wh, sinks, clients):
+    for key, name in [("001A", "Acme"), ("001B", "Bolt"), ("001C", "Cogs")]:
+        wh.score(wh.account(key, name), D, "Critical", 18, "At Risk")
+    decide_actions(wh.engine, D, "v1", RULES)
+    sinks.fault("slack", "server_error", times=100, skip=1)  # the first message passes, then an outage
+    first = dispatch(wh.engine, "executive_slack", None, clients, RULES)
+    assert (first.sent, first.deferred) == (1, 2)
+    assert statuses(wh, "executive_slack") == ["sent", "pending", "pending"]
+    assert "503" in wh.outbox(action_type="executive_slack")[1].last_error
+    sinks.clear_faults()
+    second = dispatch(wh.engine, "executive_slack", None, clients, RULES)
+    assert (second.sent, second.deferred) == (2, 0)
+    texts = [w.body["text"] for w in sinks.writes("slack")]
+    assert len(texts) == 3 and all(any(n in t for t in texts) for n in ("Acme", "Bolt", "Cogs"))
+
+
+def test_a_429_is_retried_after_retry_after_within_the_same_dispatch(wh, sinks, clients):
+    wh.score(wh.account("001A", "Acme"), D, "Critical", 18, "At Risk")
+    decide_actions(wh.engine, D, "v1", RULES)
+    sinks.fault("slack", "rate_limit", times=1, retry_after=1)
+    report = dispatch(wh.engine, "executive_slack", None, clients, RULES)
+    assert (report.sent, report.retries) == (1, 1)
+    assert clients.waits == [0.05]  # Retry-After (1 s) beats the 0.01 s backoff, capped at max_delay
+    assert len(sinks.writes("slack")) == 1
+
+
+def test_an_smtp_outage_leaves_the_email_pending_and_it_is_sent_once_later(wh, sinks, clients):
+    wh.score(wh.account("001A", "Acme"), D, "Critical", 18, "At Risk")
+    decide_actions(wh.engine, D, "v1", RULES)
+    sinks.smtp.stop()
+    assert dispatch(wh.engine, "executive_email", None, clients, RULES).deferred == 1
+    assert statuses(wh, "executive_email") == ["pending"]
+    sinks.smtp = start_smtp(sinks.store, port=sinks.smtp.port)
+    assert dispatch(wh.engine, "executive_email", None, clients, RULES).sent == 1
+    assert len(sinks.writes("smtp")) == 1
+
+
+# ----------------------------------------------------------------------------- marketing
+def test_at_risk_pauses_upsell_and_expansion_and_recovery_resumes_only_those(wh, sinks, clients):
+    a = wh.account("001A", "Acme")
+    sinks.member(1, "ana@acme.test")
+    sinks.member(2, "sam@acme.test")
+    sinks.member(8, "ana@acme.test")  # the newsletter is not an upsell
+    sinks.member(1, "sam@acme.test", status="paused")  # paused by a marketer: ours to leave alone
+    day0 = D - timedelta(days=5)
+    wh.score(a, day0, "At Risk", 41, "Neutral")
+    decide_actions(wh.engine, day0, "v1", RULES)
+    dispatch(wh.engine, "checkin_task", None, clients, RULES)
+    assert dispatch(wh.engine, "campaign_pause", None, clients, RULES).sent == 1
+    assert sinks.membership_status() == {(1, "ana@acme.test"): "paused", (2, "sam@acme.test"): "paused",
+                                         (8, "ana@acme.test"): "active", (1, "sam@acme.test"): "paused"}
+    wh.score(a, D, "Neutral", 62, "At Risk")
+    decide_actions(wh.engine, D, "v1", RULES)
+    assert dispatch(wh.engine, "campaign_resume", None, clients, RULES).sent == 1
+    assert dispatch(wh.engine, "rescue_tasks_complete", None, clients, RULES).sent == 1
+    assert sinks.membership_status() == {(1, "ana@acme.test"): "active", (2, "sam@acme.test"): "active",
+                                         (8, "ana@acme.test"): "active", (1, "sam@acme.test"): "paused"}
+    [task] = sinks.tasks()
+    assert task.Status == "Completed"
+    [pause] = wh.outbox(action_type="campaign_pause")
+    assert pause.resolved_by == f"{a}:campaign_resume:{D}:v1"
+    assert decide_actions(wh.engine, D + timedelta(days=1), "v1", RULES).inserted == 0  # nothing left open
+
+
+def test_a_pause_interrupted_by_an_outage_resumes_where_it_stopped(wh, sinks, clients):
+    a = wh.account("001A", "Acme")
+    sinks.member(1, "ana@acme.test")
+    sinks.member(2, "ana@acme.test")
+    wh.score(a, D, "At Risk", 41, "Neutral")
+    decide_actions(wh.engine, D, "v1", RULES)
+    sinks.fault("marketing", "server_error", times=100, skip=2)  # memberships lookup + first PUT pass
+    assert dispatch(wh.engine, "campaign_pause", None, clients, RULES).deferred == 1
+    sinks.clear_faults()
+    assert dispatch(wh.engine, "campaign_pause", None, clients, RULES).sent == 1
+    [row] = wh.outbox(action_type="campaign_pause")
+    assert json.loads(row.result)["paused"] == [[1, "ana@acme.test"], [2, "ana@acme.test"]]
+    changed = [w for w in sinks.writes("marketing") if w.object == "list_membership_status" and w.created]
+    assert len(changed) == 2
+
+
+def test_engagement_and_advocacy_enrolments_are_idempotent(wh, sinks, clients):
+    wh.score(wh.account("001A", "Acme", used_features=("dash",)), D, "Neutral", 66, "Healthy")
+    decide_actions(wh.engine, D, "v1", RULES)
+    assert dispatch(wh.engine, "engagement_sequence", None, clients, RULES).sent == 1
+    with wh.engine.begin() as conn:
+        conn.execute(update(action_outbox).values(status="pending"))  # a replay after a lost acknowledgement
+    dispatch(wh.engine, "engagement_sequence", None, clients, RULES)
+    assert [w.created for w in sinks.writes("marketing")] == [True, True, False, False]
+    assert {k for k, v in sinks.membership_status().items() if v == "active"} == {
+        (3, "ana@acme.test"), (3, "sam@acme.test")}
+
+
+def test_an_enrolment_into_a_missing_list_fails_visibly(wh, sinks, clients):
+    key = wh.account("001A", "Acme")
+    for i in range(90, -1, -1):
+        wh.score(key, D - timedelta(days=i), "Healthy", 85, "Healthy")
+    decide_actions(wh.engine, D, "v1", RULES)
+    with sinks.store.begin() as conn:
+        conn.execute(delete(mk_list).where(mk_list.c.id == 4))
+    report = dispatch(wh.engine, "advocacy_referral", None, clients, RULES)
+    assert report.failed == 1
+    [row] = wh.outbox(action_type="advocacy_referral")
+    assert row.status == "failed" and "no list of kind 'advocacy' whose name contains 'referral'" in row.last_error
+    assert dispatch(wh.engine, "advocacy_beta", None, clients, RULES).sent == 1
+
+
+def test_only_the_batch_given_is_dispatched(wh, sinks, clients):
+    for key, name in [("001A", "Acme"), ("001B", "Bolt")]:
+        wh.score(wh.account(key, name), D, "At Risk", 41, "Neutral")
+    decide_actions(wh.engine, D, "v1", RULES)
+    report = dispatch(wh.engine, "checkin_task", ["001B:checkin_task:2026-10-01:v1"], clients, RULES)
+    assert report.sent == 1 and [t.Health_Action_Key__c for t in sinks.tasks()] == ["001B:checkin_task:2026-10-01:v1"]
+
+
+# ----------------------------------------------------------------------------- CRM writeback
+def test_writeback_sets_health_fields_and_rewrites_only_what_changed(wh, sinks):
+    keys = [wh.account(f"001W{i:02d}", f"Co {i}") for i in range(3)]
+    with sinks.store.begin() as conn:
+        conn.execute(insert(sf_account), [{"Id": k, "Name": k} for k in keys])
+    for i, k in enumerate(keys):
+        wh.score(k, D, "Healthy", 80 + i, "Healthy", slope_90=3.0)
+    sf = clients_from_airflow(("salesforce",)).salesforce
+    first = writeback_health_fields(wh.engine, sf, D, "v1", RULES)
+    assert (first.written, first.calls) == (3, 1)
+    with sinks.store.connect() as conn:
+        row = conn.execute(select(sf_account).where(sf_account.c.Id == keys[2])).one()
+    assert (row.Health_Score__c, row.Health_Zone__c, row.Health_Trend__c) == (82.0, "Healthy", "Improving")
+    assert "Active users fell" in row.Health_Drivers__c and "active user ratio (-25)" in row.Health_Drivers__c
+
+    again = writeback_health_fields(wh.engine, sf, D, "v1", RULES)
+    assert (again.written, again.unchanged, again.calls) == (0, 3, 0)
+    with wh.engine.begin() as conn:
+        conn.execute(update(health_scores).where(health_scores.c.account_key == keys[0]).values(score=70, zone="Neutral"))
+    changed = writeback_health_fields(wh.engine, sf, D, "v1", RULES)
+    assert (changed.written, changed.unchanged) == (1, 2)
+    assert len([w for w in sinks.writes("salesforce") if w.object == "Account"]) == 4
