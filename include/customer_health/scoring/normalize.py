@@ -1,0 +1,274 @@
+"""Normalize raw signals to 0-100 against the baseline of each account's segment.
+
+Raw metrics mean nothing on their own: 12 logins a week is healthy for a starter account and
+alarming for an enterprise one, and a two-month-old account is not expected to use what a
+five-year customer uses. Each signal is therefore scored linearly between a *worst* bound
+(0 points) and a *best* bound (100 points), clipped, where the bounds are either fixed in the
+model config (fractional trends, shares, survey scores) or percentiles of the accounts in the
+same baseline segment (plan x tenure band) on the same date.
+
+A segment with fewer than ``baselines.min_segment_size`` accounts holding a signal borrows
+the plan-level percentile, then the global one. Everything is vectorized (one groupby
+quantile per percentile) and deterministic: the same frame gives the same baselines and the
+same normalized values, so a history rebuild for date D equals the daily run for D.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from customer_health.scoring.model_config import ModelConfig
+
+UNKNOWN_PLAN = "unknown"
+ANY = "*"
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """The bounds each signal was normalized against, per baseline segment.
+
+    Row ``i`` of ``worst``/``best`` (shape segments x signals) belongs to segment
+    ``segments[i]`` = (plan, tenure band); the last row is the global fallback ``("*", "*")``.
+    ``basis`` says where a population bound came from: ``segment``, ``plan``, ``global`` or
+    ``config`` (fixed bounds); ``population`` how many accounts with data it was taken from.
+    """
+
+    signals: tuple[str, ...]
+    segments: tuple[tuple[str, str], ...]
+    worst: np.ndarray
+    best: np.ndarray
+    basis: np.ndarray
+    population: np.ndarray
+
+    def to_frame(self) -> pd.DataFrame:
+        """The baselines as a long table: plan, tenure_band, signal, worst, best, basis, population."""
+        n_seg, n_sig = self.worst.shape
+        return pd.DataFrame(
+            {
+                "plan": np.repeat([s[0] for s in self.segments], n_sig),
+                "tenure_band": np.repeat([s[1] for s in self.segments], n_sig),
+                "signal": np.tile(np.array(self.signals, dtype=object), n_seg),
+                "worst": self.worst.ravel(),
+                "best": self.best.ravel(),
+                "basis": self.basis.ravel(),
+                "population": self.population.ravel(),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """Normalized signals of one frame and their context.
+
+    ``values`` and ``raw`` are accounts x signals (column-major, NaN = no data);
+    ``baseline_rows`` points each account at its row of ``baselines``; ``segment_code`` /
+    ``segment_labels`` name each account's baseline segment ("growth/first_year").
+    """
+
+    values: np.ndarray
+    raw: np.ndarray
+    baseline_rows: np.ndarray
+    baselines: Baselines
+    segment_code: np.ndarray
+    segment_labels: list[str]
+    plans: np.ndarray
+
+
+def tenure_band_index(tenure_days: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """Index into ``config.baselines.tenure_bands`` for each tenure (unknown tenure: last band)."""
+    bounds = np.array([b.below_days for b in config.baselines.tenure_bands[:-1]], dtype=float)
+    return np.searchsorted(bounds, np.asarray(tenure_days, dtype=float), side="right")
+
+
+def segment_model_index(tenure_days: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """Index into ``config.models`` of the segment model each account is scored with.
+
+    The models are sorted shortest tenure rule first with the default last, so the count of
+    tenure bounds at or below an account's tenure is its model's index; unknown tenure gets
+    the default model.
+    """
+    bounds = np.array([m.tenure_below_days for m in config.models if m.tenure_below_days is not None], dtype=float)
+    return np.searchsorted(bounds, np.asarray(tenure_days, dtype=float), side="right")
+
+
+def raw_signal_matrix(frame: pd.DataFrame, config: ModelConfig) -> np.ndarray:
+    """The model's signals as a column-major float matrix (accounts x signals).
+
+    A signal column absent from the frame, and any non-finite value, is NaN (no data).
+    """
+    n = len(frame)
+    raw = np.empty((n, len(config.signals)), dtype=float, order="F")
+    for j, key in enumerate(config.signal_keys):
+        if key in frame.columns:
+            col = frame[key]
+            if col.dtype.kind != "f":
+                col = pd.to_numeric(col, errors="coerce")
+            raw[:, j] = col.to_numpy(dtype=float, na_value=np.nan)
+            bad = ~np.isfinite(raw[:, j])
+            if bad.any():
+                raw[bad, j] = np.nan
+        else:
+            raw[:, j] = np.nan
+    return raw
+
+
+def _plans(frame: pd.DataFrame) -> np.ndarray:
+    if "plan" not in frame.columns:
+        return np.full(len(frame), UNKNOWN_PLAN, dtype=object)
+    return frame["plan"].astype(object).where(frame["plan"].notna(), UNKNOWN_PLAN).to_numpy(dtype=object)
+
+
+def _percentiles(norm) -> list[float]:
+    if norm.method == "segment_target":
+        return [norm.target_percentile]
+    return [norm.worst_percentile, norm.best_percentile]
+
+
+def _group_quantiles(values: np.ndarray, bounds: np.ndarray, qs: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Quantiles (linear interpolation, NaN ignored) and counts of consecutive groups.
+
+    ``values`` are sorted by group; group g is ``values[bounds[g]:bounds[g + 1]]``.
+    """
+    n_groups = len(bounds) - 1
+    result = np.full((n_groups, len(qs)), np.nan)
+    counts = np.zeros(n_groups, dtype=np.int64)
+    for g in range(n_groups):
+        chunk = values[bounds[g] : bounds[g + 1]]
+        chunk = chunk[~np.isnan(chunk)]
+        counts[g] = len(chunk)
+        if len(chunk):
+            result[g] = np.quantile(chunk, qs)
+    return result, counts
+
+
+def compute_baselines(
+    raw: np.ndarray, plan_codes: np.ndarray, plan_names: list[str], band_idx: np.ndarray, config: ModelConfig
+) -> tuple[Baselines, np.ndarray]:
+    """Worst/best bounds per (plan, tenure band) segment for every model signal.
+
+    Population bounds are quantiles (linear interpolation) of the accounts holding the signal,
+    taken at the segment level when it has at least ``min_segment_size`` such accounts, else
+    at the plan level, else globally. Returns the baselines and each account's row in them.
+    """
+    band_names = [b.name for b in config.baselines.tenure_bands]
+    n_bands = len(band_names)
+    seg_codes = plan_codes.astype(np.int64) * n_bands + band_idx
+    # One stable sort by segment: segments, and plans (segment = plan x band), become slices.
+    order = np.argsort(seg_codes, kind="stable")
+    sorted_codes = seg_codes[order]
+    present, seg_starts = np.unique(sorted_codes, return_index=True)
+    seg_bounds = np.r_[seg_starts, len(order)]
+    seg_plan = present // n_bands
+    plans_present, plan_first = np.unique(seg_plan, return_index=True)
+    plan_bounds = np.r_[seg_bounds[plan_first], len(order)]
+    plan_row = np.searchsorted(plans_present, seg_plan)
+    segments = [(plan_names[c // n_bands], band_names[c % n_bands]) for c in present]
+    segments.append((ANY, ANY))
+    n_seg, n_sig = len(segments), len(config.signals)
+    seg_row = np.arange(len(present))
+
+    worst = np.full((n_seg, n_sig), np.nan)
+    best = np.full((n_seg, n_sig), np.nan)
+    basis = np.full((n_seg, n_sig), "config", dtype=object)
+    population = np.zeros((n_seg, n_sig), dtype=np.int64)
+    min_size = config.baselines.min_segment_size
+
+    for j, s in enumerate(config.signals):
+        norm = s.normalization
+        if norm.method == "fixed_range":
+            worst[:, j], best[:, j] = norm.worst, norm.best
+            continue
+        qs = _percentiles(norm)
+        values = raw[order, j]
+        q_seg, n_seg_data = _group_quantiles(values, seg_bounds, qs)
+        q_plan, n_plan_data = _group_quantiles(values, plan_bounds, qs)
+        q_glob, n_glob = _group_quantiles(values, np.array([0, len(values)]), qs)
+        use_seg = n_seg_data >= min_size
+        use_plan = ~use_seg & (n_plan_data[plan_row] >= min_size)
+        chosen = np.where(use_seg[:, None], q_seg, np.where(use_plan[:, None], q_plan[plan_row], q_glob[0]))
+        if norm.method == "segment_target":
+            worst[seg_row, j], best[seg_row, j] = norm.worst, chosen[:, 0]
+            worst[-1, j], best[-1, j] = norm.worst, q_glob[0, 0]
+        else:
+            worst[seg_row, j], best[seg_row, j] = chosen[:, 0], chosen[:, 1]
+            worst[-1, j], best[-1, j] = q_glob[0, 0], q_glob[0, 1]
+        basis[seg_row, j] = np.where(use_seg, "segment", np.where(use_plan, "plan", "global"))
+        basis[-1, j] = "global"
+        population[seg_row, j] = np.where(use_seg, n_seg_data, np.where(use_plan, n_plan_data[plan_row], n_glob[0]))
+        population[-1, j] = n_glob[0]
+        # Keep data-driven bounds at least min_span apart in the signal's good direction:
+        # when a whole segment sits at zero, zero must not count as healthy.
+        sign = 1.0 if s.higher_is_better else -1.0
+        span = np.fmax(sign * (best[:, j] - worst[:, j]), norm.min_span)
+        best[:, j] = worst[:, j] + sign * span
+    baselines = Baselines(tuple(config.signal_keys), tuple(segments), worst, best, basis, population)
+    return baselines, np.searchsorted(present, seg_codes)
+
+
+def normalize_matrix(raw: np.ndarray, worst: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """Linear 0-100 between worst and best, clipped; NaN (no data) stays NaN.
+
+    Because best and worst are ordered by the signal's direction, this one formula serves
+    higher- and lower-is-better signals alike, and it is monotone in the good direction.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scaled = (raw - worst) * (100.0 / (best - worst))
+    return np.clip(scaled, 0.0, 100.0)
+
+
+def normalize_against(raw: np.ndarray, baselines: Baselines, rows: np.ndarray) -> np.ndarray:
+    """``normalize_matrix`` with each account's bounds taken from its baseline row.
+
+    Column by column, gathering from the small per-segment tables, so no accounts x signals
+    bound matrices are materialized.
+    """
+    out = np.empty(raw.shape, dtype=float, order="F")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = 100.0 / (baselines.best - baselines.worst)
+    for j in range(raw.shape[1]):
+        col = out[:, j]
+        np.subtract(raw[:, j], baselines.worst[:, j].take(rows), out=col)
+        np.multiply(col, scale[:, j].take(rows), out=col)
+    return np.clip(out, 0.0, 100.0, out=out)
+
+
+def normalize_signals(
+    frame: pd.DataFrame, config: ModelConfig, baselines: Baselines | None = None
+) -> Normalized:
+    """Normalize the model's signals of ``frame`` (one row per account) to 0-100.
+
+    ``frame`` needs ``plan`` and ``tenure_days`` besides the signal columns. When
+    ``baselines`` is None they are computed from ``frame`` itself (the date's population);
+    pass the baselines of another frame to hold the yardstick fixed (e.g. to compare an
+    account with its own past values, or to state monotonicity).
+    """
+    raw = raw_signal_matrix(frame, config)
+    plans = _plans(frame)
+    plan_codes, plan_index = pd.factorize(plans)
+    plan_names = [str(p) for p in plan_index]
+    tenure = (
+        frame["tenure_days"].to_numpy(dtype=float, na_value=np.nan)
+        if "tenure_days" in frame
+        else np.full(len(frame), np.nan)
+    )
+    band_idx = tenure_band_index(tenure, config)
+    band_names = [b.name for b in config.baselines.tenure_bands]
+    n_bands = len(band_names)
+    seg_codes = plan_codes.astype(np.int64) * n_bands + band_idx
+    if baselines is None:
+        baselines, rows = compute_baselines(raw, plan_codes, plan_names, band_idx, config)
+    else:
+        lookup = {seg: i for i, seg in enumerate(baselines.segments)}
+        distinct, inverse = np.unique(seg_codes, return_inverse=True)
+        resolved = np.array(
+            [lookup.get((plan_names[c // n_bands], band_names[c % n_bands]), len(baselines.segments) - 1) for c in distinct],
+            dtype=np.intp,
+        )
+        rows = resolved[inverse] if len(seg_codes) else np.zeros(0, dtype=np.intp)
+    distinct, segment_code = np.unique(seg_codes, return_inverse=True)
+    labels = [f"{plan_names[c // n_bands]}/{band_names[c % n_bands]}" for c in distinct]
+    values = normalize_against(raw, baselines, rows)
+    return Normalized(values, raw, rows, baselines, segment_code, labels, plans)

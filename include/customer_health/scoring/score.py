@@ -1,0 +1,146 @@
+"""The weighted composite: normalized signals -> dimension scores -> one 0-100 health score.
+
+Weights come from the account's segment model (``models`` in the config): each signal's
+effective weight is its dimension's weight times its weight within the dimension. Missing
+data is reweighted, never scored as zero:
+
+* a missing signal's weight is spread over the present signals of its dimension (the
+  dimension score is the weighted mean of the signals it has);
+* a dimension with no data at all gives its weight to the other dimensions, in proportion
+  to their weights (the composite is the weighted mean of the dimensions it has).
+
+``coverage`` is the share of the model's configured weight backed by data. An account below
+``coverage.minimum`` is still scored but flagged ``low_coverage``; an account with no data
+at all gets ``coverage.no_data_score``. The composite is rounded half up to an integer and
+zoned with the config's inclusive bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from customer_health.scoring.model_config import DIMENSIONS, ModelConfig
+
+
+@dataclass(frozen=True)
+class Composite:
+    """Scores of a batch of accounts (arrays aligned with the input rows).
+
+    ``weights`` holds each signal's effective weight after reweighting (accounts x signals,
+    0 for missing signals, each row summing to 1 when the account has any data), so that
+    ``weights * (normalized - 50)`` summed over a row is exactly ``raw_score - 50``: the
+    contributions the explanations rank.
+    """
+
+    raw_score: np.ndarray
+    score: np.ndarray
+    coverage: np.ndarray
+    low_coverage: np.ndarray
+    dimension_scores: np.ndarray
+    weights: np.ndarray
+
+
+def round_half_up(values: np.ndarray | float) -> np.ndarray:
+    """Round to integers, halves up (74.5 -> 75, 74.49 -> 74), as the model config states.
+
+    Values are first rounded to 9 decimals so that float noise such as 74.49999999999999
+    from a weighted sum of exact halves does not flip a score across a zone bound.
+    """
+    return np.floor(np.round(np.asarray(values, dtype=float), 9) + 0.5).astype(np.int64)
+
+
+def composite_scores(normalized: np.ndarray, model_index: np.ndarray, config: ModelConfig) -> Composite:
+    """Weighted composite of normalized signals (accounts x signals, NaN = no data).
+
+    ``model_index`` picks each account's segment model (row of ``config.models``). Works
+    column by column with per-dimension accumulators, so memory stays at a few account
+    vectors besides the one weights matrix it returns.
+    """
+    n, n_sig = normalized.shape
+    weight_table = config.weight_matrix()  # models x signals
+    dim_of = config.dimension_index()
+    n_dim = len(DIMENSIONS)
+    dim_table = np.zeros((weight_table.shape[0], n_dim))
+    for j in range(n_sig):
+        dim_table[:, dim_of[j]] += weight_table[:, j]
+    dim_configured = [dim_table[:, d].take(model_index) for d in range(n_dim)]
+    dim_held = [np.zeros(n) for _ in range(n_dim)]
+    dim_sum = [np.zeros(n) for _ in range(n_dim)]
+    weights = np.empty((n, n_sig), dtype=float, order="F")
+    for j in range(n_sig):
+        value = normalized[:, j]
+        present = ~np.isnan(value)
+        held = weights[:, j]
+        np.multiply(weight_table[:, j].take(model_index), present, out=held)
+        d = dim_of[j]
+        dim_held[d] += held
+        dim_sum[d] += held * np.where(present, value, 0.0)
+    dimension_scores = np.full((n, n_dim), np.nan)
+    dim_weight = np.zeros((n, n_dim))
+    for d in range(n_dim):
+        has = dim_held[d] > 0
+        dimension_scores[has, d] = dim_sum[d][has] / dim_held[d][has]
+        dim_weight[has, d] = dim_configured[d][has]
+    total = dim_weight.sum(axis=1)
+    has_any = total > 0
+    safe_total = np.where(has_any, total, 1.0)
+    raw_score = np.where(
+        has_any,
+        np.nansum(dim_weight * np.nan_to_num(dimension_scores), axis=1) / safe_total,
+        config.coverage.no_data_score,
+    )
+    # Effective weight of a present signal: its share of its dimension's held weight, times
+    # its dimension's share of the weight of the dimensions with data.
+    factor = np.zeros((n, n_dim))
+    for d in range(n_dim):
+        has = dim_held[d] > 0
+        factor[has, d] = dim_weight[has, d] / dim_held[d][has] / safe_total[has]
+    held_total = np.zeros(n)
+    for j in range(n_sig):
+        held_total += weights[:, j]
+        weights[:, j] *= factor[:, dim_of[j]]
+    configured_total = sum(dim_configured)
+    coverage = np.divide(held_total, configured_total, out=np.zeros(n), where=configured_total > 0)
+    raw_score = np.clip(raw_score, 0.0, 100.0)
+    return Composite(
+        raw_score=raw_score,
+        score=np.clip(round_half_up(raw_score), 0, 100),
+        coverage=coverage,
+        low_coverage=coverage < config.coverage.minimum,
+        dimension_scores=dimension_scores,
+        weights=weights,
+    )
+
+
+def _zone_lookup(config: ModelConfig) -> tuple[list[str], np.ndarray]:
+    names = [z.name for z in config.zones]
+    table = np.empty(101, dtype=np.int64)
+    for i, z in enumerate(config.zones):
+        table[z.min : z.max + 1] = i
+    return names, table
+
+
+def zone_for(score: int, config: ModelConfig) -> str:
+    """The zone of one integer score (bounds inclusive, from the config)."""
+    if not 0 <= int(score) <= 100 or int(score) != score:
+        raise ValueError(f"score {score!r} is not an integer in 0-100; round it with round_half_up first")
+    for z in config.zones:
+        if z.min <= score <= z.max:
+            return z.name
+    raise AssertionError("validated zones cover 0-100")  # pragma: no cover
+
+
+def zones(scores: np.ndarray | pd.Series, config: ModelConfig) -> pd.Categorical:
+    """Zones of many integer scores at once (a table lookup, no Python loop per account).
+
+    Missing scores give a missing zone.
+    """
+    names, table = _zone_lookup(config)
+    values = np.asarray(scores, dtype=float)
+    valid = ~np.isnan(values)
+    codes = np.full(len(values), -1, dtype=np.int64)
+    codes[valid] = table[np.clip(values[valid], 0, 100).astype(np.int64)]
+    return pd.Categorical.from_codes(codes, categories=names)

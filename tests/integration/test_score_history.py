@@ -1,0 +1,142 @@
+"""Scoring dates in the warehouse (SQLite and PostgreSQL): history, trends, re-runs, registration."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from customer_health.scoring.engine import ensure_model_registered, score_date
+from customer_health.scoring.history import read_score_history, read_scores
+from customer_health.scoring.model_config import ModelConfigError, load_model_config
+from customer_health.scoring.overrides import create_override
+from customer_health.warehouse.engine import engine_for
+from customer_health.warehouse.io import upsert_rows
+from customer_health.warehouse.schema import (
+    health_score_rollups,
+    health_scores,
+    model_versions,
+    signal_values,
+)
+from sqlalchemy import func, select
+
+CONFIG = load_model_config()
+START = date(2026, 8, 1)
+
+
+def signals(day: date, trend: float) -> pd.DataFrame:
+    """Three accounts: a parent P with child C, and a stand-alone S whose engagement slides."""
+    data = pd.DataFrame(
+        {
+            "account_key": ["P", "C", "S"],
+            "as_of_date": day,
+            "plan": "enterprise",
+            "tenure_days": 700,
+            "arr": [100_000.0, 300_000.0, 50_000.0],
+            "parent_account_key": [None, "P", None],
+            "owner_id": "005A",
+        }
+    )
+    for key in CONFIG.signal_keys:
+        data[key] = np.nan
+    data["engagement_trend"] = [0.3, 0.1, trend]
+    data["payment_timeliness"] = 0.9
+    return data
+
+
+def store_signals(engine, frame: pd.DataFrame) -> None:
+    rows = [
+        {"account_key": r["account_key"], "as_of_date": r["as_of_date"], "signal": k, "value": float(r[k])}
+        for _, r in frame.iterrows()
+        for k in CONFIG.signal_keys
+        if pd.notna(r[k])
+    ]
+    with engine.begin() as conn:
+        upsert_rows(conn, signal_values, rows)
+
+
+def count(engine, table) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_rerunning_a_date_overwrites_and_never_duplicates(warehouse_url):
+    engine = engine_for(warehouse_url)
+    day = START
+    first = score_date(engine, day, CONFIG, signals(day, 0.0))
+    second = score_date(engine, day, CONFIG, signals(day, -0.4))
+    assert first.written == second.written == 3
+    assert count(engine, health_scores) == 3 and count(engine, health_score_rollups) == 1
+    stored = read_scores(engine, day, "v1").set_index("account_key")
+    assert stored.loc["S", "computed_score"] == second_score(-0.4)
+    assert json.loads(stored.loc["S", "drivers"])["down"][0][0] == "engagement_trend"
+
+
+def second_score(trend: float) -> int:
+    # engagement_trend (engagement) and payment_timeliness 0.9 -> 80 (financial), 0.40 : 0.25.
+    engagement = (trend + 0.5) * 100
+    return int(np.floor((0.40 * engagement + 0.25 * 80) / 0.65 + 0.5))
+
+
+def test_history_gives_deltas_slope_previous_zone_and_a_change_story(warehouse_url):
+    engine = engine_for(warehouse_url)
+    for offset, trend in ((0, 0.4), (30, 0.2), (60, 0.0), (89, -0.15), (90, -0.2)):
+        day = START + timedelta(days=offset)
+        frame = signals(day, trend)
+        store_signals(engine, frame)
+        report = score_date(engine, day, CONFIG, frame)
+    stored = read_scores(engine, START + timedelta(days=90), "v1").set_index("account_key")
+    s = stored.loc["S"]
+    assert s["delta_30"] == second_score(-0.2) - second_score(0.0)
+    assert s["delta_90"] == second_score(-0.2) - second_score(0.4)
+    assert s["slope_90"] < 0
+    assert s["previous_zone"] == zone_of(second_score(-0.15))
+    assert s["explanation"].startswith(f"Score {second_score(0.0)} -> {second_score(-0.2)} in 30 days: ")
+    assert report.top_priority[0]["account_key"] == "S"
+    rollup = pd.read_sql(select(health_score_rollups), engine.connect())
+    assert rollup["parent_account_key"].tolist() == ["P"] * 5
+
+
+def zone_of(score: int) -> str:
+    return next(z.name for z in CONFIG.zones if z.min <= score <= z.max)
+
+
+def test_history_reads_only_the_dates_the_trends_need(warehouse_url):
+    engine = engine_for(warehouse_url)
+    for offset in range(0, 91, 5):
+        day = START + timedelta(days=offset)
+        score_date(engine, day, CONFIG, signals(day, 0.0))
+    as_of = START + timedelta(days=90)
+    history = read_score_history(engine, as_of, CONFIG)
+    days = sorted({(as_of - pd.Timestamp(d).date()).days for d in history["as_of_date"]})
+    # D-30, D-60, D-90 (deltas and slope) and the latest earlier date (previous zone): not 19 dates.
+    assert days == [5, 30, 60, 90]
+    assert len(history) == 4 * 3
+
+
+def test_an_override_survives_the_next_run_and_the_computed_score_is_kept(warehouse_url):
+    engine = engine_for(warehouse_url)
+    create_override(engine, "S", 90, "champion confirmed renewal", "csm@example.com", START + timedelta(days=5),
+                    now=datetime(2026, 7, 31, 12, 0))  # fmt: skip
+    score_date(engine, START, CONFIG, signals(START, -0.4))
+    report = score_date(engine, START, CONFIG, signals(START, -0.4))
+    stored = read_scores(engine, START, "v1").set_index("account_key")
+    assert (stored.loc["S", "score"], stored.loc["S", "computed_score"]) == (90, second_score(-0.4))
+    assert report.overrides_applied == 1
+    later = START + timedelta(days=5)
+    score_date(engine, later, CONFIG, signals(later, -0.4))
+    assert read_scores(engine, later, "v1").set_index("account_key").loc["S", "score"] == second_score(-0.4)
+
+
+def test_the_model_version_is_registered_once_and_a_changed_config_under_the_same_version_is_refused(warehouse_url):
+    engine = engine_for(warehouse_url)
+    assert ensure_model_registered(engine, CONFIG) is True
+    assert ensure_model_registered(engine, CONFIG) is False
+    with engine.connect() as conn:
+        row = conn.execute(select(model_versions)).one()
+    assert (row.version, row.status, row.config_sha256) == ("v1", "active", CONFIG.sha256)
+    changed = load_model_config(CONFIG.yaml_text.replace("min_segment_size: 30", "min_segment_size: 25"))
+    with pytest.raises(ModelConfigError, match="already registered with sha256 .*give the changed config a new version"):
+        ensure_model_registered(engine, changed)
