@@ -301,6 +301,7 @@ truth_account = Table(  # hidden ground truth, never read by the pipeline
     Column("trajectory", String(30)),
     Column("trajectory_start", Date),
     Column("churn_date", Date),
+    Column("churn_cause", String(30)),  # health | budget_cut | acquisition (the last two: near-invisible)
     Column("expansion_date", Date),
     Column("contraction_date", Date),
     Column("plan", String(40)),

@@ -356,6 +356,24 @@ signal_values = Table(
     Index("ix_signal_values_as_of_date", "as_of_date"),
 )
 
+signal_context = Table(
+    # Who each account was on the as-of date (plan, seats, ARR, tenure, parent, owner): what the
+    # scoring step needs beside the signal values, so scoring can read a date's whole input
+    # from the warehouse (sharded signal computation, rebuilds) instead of recomputing it.
+    "signal_context",
+    metadata,
+    Column("account_key", String(18), primary_key=True),
+    Column("as_of_date", Date, primary_key=True),
+    Column("plan", String(40)),
+    Column("seats", Float),
+    Column("arr", Float),
+    Column("customer_since", Date),
+    Column("tenure_days", Integer),
+    Column("parent_account_key", String(18)),
+    Column("owner_id", String(18)),
+    Index("ix_signal_context_as_of_date", "as_of_date"),
+)
+
 health_scores = Table(
     "health_scores",
     metadata,
