@@ -18,9 +18,18 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+
+# Airflow reads its configuration at import: point it at a private test home first.
+_ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("AIRFLOW_HOME", str(_ROOT / ".local" / "airflow-test"))
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(_ROOT / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(_ROOT / "plugins"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+from sqlalchemy import create_engine, text  # noqa: E402
+
 from customer_health.warehouse.engine import engine_for  # noqa: E402
 from customer_health.warehouse.migrate import upgrade_to_head  # noqa: E402
-from sqlalchemy import create_engine, text
 
 PG_ADMIN_URL = os.environ.get("CUSTOMER_HEALTH_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -102,27 +102,32 @@ def active_model_config(version: str | None = None):
     return load_model_config(default_model_path())
 
 
-def compute_signals(as_of: date) -> dict[str, Any]:
-    """Point-in-time signals for every active customer on ``as_of``."""
-    from customer_health.scoring.signals import compute_signals as run
-    from customer_health.scoring.signals import write_signal_values
+def compute_signals(as_of: date, account_keys: list[str] | None = None) -> dict[str, Any]:
+    """Point-in-time signals and account context as of ``as_of``, stored for scoring.
 
-    frame = run(warehouse(), as_of)
-    written = write_signal_values(warehouse(), frame)
+    Without ``account_keys`` the date's stored input is replaced whole (accounts that left
+    disappear); with them (one shard of a sharded run) only those accounts are upserted.
+    """
+    from customer_health.scoring.signal_store import write_signal_frame
+    from customer_health.scoring.signals import compute_signals as run
+
+    engine = warehouse()
+    frame = run(engine, as_of, account_keys)
+    written = write_signal_frame(engine, frame, replace_date=account_keys is None)
     return {"as_of": as_of.isoformat(), "accounts": int(len(frame)), "values": int(written)}
 
 
 def score(as_of: date, model_version: str | None = None) -> dict[str, Any]:
-    """Score every active customer on ``as_of`` and write the history row for that date."""
+    """Score every customer on ``as_of`` from the stored signals; write that date's history."""
     from customer_health.scoring.engine import ensure_model_registered, score_date
-    from customer_health.scoring.signals import compute_signals as signals_for
+    from customer_health.scoring.signal_store import read_signal_frame
 
     config = active_model_config(model_version)
     engine = warehouse()
     ensure_model_registered(engine, config)
-    signals = signals_for(engine, as_of)
+    signals = read_signal_frame(engine, as_of)
     report = score_date(engine, as_of, config, signals)
-    return report.as_dict() if hasattr(report, "as_dict") else dict(report)
+    return report.to_dict()
 
 
 # ----------------------------------------------------------------------------- actions
