@@ -23,6 +23,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+
 from customer_health.assets import HEALTH_SCORES
 from customer_health.pipeline import action_types
 
@@ -48,6 +49,12 @@ DEFAULT_ARGS = {
     doc_md=__doc__,
     params={
         "dispatch": Param(True, type="boolean", description="Deliver actions (false: decide and record only)."),
+        "shards": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="Account shards for signal computation (default: one per 25,000 accounts).",
+        ),
         "model_version": Param(
             None, type=["null", "string"], description="Score with this registered model version (default: active)."
         ),
@@ -97,11 +104,19 @@ def customer_health_daily():
         return pipeline.build_crosswalk()
 
     @task
-    def compute_signals(data_interval_start=None) -> dict:
-        """Point-in-time signals as of D into signal_values."""
+    def plan_signal_shards(data_interval_start=None, params=None) -> list[dict]:
+        """Clear D's stored signal input and split the accounts into shards (Param `shards`)."""
         from customer_health import pipeline
 
-        return pipeline.compute_signals(data_interval_start.date())
+        pipeline.clear_signal_input(data_interval_start.date())
+        return pipeline.signal_shards(params.get("shards"))
+
+    @task(max_active_tis_per_dagrun=8)
+    def compute_signals(shard: dict, data_interval_start=None) -> dict:
+        """Point-in-time signals as of D for one account shard → signal_values, signal_context."""
+        from customer_health import pipeline
+
+        return pipeline.compute_signals(data_interval_start.date(), shard["shard"], shard["of"])
 
     @task(outlets=[HEALTH_SCORES])
     def score_accounts(data_interval_start=None, params=None) -> dict:
@@ -158,9 +173,11 @@ def customer_health_daily():
     migrated = migrate_warehouse()
     extracted = [extract_salesforce(), extract_zendesk(), extract_stripe(), extract_product()]
     crosswalk = build_crosswalk()
-    signals = compute_signals()
+    shards = plan_signal_shards()
+    signals = compute_signals.expand(shard=shards)
     scores = score_accounts()
-    migrated >> extracted >> crosswalk >> signals >> scores
+    migrated >> extracted >> crosswalk >> shards
+    signals >> scores
 
     decided = decide_actions()
     scores >> decided

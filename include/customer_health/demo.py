@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from customer_health import settings
@@ -98,11 +98,15 @@ def prepare(accounts: int, days: int, seed: int) -> dict:
 
 
 def run_daily(as_of: date) -> None:
-    """Step 5: the daily DAG for ``as_of``."""
+    """Step 5: the daily DAG for ``as_of``.
+
+    The run whose data interval is [as_of, as_of + 1 day): a manual run's interval ends at its
+    logical date, so the logical date is the day after ``as_of``.
+    """
     log = settings.local_dir() / f"demo-run-{as_of.isoformat()}.log"
     log.unlink(missing_ok=True)
     t0 = _step(f"customer_health_daily for {as_of} (log: {log})")
-    airflow("dags", "test", "customer_health_daily", as_of.isoformat(), log=log)
+    airflow("dags", "test", "customer_health_daily", (as_of + timedelta(days=1)).isoformat(), log=log)
     _done(t0)
 
 

@@ -102,19 +102,59 @@ def active_model_config(version: str | None = None):
     return load_model_config(default_model_path())
 
 
-def compute_signals(as_of: date, account_keys: list[str] | None = None) -> dict[str, Any]:
-    """Point-in-time signals and account context as of ``as_of``, stored for scoring.
+ACCOUNTS_PER_SHARD = 25_000
 
-    Without ``account_keys`` the date's stored input is replaced whole (accounts that left
-    disappear); with them (one shard of a sharded run) only those accounts are upserted.
+
+def signal_shards(requested: int | None = None) -> list[dict[str, int]]:
+    """How to split signal computation: ``requested`` shards, or one per 25,000 accounts."""
+    from sqlalchemy import func, select
+
+    from customer_health.warehouse.schema import account_crosswalk
+
+    if requested is None or requested < 1:
+        with warehouse().connect() as conn:
+            accounts = conn.execute(select(func.count()).select_from(account_crosswalk)).scalar_one()
+        requested = max(1, -(-accounts // ACCOUNTS_PER_SHARD))
+    return [{"shard": i, "of": requested} for i in range(requested)]
+
+
+def shard_accounts(shard: int, of: int) -> list[str]:
+    """The account keys of shard ``shard`` of ``of``: every ``of``-th key in sorted order."""
+    from sqlalchemy import select
+
+    from customer_health.warehouse.schema import account_crosswalk
+
+    with warehouse().connect() as conn:
+        keys = list(conn.execute(select(account_crosswalk.c.account_key).order_by(account_crosswalk.c.account_key)).scalars())
+    return keys[shard::of]
+
+
+def clear_signal_input(as_of: date) -> dict[str, Any]:
+    """Remove the date's stored signal input before shards write it again (re-runs stay exact)."""
+    from sqlalchemy import delete
+
+    from customer_health.warehouse.schema import signal_context, signal_values
+
+    with warehouse().begin() as conn:
+        values = conn.execute(delete(signal_values).where(signal_values.c.as_of_date == as_of)).rowcount
+        context = conn.execute(delete(signal_context).where(signal_context.c.as_of_date == as_of)).rowcount
+    return {"as_of": as_of.isoformat(), "values_removed": values, "accounts_removed": context}
+
+
+def compute_signals(as_of: date, shard: int = 0, of: int = 1) -> dict[str, Any]:
+    """Point-in-time signals and account context of one account shard, stored for scoring.
+
+    Scoring reads the whole date back, so every account is normalized against the baseline
+    of the whole population whatever the shard count: sharded and unsharded runs are equal.
     """
     from customer_health.scoring.signal_store import write_signal_frame
     from customer_health.scoring.signals import compute_signals as run
 
     engine = warehouse()
-    frame = run(engine, as_of, account_keys)
-    written = write_signal_frame(engine, frame, replace_date=account_keys is None)
-    return {"as_of": as_of.isoformat(), "accounts": int(len(frame)), "values": int(written)}
+    keys = None if of == 1 else shard_accounts(shard, of)
+    frame = run(engine, as_of, keys)
+    written = write_signal_frame(engine, frame)
+    return {"as_of": as_of.isoformat(), "shard": shard, "of": of, "accounts": int(len(frame)), "values": int(written)}
 
 
 def score(as_of: date, model_version: str | None = None) -> dict[str, Any]:

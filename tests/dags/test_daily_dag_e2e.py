@@ -7,14 +7,15 @@ table and create nothing new in any external system.
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import func, select
+
 from customer_health.sandbox.store import sandbox_writes
 from customer_health.warehouse import schema as s
 from customer_health.warehouse.engine import engine_for
-from sqlalchemy import func, select
-
 from tests.conftest import TEST_END_DATE
 
 pytestmark = pytest.mark.slow
@@ -72,3 +73,33 @@ def test_daily_run_scores_every_customer_and_a_rerun_changes_nothing(
     assert rerun.state == "success"
     assert _counts(url) == first
     assert _writes(fresh_sandbox) == writes_after_first
+
+
+def _score_rows(url: str) -> list[tuple]:
+    cols = [c for c in s.health_scores.columns if c.name != "computed_at"]
+    with engine_for(url).connect() as conn:
+        return [tuple(r) for r in conn.execute(select(*cols).order_by(s.health_scores.c.account_key))]
+
+
+def test_sharded_and_unsharded_runs_produce_identical_scores(company_dir, dagbag, dag_env, tmp_path):
+    from customer_health.sandbox.server import Sandbox
+
+    results = {}
+    for shards in (1, 3):
+        folder = tmp_path / f"sandbox-{shards}"
+        folder.mkdir()
+        for name in ("company.db", "product.db"):
+            shutil.copy(company_dir / name, folder / name)
+        sb = Sandbox.start(folder)
+        try:
+            url = f"sqlite:///{tmp_path / f'wh-{shards}.db'}"
+            dag_env(sb, url)
+            run = dagbag.dags["customer_health_daily"].test(
+                logical_date=_logical_date_scoring(TEST_END_DATE), run_conf={"shards": shards, "dispatch": False}
+            )
+            assert run.state == "success"
+            results[shards] = _score_rows(url)
+        finally:
+            sb.stop()
+    assert len(results[1]) > 0
+    assert results[3] == results[1]

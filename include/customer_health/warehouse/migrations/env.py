@@ -1,6 +1,7 @@
 """Alembic environment: runs migrations on the engine handed over by ``migrate.py``."""
 
 from alembic import context
+
 from customer_health.warehouse.schema import metadata
 
 config = context.config
