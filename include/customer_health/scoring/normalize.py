@@ -199,11 +199,16 @@ def compute_baselines(
         basis[-1, j] = "global"
         population[seg_row, j] = np.where(use_seg, n_seg_data, np.where(use_plan, n_plan_data[plan_row], n_glob[0]))
         population[-1, j] = n_glob[0]
-        # Keep data-driven bounds at least min_span apart in the signal's good direction:
-        # when a whole segment sits at zero, zero must not count as healthy.
+        # Keep data-driven bounds at least min_span apart, moving the bound at the open end:
+        # for a higher-is-better signal the best bound rises (when a whole segment sits at
+        # zero usage, zero must not count as healthy); for a lower-is-better one the worst
+        # bound rises (when most accounts have no open ticket, none is still the best).
         sign = 1.0 if s.higher_is_better else -1.0
         span = np.fmax(sign * (best[:, j] - worst[:, j]), norm.min_span)
-        best[:, j] = worst[:, j] + sign * span
+        if s.higher_is_better:
+            best[:, j] = worst[:, j] + span
+        else:
+            worst[:, j] = best[:, j] + span
     baselines = Baselines(tuple(config.signal_keys), tuple(segments), worst, best, basis, population)
     return baselines, np.searchsorted(present, seg_codes)
 
