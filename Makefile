@@ -12,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)
 
-.PHONY: venv demo test airflow lint lock sandbox clean
+.PHONY: venv demo test airflow lint lock sandbox clean browser migration-regen
 
 $(VENV)/.installed: requirements.txt constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,9 +26,15 @@ venv: $(VENV)/.installed  ## create .local/venv with the pinned set
 demo: venv  ## generate the company, start the sandbox, run customer_health_daily for today
 	$(PY) -m customer_health.demo
 
-test: venv  ## run the whole test suite
+test: venv browser  ## run the whole test suite
 	$(PY) -m ruff check include dags plugins tests benchmarks
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider --basetemp=$(CURDIR)/.local/pytest $(PYTEST_ARGS)
+
+# The dashboard's browser test drives Debian's Chromium (never a browser downloaded at run time).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: sudo apt-get install chromium (the browser test needs it)"; fi; }
 
 airflow: venv  ## start the Airflow UI (airflow standalone) on the demo setup
 	$(PY) -m customer_health.demo --prepare-only

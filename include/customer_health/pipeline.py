@@ -81,7 +81,7 @@ def build_crosswalk() -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- scoring
 def active_model_config(version: str | None = None):
-    """The model config to score with: ``version`` from the registry, else the shipped default."""
+    """The model config to score with: ``version``, else the registry's active one, else the default."""
     from customer_health.scoring.model_config import default_model_path, load_model_config
 
     if version:
@@ -99,7 +99,11 @@ def active_model_config(version: str | None = None):
                 "run without the model_version param to use the active default"
             )
         return load_model_config(yaml_text)
-    return load_model_config(default_model_path())
+    from customer_health.validation.registry import active_config
+
+    # The registry's active version (approved by a person after an audit) scores; before the
+    # first run the shipped default does, and registers itself as active.
+    return active_config(warehouse()) or load_model_config(default_model_path())
 
 
 ACCOUNTS_PER_SHARD = 25_000

@@ -223,7 +223,9 @@ def score_accounts(
 
 # --------------------------------------------------------------------------- warehouse run
 def ensure_model_registered(engine: Engine, config: ModelConfig, created_by: str = "customer_health") -> bool:
-    """Record the model version in ``model_versions`` (status active) unless it is there.
+    """Record the model version in ``model_versions`` unless it is there.
+
+    It becomes the active version when the registry has none yet, else a proposed one.
 
     Returns True when it was registered now. Refuses, with a ModelConfigError, a version
     string already registered with a different configuration (sha256): a changed model needs
@@ -241,10 +243,15 @@ def ensure_model_registered(engine: Engine, config: ModelConfig, created_by: str
                     f"(model {config.version}, {config.source})"
                 )
             return False
+        # The first version a warehouse sees becomes active; any later one waits for a person
+        # to approve it (validation.registry), so two versions are never active at once.
+        has_active = conn.execute(
+            select(model_versions.c.version).where(model_versions.c.status == "active").limit(1)
+        ).first()
         conn.execute(
             model_versions.insert().values(
                 version=config.version,
-                status="active",
+                status="proposed" if has_active else "active",
                 config_yaml=config.yaml_text,
                 config_sha256=config.sha256,
                 created_at=utcnow(),

@@ -1,0 +1,615 @@
+"""The quarterly accuracy audit: did the accounts the score flagged actually churn?
+
+The cohort (stated once, used by the audit and the recalibration)
+-----------------------------------------------------------------
+For an outcome window ``[start, end]`` and a horizon ``H`` (default 90 days):
+
+* **Snapshot dates** ``T`` are the first days of each quarter (or month, ``cadence``) with
+  ``start - 1 <= T`` and ``T + H <= end``: every snapshot's horizon ``(T, T + H]`` lies inside
+  the window, so every label is fully observed and uses only outcomes inside the window.
+* **Observations** are (account, T) pairs: every account scored as a customer at T, i.e. every
+  account with a ``health_scores`` row of the audited model version at T. When no score is
+  stored at T, the latest one within ``tolerance_days`` before T is used; an account that
+  churned between that date and T is left out (it was no longer a customer at T).
+* **Label**: churned = at least one churn outcome (``account_outcomes``) in ``(T, T + H]``. The
+  score used is the one *as of T*, so a churner's score is taken 1 to H days before it churned
+  (``days_to_churn`` says how many): the score had to see it coming.
+* **Retained** accounts at the same T are the comparison group. An account appears once per
+  snapshot, so a long-lived account counts in several quarters (as it would be acted on).
+
+When the audited version has no stored scores around T (a model never run daily, e.g. a new
+proposal, or a history that was not backfilled), the snapshot is **re-scored**: the signals as
+of T (``signal_values`` when stored, else ``compute_signals``) through the scoring engine's
+``score_accounts``. The report says which snapshots were stored and which re-scored.
+
+Flagged = ``score <= threshold`` (default 49, the At Risk upper bound). False negatives
+(churned but scored above the threshold) are listed with the drivers their score carried;
+false positives (flagged but retained) are listed too. Results are stored per model version in
+``model_audits`` (and merged into ``model_versions.metrics`` when the version is registered),
+and a self-contained HTML report is written (see ``report.py``).
+
+Run it on the current warehouse: ``python -m customer_health.validation.audit --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, and_, select
+
+from customer_health.scoring.model_config import ModelConfig, load_model_config
+from customer_health.validation.metrics import DEFAULT_THRESHOLD, evaluate_scores, json_safe
+from customer_health.validation.outcomes import read_outcomes
+from customer_health.warehouse.io import upsert_rows, utcnow
+from customer_health.warehouse.schema import (
+    health_scores,
+    model_audits,
+    model_versions,
+    raw_sf_account,
+    signal_values,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HORIZON_DAYS = 90
+DEFAULT_TOLERANCE_DAYS = 7
+CADENCES = ("quarterly", "monthly")
+MAX_LISTED = 200  # false negatives / positives kept in the stored metrics and the report
+
+SignalSource = Callable[[Engine, date], pd.DataFrame]
+
+
+class AuditError(ValueError):
+    """The audit cannot run with the arguments given; the message says what to change."""
+
+
+# --------------------------------------------------------------------------- snapshot dates
+def _period_starts(first: date, last: date, cadence: str) -> list[date]:
+    if cadence not in CADENCES:
+        raise AuditError(f"cadence {cadence!r} is not supported; use one of {', '.join(CADENCES)}")
+    step = 3 if cadence == "quarterly" else 1
+    month = ((first.month - 1) // step) * step + 1
+    day = date(first.year, month, 1)
+    out = []
+    while day <= last:
+        if day >= first:
+            out.append(day)
+        month_index = day.year * 12 + day.month - 1 + step
+        day = date(month_index // 12, month_index % 12 + 1, 1)
+    return out
+
+
+def snapshot_dates(start: date, end: date, horizon_days: int = DEFAULT_HORIZON_DAYS, cadence: str = "quarterly") -> list[date]:
+    """Snapshot dates T of the window: period starts with ``start - 1 <= T <= end - H``."""
+    if end < start:
+        raise AuditError(f"window end {end} is before its start {start}; swap them")
+    if horizon_days < 1:
+        raise AuditError(f"horizon_days is {horizon_days}; pass a horizon of at least 1 day (default 90)")
+    first, last = start - timedelta(days=1), end - timedelta(days=horizon_days)
+    dates = _period_starts(first, last, cadence) if last >= first else []
+    if not dates:
+        raise AuditError(
+            f"no {cadence} snapshot date T fits the window {start}..{end} with a {horizon_days}-day horizon "
+            f"(T must satisfy {first} <= T <= {last}); widen the window to at least {horizon_days} days "
+            "past a period start, or shorten the horizon"
+        )
+    return dates
+
+
+# --------------------------------------------------------------------------- signals and scores at T
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return pd.Timestamp(value).date()
+
+
+def stored_signals(engine: Engine, day: date) -> pd.DataFrame:
+    """The signals frame of ``day`` rebuilt from ``signal_values`` (empty when none stored).
+
+    Account attributes (plan, tenure, ARR) come from ``raw_sf_account`` as ``compute_signals``
+    takes them; the signal values are exactly those the daily run stored for ``day``.
+    """
+    t, a = signal_values.c, raw_sf_account.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.account_key, t.signal, t.value).where(t.as_of_date == day)).all()
+        if not rows:
+            return pd.DataFrame()
+        keys = sorted({r.account_key for r in rows})
+        attrs = conn.execute(select(a.id, a.plan, a.customer_since, a.arr).where(a.id.in_(keys))).all()
+    long = pd.DataFrame([tuple(r) for r in rows], columns=["account_key", "signal", "value"])
+    wide = long.pivot(index="account_key", columns="signal", values="value").reset_index()
+    wide.columns.name = None
+    attributes = pd.DataFrame([tuple(r) for r in attrs], columns=["account_key", "plan", "customer_since", "arr"])
+    frame = wide.merge(attributes, on="account_key", how="left")
+    frame["as_of_date"] = day
+    since = frame["customer_since"].map(lambda v: _as_date(v) if v is not None and not pd.isna(v) else None)
+    frame["tenure_days"] = [float((day - s).days) if s is not None else np.nan for s in since]
+    return frame.sort_values("account_key").reset_index(drop=True)
+
+
+def signals_at(engine: Engine, day: date) -> pd.DataFrame:
+    """Point-in-time signals of ``day``: the stored ``signal_values``, else ``compute_signals``."""
+    frame = stored_signals(engine, day)
+    if len(frame):
+        return frame
+    from customer_health.scoring.signals import compute_signals
+
+    return compute_signals(engine, day)
+
+
+def stored_scores(engine: Engine, day: date, model_version: str, tolerance_days: int = DEFAULT_TOLERANCE_DAYS) -> pd.DataFrame:
+    """Each account's latest stored score of ``model_version`` in ``[day - tolerance, day]``."""
+    t = health_scores.c
+    stmt = select(t.account_key, t.as_of_date, t.score, t.zone, t.drivers, t.explanation).where(
+        t.model_version == model_version,
+        t.as_of_date <= day,
+        t.as_of_date >= day - timedelta(days=tolerance_days),
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=["account_key", "score_date", "score", "zone", "drivers", "explanation"])
+    if frame.empty:
+        return frame
+    frame["score_date"] = frame["score_date"].map(_as_date)
+    frame = frame.sort_values(["account_key", "score_date"]).drop_duplicates("account_key", keep="last")
+    return frame.reset_index(drop=True)
+
+
+def rescore(signals: pd.DataFrame, config: ModelConfig) -> pd.DataFrame:
+    """Score a signals frame of one date with ``config`` through the scoring engine (no writes)."""
+    from customer_health.scoring.engine import score_accounts
+
+    if signals.empty:
+        return pd.DataFrame(columns=["account_key", "score_date", "score", "zone", "drivers", "explanation"])
+    scored = score_accounts(signals, config)
+    out = scored[["account_key", "as_of_date", "score", "zone", "drivers", "explanation"]].rename(columns={"as_of_date": "score_date"})
+    out["score_date"] = out["score_date"].map(_as_date)
+    out["zone"] = out["zone"].astype(object)
+    return out.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- the cohort
+def _labels(keys: Sequence[str], snapshot: date, horizon_days: int, churn: pd.DataFrame) -> tuple[np.ndarray, list[date | None]]:
+    """Churned within (T, T+H], and the first churn date in that window (None when retained)."""
+    first: dict[str, date] = {}
+    if len(churn):
+        window_end = snapshot + timedelta(days=horizon_days)
+        inside = churn[(churn["occurred_on"] > snapshot) & (churn["occurred_on"] <= window_end)]
+        for key, day in zip(inside["account_key"], inside["occurred_on"], strict=True):
+            if key not in first or day < first[key]:
+                first[key] = day
+    on = [first.get(k) for k in keys]
+    return np.array([d is not None for d in on], dtype=bool), on
+
+
+def build_cohort(
+    engine: Engine,
+    config: ModelConfig,
+    dates: Sequence[date],
+    horizon_days: int,
+    *,
+    tolerance_days: int = DEFAULT_TOLERANCE_DAYS,
+    signal_source: SignalSource = signals_at,
+    prefer_stored: bool = True,
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Observations (account, snapshot) with their score as of T and the churn label.
+
+    Returns the cohort frame (``account_key, snapshot_date, score_date, score, zone, churned,
+    churned_on, days_to_churn, drivers, explanation, score_source``) and one summary dict per
+    snapshot (date, source, accounts, churners).
+    """
+    churn = read_outcomes(engine, outcomes=["churn"])
+    frames, summaries = [], []
+    for day in dates:
+        scores = stored_scores(engine, day, config.version, tolerance_days) if prefer_stored else pd.DataFrame()
+        source = "stored"
+        if scores.empty:
+            scores = rescore(signal_source(engine, day), config)
+            source = "rescored"
+        if len(scores) and len(churn):
+            # Scores taken before T: drop accounts that churned between that score and T.
+            gone = churn[churn["occurred_on"] <= day][["account_key", "occurred_on"]]
+            merged = scores[["account_key", "score_date"]].merge(gone, on="account_key", how="inner")
+            later = [o > s for o, s in zip(merged["occurred_on"], merged["score_date"], strict=True)]
+            stale = merged.loc[later, "account_key"] if len(merged) else []
+            scores = scores[~scores["account_key"].isin(set(stale))]
+        keys = scores["account_key"].tolist()
+        churned, churned_on = _labels(keys, day, horizon_days, churn)
+        frame = scores.assign(
+            snapshot_date=day,
+            churned=churned,
+            churned_on=churned_on,
+            days_to_churn=[(d - day).days if d is not None else None for d in churned_on],
+            score_source=source,
+        )
+        frames.append(frame)
+        summaries.append({"snapshot_date": day.isoformat(), "source": source, "accounts": len(frame), "churners": int(churned.sum())})
+    columns = [
+        "account_key", "snapshot_date", "score_date", "score", "zone", "churned", "churned_on",
+        "days_to_churn", "drivers", "explanation", "score_source",
+    ]  # fmt: skip
+    non_empty = [f for f in frames if len(f)]
+    cohort = pd.concat(non_empty, ignore_index=True)[columns] if non_empty else pd.DataFrame(columns=columns)
+    cohort["score"] = cohort["score"].astype(float)
+    cohort["churned"] = cohort["churned"].astype(bool)
+    return cohort, summaries
+
+
+# --------------------------------------------------------------------------- drivers for FN/FP
+def driver_texts(drivers_json: Any, kind: str = "down", limit: int = 3) -> list[str]:
+    """The driver sentences of one ``health_scores.drivers`` JSON (``down``: pulling it down)."""
+    if not drivers_json or (isinstance(drivers_json, float) and np.isnan(drivers_json)):
+        return []
+    try:
+        parsed = json.loads(drivers_json) if isinstance(drivers_json, str) else drivers_json
+    except (TypeError, ValueError):
+        return []
+    items = parsed.get(kind, []) if isinstance(parsed, dict) else []
+    texts = []
+    # Items are {"signal", "points", "text", ...} or compact [signal, points, score] lists.
+    for item in items[:limit]:
+        if isinstance(item, dict):
+            label, points = item.get("text") or str(item.get("signal", "")).replace("_", " "), item.get("points")
+        elif isinstance(item, list | tuple) and item:
+            label, points = str(item[0]).replace("_", " "), item[1] if len(item) > 1 else None
+        else:
+            continue
+        texts.append(f"{label} ({float(points):+.1f} pts)" if isinstance(points, int | float) else label)
+    return texts
+
+
+def _listing(frame: pd.DataFrame, sort_ascending: bool) -> list[dict[str, Any]]:
+    ordered = frame.sort_values(["score", "snapshot_date", "account_key"], ascending=[sort_ascending, True, True]).head(MAX_LISTED)
+    out = []
+    for r in ordered.itertuples(index=False):
+        out.append(
+            {
+                "account_key": r.account_key,
+                "snapshot_date": _as_date(r.snapshot_date).isoformat(),
+                "score": int(r.score),
+                "zone": r.zone,
+                "churned_on": r.churned_on.isoformat() if isinstance(r.churned_on, date) else None,
+                "days_to_churn": int(r.days_to_churn) if r.days_to_churn is not None and not pd.isna(r.days_to_churn) else None,
+                "held_down_by": driver_texts(r.drivers, "down"),
+                "held_up_by": driver_texts(r.drivers, "up"),
+                "explanation": r.explanation,
+            }
+        )
+    return out
+
+
+def false_negatives(cohort: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) -> list[dict[str, Any]]:
+    """Churned but scored above the threshold (missed), highest score first, with drivers."""
+    return _listing(cohort[cohort["churned"] & (cohort["score"] > threshold)], sort_ascending=False)
+
+
+def false_positives(cohort: pd.DataFrame, threshold: int = DEFAULT_THRESHOLD) -> list[dict[str, Any]]:
+    """Flagged (score <= threshold) but retained, lowest score first, with drivers."""
+    return _listing(cohort[~cohort["churned"] & (cohort["score"] <= threshold)], sort_ascending=True)
+
+
+# --------------------------------------------------------------------------- the audit
+@dataclass
+class AuditResult:
+    """What one audit found (the cohort stays in memory; ``summary`` is XCom-sized)."""
+
+    model_version: str
+    window_start: date
+    window_end: date
+    horizon_days: int
+    threshold: int
+    cadence: str
+    snapshots: list[dict[str, Any]]
+    cohort: pd.DataFrame
+    metrics: dict[str, Any]
+    false_negatives: list[dict[str, Any]]
+    false_positives: list[dict[str, Any]]
+    kind: str = "audit"
+    report_path: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers, JSON-safe (for XCom, logs and the approval body)."""
+        m = self.metrics
+        return json_safe(
+            {
+                "model_version": self.model_version,
+                "kind": self.kind,
+                "window_start": self.window_start.isoformat(),
+                "window_end": self.window_end.isoformat(),
+                "horizon_days": self.horizon_days,
+                "threshold": self.threshold,
+                "snapshots": [s["snapshot_date"] for s in self.snapshots],
+                "observations": m["observations"],
+                "churners": m["churners"],
+                "roc_auc": m["roc_auc"],
+                "sensitivity": m["sensitivity"],
+                "specificity": m["specificity"],
+                "precision": m["precision"],
+                "top_decile_lift": m["top_decile_lift"],
+                "meets_targets": m["meets_targets"],
+                "false_negatives": len(self.false_negatives),
+                "false_positives": len(self.false_positives),
+                "report_path": self.report_path,
+            }
+        )
+
+    def stored_metrics(self) -> dict[str, Any]:
+        """Everything that goes into ``model_audits.metrics`` (JSON-safe)."""
+        return json_safe(
+            {
+                **self.metrics,
+                "snapshots": self.snapshots,
+                "cadence": self.cadence,
+                "false_negatives": self.false_negatives,
+                "false_positives": self.false_positives,
+                "notes": self.notes,
+            }
+        )
+
+
+def resolve_config(engine: Engine, model_version: str | None) -> ModelConfig:
+    """``model_version`` from the registry; else the active version; else the shipped default."""
+    from customer_health.validation import registry
+
+    if model_version:
+        return registry.get_config(engine, model_version)
+    active = registry.active_config(engine)
+    return active if active is not None else load_model_config()
+
+
+def _zones(config: ModelConfig) -> list[tuple[str, int, int]]:
+    return [(z.name, z.min, z.max) for z in sorted(config.zones, key=lambda z: -z.max)]
+
+
+def evaluate_cohort(
+    cohort: pd.DataFrame,
+    config: ModelConfig,
+    *,
+    window_start: date,
+    window_end: date,
+    horizon_days: int,
+    threshold: int,
+    cadence: str,
+    snapshots: list[dict[str, Any]],
+    kind: str = "audit",
+) -> AuditResult:
+    """Grade a cohort (pure: no database): metrics, false negatives and false positives."""
+    if cohort.empty:
+        raise AuditError(
+            f"no scored accounts at the snapshot dates {[s['snapshot_date'] for s in snapshots]} for model "
+            f"{config.version}; score those dates first (backfill customer_health_daily) or pick another window"
+        )
+    metrics = evaluate_scores(cohort["score"].to_numpy(), cohort["churned"].to_numpy(), threshold, _zones(config))
+    notes = []
+    if metrics["churners"] == 0:
+        notes.append("No churn in the window: sensitivity and AUC are undefined. Has build_outcomes run?")
+    rescored = [s["snapshot_date"] for s in snapshots if s.get("source") == "rescored"]
+    if rescored:
+        notes.append(f"Snapshots re-scored through the engine (no stored scores): {', '.join(rescored)}.")
+    return AuditResult(
+        model_version=config.version,
+        window_start=window_start,
+        window_end=window_end,
+        horizon_days=horizon_days,
+        threshold=threshold,
+        cadence=cadence,
+        snapshots=snapshots,
+        cohort=cohort,
+        metrics=metrics,
+        false_negatives=false_negatives(cohort, threshold),
+        false_positives=false_positives(cohort, threshold),
+        kind=kind,
+        notes=notes,
+    )
+
+
+def store_audit(engine: Engine, result: AuditResult) -> None:
+    """Upsert the audit into ``model_audits`` and merge its summary into ``model_versions.metrics``."""
+    m = json_safe(result.metrics)
+    row = {
+        "model_version": result.model_version,
+        "window_start": result.window_start,
+        "window_end": result.window_end,
+        "horizon_days": result.horizon_days,
+        "kind": result.kind,
+        "threshold": result.threshold,
+        "observations": m["observations"],
+        "churners": m["churners"],
+        "roc_auc": m["roc_auc"],
+        "sensitivity": m["sensitivity"],
+        "specificity": m["specificity"],
+        "precision": m["precision"],
+        "top_decile_lift": m["top_decile_lift"],
+        "metrics": json.dumps(result.stored_metrics(), sort_keys=True, default=str),
+        "report_path": result.report_path,
+        "audited_at": utcnow(),
+    }
+    with engine.begin() as conn:
+        upsert_rows(conn, model_audits, [row])
+        registered = conn.execute(
+            select(model_versions.c.version).where(model_versions.c.version == result.model_version)
+        ).scalar_one_or_none()
+    if registered is not None:
+        from customer_health.validation.registry import record_metrics
+
+        record_metrics(engine, result.model_version, {result.kind: result.summary()})
+
+
+def audit_model(
+    engine: Engine,
+    window_start: date,
+    window_end: date,
+    *,
+    horizon_days: int = DEFAULT_HORIZON_DAYS,
+    model_version: str | None = None,
+    config: ModelConfig | None = None,
+    threshold: int = DEFAULT_THRESHOLD,
+    cadence: str = "quarterly",
+    tolerance_days: int = DEFAULT_TOLERANCE_DAYS,
+    report_dir: str | Path | None = None,
+    write_report: bool = True,
+    store: bool = True,
+    signal_source: SignalSource = signals_at,
+) -> AuditResult:
+    """Audit a model version against the outcomes of ``[window_start, window_end]``.
+
+    Reads ``account_outcomes`` (run ``outcomes.build_outcomes`` first), the model's stored scores
+    (re-scoring snapshots that have none), grades them, stores the result (``store``) and writes
+    the HTML report (``write_report``) under ``report_dir`` (default ``.local/reports``).
+    """
+    config = config or resolve_config(engine, model_version)
+    dates = snapshot_dates(window_start, window_end, horizon_days, cadence)
+    cohort, snapshots = build_cohort(
+        engine, config, dates, horizon_days, tolerance_days=tolerance_days, signal_source=signal_source
+    )
+    result = evaluate_cohort(
+        cohort,
+        config,
+        window_start=window_start,
+        window_end=window_end,
+        horizon_days=horizon_days,
+        threshold=threshold,
+        cadence=cadence,
+        snapshots=snapshots,
+    )
+    if write_report:
+        from customer_health.validation.report import write_audit_report
+
+        result.report_path = str(write_audit_report(result, report_dir=report_dir))
+    if store:
+        store_audit(engine, result)
+    return result
+
+
+def latest_audit(engine: Engine, model_version: str, kind: str = "audit") -> dict[str, Any] | None:
+    """The most recent stored audit of a version (row with its metrics parsed), or None."""
+    t = model_audits.c
+    stmt = (
+        select(model_audits)
+        .where(and_(t.model_version == model_version, t.kind == kind))
+        .order_by(t.window_end.desc(), t.audited_at.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    out = dict(row._mapping)
+    out["metrics"] = json.loads(out["metrics"])
+    return out
+
+
+# --------------------------------------------------------------------------- command line
+def default_window(today: date) -> tuple[date, date]:
+    """The outcome window a quarterly run on ``today`` audits: the 365 days before it."""
+    return today - timedelta(days=365), today - timedelta(days=1)
+
+
+def resolve_window(run_date: date, window_start: str | date | None = None, window_end: str | date | None = None) -> tuple[date, date]:
+    """The audit window from optional overrides (ISO strings or dates), else ``default_window``."""
+
+    def parse(value: str | date | None, name: str) -> date | None:
+        if value is None or value == "":
+            return None
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError as exc:
+            raise AuditError(f"{name} {value!r} is not an ISO date; pass YYYY-MM-DD or leave it empty") from exc
+
+    start, end = default_window(run_date)
+    end = parse(window_end, "window_end") or end
+    start = parse(window_start, "window_start") or (end - timedelta(days=364) if window_end else start)
+    if end < start:
+        raise AuditError(f"window_end {end} is before window_start {start}; swap them")
+    return start, end
+
+
+def format_summary(result: AuditResult) -> str:
+    """A few lines a person reads in a terminal or a task log."""
+    m = result.metrics
+
+    def pct(v: float) -> str:
+        return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.0%}"
+
+    def num(v: float) -> str:
+        return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"
+
+    lines = [
+        f"Model {result.model_version}: outcomes {result.window_start}..{result.window_end}, horizon {result.horizon_days} days, "
+        f"snapshots {', '.join(s['snapshot_date'] + ' (' + s['source'] + ')' for s in result.snapshots)}",
+        f"  observations {m['observations']}, churners {m['churners']} ({pct(m['churn_rate'])})",
+        f"  flagged = score <= {result.threshold}: sensitivity {pct(m['sensitivity'])} (target 75%), "
+        f"specificity {pct(m['specificity'])} (target 70%), precision {pct(m['precision'])}",
+        f"  ROC AUC {num(m['roc_auc'])}, top-decile lift {num(m['top_decile_lift'])}",
+        "  churn by zone: " + ", ".join(f"{z['zone']} {pct(z['churn_rate'])} of {z['accounts']}" for z in m["by_zone"]),
+        f"  false negatives {len(result.false_negatives)}, false positives {len(result.false_positives)}",
+    ]
+    lines += [f"  note: {n}" for n in result.notes]
+    if result.report_path:
+        lines.append(f"  report: {result.report_path}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m customer_health.validation.audit``: audit the current warehouse, print metrics."""
+    parser = argparse.ArgumentParser(
+        prog="python -m customer_health.validation.audit",
+        description="Audit the health score against churn outcomes in the warehouse and write the HTML report.",
+    )
+    parser.add_argument("--start", type=date.fromisoformat, help="first outcome date (default: 365 days before --end)")
+    parser.add_argument("--end", type=date.fromisoformat, help="last outcome date (default: yesterday, UTC)")
+    parser.add_argument("--horizon-days", type=int, default=DEFAULT_HORIZON_DAYS, help="churn horizon H (default 90)")
+    parser.add_argument("--model-version", help="registered model version (default: active, else the shipped v1)")
+    parser.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD, help="flagged = score <= threshold (default 49)")
+    parser.add_argument("--cadence", choices=CADENCES, default="quarterly", help="snapshot dates (default quarterly)")
+    parser.add_argument("--report-dir", help="folder of the HTML report (default .local/reports)")
+    parser.add_argument("--warehouse-url", help="SQLAlchemy URL (default: the configured warehouse)")
+    parser.add_argument("--skip-outcomes", action="store_true", help="use account_outcomes as stored, do not rebuild it")
+    parser.add_argument("--no-store", action="store_true", help="do not write model_audits / model_versions")
+    args = parser.parse_args(argv)
+
+    from customer_health.validation.outcomes import build_outcomes
+    from customer_health.warehouse.engine import get_engine
+
+    engine = get_engine(args.warehouse_url)
+    end = args.end or (utcnow().date() - timedelta(days=1))
+    start = args.start or default_window(end + timedelta(days=1))[0]
+    try:
+        if not args.skip_outcomes:
+            report = build_outcomes(engine, end)
+            print(f"Outcomes known by {end}: {report.churn} churn, {report.contraction} contraction, {report.expansion} expansion")
+        result = audit_model(
+            engine,
+            start,
+            end,
+            horizon_days=args.horizon_days,
+            model_version=args.model_version,
+            threshold=args.threshold,
+            cadence=args.cadence,
+            report_dir=args.report_dir,
+            store=not args.no_store,
+        )
+    except (AuditError, ValueError) as exc:
+        print(f"audit failed: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(result))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""Recalibration: weights follow the churn regression, the config stays valid, validation is honest.
+
+The synthetic book: 300 established accounts on 8 monthly snapshots, where only the active-user
+ratio drives churn (the lower it is, the likelier the account leaves within 90 days); every other
+signal is noise.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from customer_health.scoring.model_config import SEED_DIMENSION_WEIGHT_RANGES, load_model_config
+from customer_health.scoring.signal_catalog import SIGNALS
+from customer_health.validation.recalibrate import (
+    RecalibrationError,
+    SignalFit,
+    label_snapshots,
+    project_onto_ranges,
+    proposed_version_name,
+    recalibrate_snapshots,
+    review_markdown,
+    round_weights,
+    weights_from_fit,
+)
+
+V1 = load_model_config()
+DATES = [date(2025, m, 1) for m in range(3, 11)]
+AS_OF = date(2026, 1, 1)
+
+
+def synthetic_snapshots(accounts: int = 300, driver: str = "active_user_ratio", seed: int = 3) -> pd.DataFrame:
+    """Signals per (account, date) with churn driven by ``driver`` alone."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for day in DATES:
+        frame = pd.DataFrame(
+            {
+                "account_key": [f"001{i:015d}" for i in range(accounts)],
+                "as_of_date": day,
+                "plan": np.where(np.arange(accounts) % 2, "pro", "starter"),
+                "tenure_days": 400 + (np.arange(accounts) * 7) % 900,
+                "arr": 12000.0,
+            }
+        )
+        for key in SIGNALS:
+            frame[key] = rng.uniform(0, 1, accounts)
+        frame["login_frequency"] = rng.uniform(0, 10, accounts)
+        frame["open_tickets"] = rng.poisson(2, accounts).astype(float)
+        frame["nps"] = rng.uniform(0, 10, accounts)
+        frame["exec_sponsor_recency"] = rng.uniform(0, 365, accounts)
+        frame["engagement_trend"] = rng.uniform(-0.5, 0.5, accounts)
+        driving = frame[driver].to_numpy()
+        p_churn = 1 / (1 + np.exp(-(-2.2 + 9 * (0.35 - driving))))
+        frame["churned"] = rng.random(accounts) < p_churn
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def recalibration():
+    return recalibrate_snapshots(synthetic_snapshots(), V1, horizon_days=90, as_of=AS_OF, min_train_churners=10)
+
+
+def test_the_signal_that_drives_churn_gains_weight(recalibration):
+    before = V1.default_model.signal_weight("active_user_ratio", "engagement")
+    after = recalibration.config.default_model.signal_weight("active_user_ratio", "engagement")
+    assert after > before
+    assert after == max(recalibration.config.default_model.signal_weights["engagement"].values())
+    fit = recalibration.weights["established"].fit["coefficients"]
+    assert fit["active_user_ratio"] < 0  # more active users, less churn
+    assert fit["active_user_ratio"] == min(fit.values())
+
+
+def test_the_engagement_dimension_rises_to_the_top_of_its_seed_range(recalibration):
+    weights = recalibration.config.default_model.dimension_weights
+    assert weights["engagement"] == pytest.approx(SEED_DIMENSION_WEIGHT_RANGES["engagement"][1])
+    for d, (lo, hi) in SEED_DIMENSION_WEIGHT_RANGES.items():
+        assert lo - 1e-9 <= weights[d] <= hi + 1e-9
+
+
+def test_the_proposed_config_loads_and_keeps_weights_non_negative_and_summing_to_one(recalibration):
+    config = load_model_config(recalibration.config.yaml_text)
+    assert config.version == "v1-r20260101"
+    for model in config.models:
+        assert sum(model.dimension_weights.values()) == pytest.approx(1.0, abs=1e-9)
+        for d, signals in model.signal_weights.items():
+            assert all(w >= 0 for w in signals.values())
+            assert sum(signals.values()) == pytest.approx(1.0, abs=1e-9), (model.name, d)
+    # Everything but the weights is the parent's model: same signals, zones and baselines.
+    assert config.signal_keys == V1.signal_keys and config.zones == V1.zones and config.baselines == V1.baselines
+
+
+def test_held_out_metrics_come_from_later_snapshots_only_and_from_the_engines_score(recalibration):
+    for fold in recalibration.folds:
+        test_date = date.fromisoformat(fold["test_date"])
+        assert all(date.fromisoformat(d) + timedelta(days=90) <= test_date for d in fold["train_dates"])
+    held = recalibration.held_out
+    assert set(held["as_of_date"]) == {date.fromisoformat(f["test_date"]) for f in recalibration.folds}
+    assert held["new_score"].between(0, 100).all() and (held["new_score"] % 1 == 0).all()
+    # The proposed weights rank churners better than v1 on the held-out quarters.
+    assert recalibration.new_metrics["roc_auc"] > recalibration.old_metrics["roc_auc"]
+
+
+def test_recalibration_is_deterministic():
+    one = recalibrate_snapshots(synthetic_snapshots(), V1, as_of=AS_OF)
+    two = recalibrate_snapshots(synthetic_snapshots(), V1, as_of=AS_OF)
+    assert one.config.sha256 == two.config.sha256
+
+
+def test_a_signal_that_raises_churn_risk_as_it_improves_gets_zero_weight():
+    signals = tuple(V1.signal_keys)
+    coefficients = np.array([-1.0 if k == "login_frequency" else (2.0 if k == "feature_breadth" else -0.1) for k in signals])
+    w = weights_from_fit(SignalFit(signals, coefficients, 0.0, 100, 10), V1, "established", pooled=True)
+    assert w.signal_weights["engagement"]["feature_breadth"] == 0.0
+    assert load_model_config(V1.yaml_text).version == "v1"  # the parent is untouched
+
+
+def test_dimension_weights_stay_proportional_within_the_seed_ranges_and_sum_to_one():
+    raw = {"engagement": 0.9, "support": 0.05, "financial": 0.05, "sentiment": 0.0}
+    projected = project_onto_ranges(raw, dict(SEED_DIMENSION_WEIGHT_RANGES))
+    assert sum(projected.values()) == pytest.approx(1.0)
+    # Engagement is capped at 45 %, the evidence-free sentiment gets its floor of 10 %.
+    assert projected == pytest.approx({"engagement": 0.45, "support": 0.20, "financial": 0.25, "sentiment": 0.10})
+    inside = {"engagement": 0.40, "support": 0.18, "financial": 0.30, "sentiment": 0.12}
+    assert project_onto_ranges(inside, dict(SEED_DIMENSION_WEIGHT_RANGES)) == pytest.approx(inside)
+    rounded = round_weights({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3})
+    assert sum(rounded.values()) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_labels_count_churn_only_after_the_snapshot_and_within_the_horizon():
+    signals = pd.DataFrame({"account_key": ["a", "b", "c", "d"], "as_of_date": [date(2026, 1, 1)] * 4})
+    churn = pd.DataFrame(
+        {"account_key": ["a", "b", "c"], "occurred_on": [date(2026, 1, 1), date(2026, 4, 1), date(2026, 4, 2)]}
+    )
+    labelled = label_snapshots(signals, churn, 90)
+    assert labelled["churned"].tolist() == [False, True, False, False]
+
+
+def test_too_few_churners_to_train_on_is_refused_with_what_to_do():
+    few = synthetic_snapshots()
+    few["churned"] = False
+    few.loc[few.index[:3], "churned"] = True
+    with pytest.raises(RecalibrationError, match="widen the training window"):
+        recalibrate_snapshots(few, V1, as_of=AS_OF)
+
+
+def test_version_names_carry_the_parent_base_and_the_date():
+    assert proposed_version_name("v1", date(2026, 11, 23)) == "v1-r20261123"
+    assert proposed_version_name("v1-r20260801", date(2026, 11, 23)) == "v1-r20261123"
+
+
+def test_review_body_shows_old_and_new_metrics_side_by_side(recalibration):
+    body = review_markdown(recalibration)
+    assert "| Metric | v1 (current) | v1-r20260101 (proposed) |" in body
+    assert "ROC AUC" in body and "Sensitivity" in body
