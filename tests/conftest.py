@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -145,3 +147,27 @@ def fresh_sandbox(company_dir, tmp_path):
     sb = Sandbox.start(folder)
     yield sb
     sb.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_metadata() -> Path:
+    """Airflow's metadata DB for the tests, migrated (idempotent, a few seconds)."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    exe = Path(sys.executable).with_name("airflow")
+    proc = subprocess.run([str(exe), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy())
+    if proc.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    from airflow import settings as airflow_settings
+
+    airflow_settings.configure_orm()
+    return home
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_metadata):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(_ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag

@@ -35,7 +35,6 @@ from customer_health.validation.outcomes import build_outcomes, derive_outcomes,
 from customer_health.warehouse import schema as s
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.io import upsert_rows
-from tests.dags.conftest import airflow_metadata  # noqa: F401 - the migrated Airflow metadata DB
 
 V1 = load_model_config()
 ACCOUNTS = 150
