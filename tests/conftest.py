@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -21,12 +23,16 @@ from pathlib import Path
 
 import pytest
 
-# Airflow reads its configuration at import: point it at a private test home first.
+# Airflow reads its configuration at import: point it at a private home first. Each test
+# session gets its own (never the demo's .local/airflow, never another session's: dag.test()
+# clears runs of the same logical date, so two sessions sharing a metadata DB would collide).
 _ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("AIRFLOW_HOME", str(_ROOT / ".local" / "airflow-test"))
-os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(_ROOT / "dags"))
-os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(_ROOT / "plugins"))
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="customer-health-airflow-")
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, True)
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(_ROOT / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 from sqlalchemy import create_engine, text  # noqa: E402
 

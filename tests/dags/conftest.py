@@ -1,6 +1,6 @@
 """Fixtures for running whole DAGs with ``dag.test()`` against the sandbox.
 
-The root conftest points ``AIRFLOW_HOME`` at ``.local/airflow-test`` before Airflow is imported;
+The root conftest gives each test session a private ``AIRFLOW_HOME`` before Airflow is imported;
 ``airflow_metadata`` migrates that metadata DB once per session. ``dag_env`` points every
 connection at a running sandbox and a given warehouse, through ``AIRFLOW_CONN_*`` variables
 (the env-provided connections a production deployment would use too).

@@ -19,6 +19,7 @@ Conventions
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Date,
@@ -145,7 +146,7 @@ raw_sf_nps_response = Table(
 raw_zd_organization = Table(
     "raw_zd_organization",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
     Column("name", String(255)),
     Column("external_id", String(40), index=True),
     Column("created_at", DateTime),
@@ -155,8 +156,8 @@ raw_zd_organization = Table(
 raw_zd_ticket = Table(
     "raw_zd_ticket",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("organization_id", Integer, index=True),
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("organization_id", BigInteger, index=True),
     Column("subject", String(255)),
     Column("ticket_type", String(20)),
     Column("priority", String(20)),
@@ -173,9 +174,9 @@ raw_zd_ticket = Table(
 raw_zd_satisfaction_rating = Table(
     "raw_zd_satisfaction_rating",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("ticket_id", Integer, index=True),
-    Column("organization_id", Integer, index=True),
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("ticket_id", BigInteger, index=True),
+    Column("organization_id", BigInteger, index=True),
     Column("score", String(20)),  # good | bad | offered | unoffered
     Column("created_at", DateTime, index=True),
     *_bookkeeping(),
@@ -317,7 +318,7 @@ account_crosswalk = Table(
     Column("account_key", String(18), primary_key=True),  # Salesforce 18-char Account Id
     Column("account_name", String(255)),
     Column("parent_account_key", String(18), index=True),
-    Column("zendesk_org_id", Integer, index=True),
+    Column("zendesk_org_id", BigInteger, index=True),
     Column("stripe_customer_id", String(40), index=True),
     Column("product_account_id", String(40), index=True),
     Column("match_notes", Text),
@@ -408,10 +409,11 @@ health_scores = Table(
         "model_version", "as_of_date", "zone", "segment", "arr", "delta_30", "account_key",
     ),
     # Zone changes only (a few per account a year, not one per day): the dashboard's
-    # intervention analysis finds every entry into and recovery from At Risk through it.
+    # intervention analysis finds every entry into At Risk, and seeks each account's next
+    # recovery, through it.
     Index(
         "ix_health_scores_zone_changes",
-        "model_version", "as_of_date", "account_key", "zone", "previous_zone",
+        "model_version", "account_key", "as_of_date", "zone", "previous_zone",
         sqlite_where=text("zone <> previous_zone"),
         postgresql_where=text("zone <> previous_zone"),
     ),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 12:16:19.663131
+Create Date: 2026-11-23 13:08:15.756952
 """
 
 from alembic import op
@@ -21,7 +21,7 @@ def upgrade() -> None:
     sa.Column('account_key', sa.String(length=18), nullable=False),
     sa.Column('account_name', sa.String(length=255), nullable=True),
     sa.Column('parent_account_key', sa.String(length=18), nullable=True),
-    sa.Column('zendesk_org_id', sa.Integer(), nullable=True),
+    sa.Column('zendesk_org_id', sa.BigInteger(), nullable=True),
     sa.Column('stripe_customer_id', sa.String(length=40), nullable=True),
     sa.Column('product_account_id', sa.String(length=40), nullable=True),
     sa.Column('match_notes', sa.Text(), nullable=True),
@@ -149,7 +149,7 @@ def upgrade() -> None:
     with op.batch_alter_table('health_scores', schema=None) as batch_op:
         batch_op.create_index('ix_health_scores_as_of_date_model', ['as_of_date', 'model_version'], unique=False)
         batch_op.create_index('ix_health_scores_version_date_portfolio', ['model_version', 'as_of_date', 'zone', 'segment', 'arr', 'delta_30', 'account_key'], unique=False)
-        batch_op.create_index('ix_health_scores_zone_changes', ['model_version', 'as_of_date', 'account_key', 'zone', 'previous_zone'], unique=False, sqlite_where=sa.text('zone <> previous_zone'), postgresql_where=sa.text('zone <> previous_zone'))
+        batch_op.create_index('ix_health_scores_zone_changes', ['model_version', 'account_key', 'as_of_date', 'zone', 'previous_zone'], unique=False, sqlite_where=sa.text('zone <> previous_zone'), postgresql_where=sa.text('zone <> previous_zone'))
 
     op.create_table('model_audits',
     sa.Column('model_version', sa.String(length=40), nullable=False),
@@ -435,7 +435,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_raw_stripe_subscription_customer_id'), ['customer_id'], unique=False)
 
     op.create_table('raw_zd_organization',
-    sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('name', sa.String(length=255), nullable=True),
     sa.Column('external_id', sa.String(length=40), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=True),
@@ -448,9 +448,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_raw_zd_organization_external_id'), ['external_id'], unique=False)
 
     op.create_table('raw_zd_satisfaction_rating',
-    sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
-    sa.Column('ticket_id', sa.Integer(), nullable=True),
-    sa.Column('organization_id', sa.Integer(), nullable=True),
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('ticket_id', sa.BigInteger(), nullable=True),
+    sa.Column('organization_id', sa.BigInteger(), nullable=True),
     sa.Column('score', sa.String(length=20), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=True),
     sa.Column('source_updated_at', sa.DateTime(), nullable=True),
@@ -464,8 +464,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_raw_zd_satisfaction_rating_ticket_id'), ['ticket_id'], unique=False)
 
     op.create_table('raw_zd_ticket',
-    sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
-    sa.Column('organization_id', sa.Integer(), nullable=True),
+    sa.Column('id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('organization_id', sa.BigInteger(), nullable=True),
     sa.Column('subject', sa.String(length=255), nullable=True),
     sa.Column('ticket_type', sa.String(length=20), nullable=True),
     sa.Column('priority', sa.String(length=20), nullable=True),

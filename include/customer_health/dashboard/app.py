@@ -1,0 +1,496 @@
+"""The dashboard's FastAPI app: HTML pages and the JSON endpoint behind each.
+
+Mounted by the Airflow plugin at ``/customer-health`` on the api-server (see
+``plugins/customer_health_dashboard.py``); ``create_app()`` also runs it alone (tests, bench).
+
+==============================  ====================================  ==========================
+Page                            JSON                                  Reads
+==============================  ====================================  ==========================
+``/``  portfolio overview       ``/api/portfolio``                    zone mix, ARR at risk
+``/trending``                   ``/api/trending``                     30-day declines/recoveries
+``/accounts/{key}``             ``/api/accounts/{key}``               one account, everything
+``/accounts?q=``                ``/api/accounts?q=``                  account search
+``/interventions``              ``/api/interventions``                At Risk recovery by action
+``/model``                      ``/api/model``                        versions, audit metrics
+``/model/{version}/report``     -                                     the latest HTML audit
+-                               ``POST /api/accounts/{key}/overrides``  a CSM override
+==============================  ====================================  ==========================
+
+Every page and endpoint takes ``?model_version=`` (default: the latest version with scores,
+see ``queries.default_version``) and requires an Airflow login (``auth``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from datetime import date, datetime
+from datetime import time as clock
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import Connection
+
+from customer_health import settings
+from customer_health.dashboard import charts, queries
+from customer_health.dashboard.auth import (
+    CSRF_HEADER,
+    DashboardUser,
+    Forbidden,
+    NotAuthenticated,
+    authenticate,
+    check_csrf,
+    login_url,
+)
+from customer_health.warehouse.engine import get_engine
+
+HERE = Path(__file__).resolve().parent
+T = TypeVar("T")
+
+ModelVersion = Annotated[str | None, Query(max_length=40, description="model version; default: the latest with scores")]
+
+
+# --------------------------------------------------------------------------- plumbing
+@contextmanager
+def warehouse() -> Iterator[Connection]:
+    """A read connection to the warehouse."""
+    with get_engine().connect() as conn:
+        yield conn
+
+
+async def current_user(request: Request) -> DashboardUser:
+    """The Airflow user of the request (401/redirect and 403 are raised as exceptions)."""
+    return await authenticate(request)
+
+
+User = Annotated[DashboardUser, Depends(current_user)]
+
+
+class _TTLCache:
+    """Results that only change with the next scoring run, kept a few minutes per process."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._items: dict[tuple, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        """Forget everything (tests; a deliberate refresh)."""
+        with self._lock:
+            self._items.clear()
+
+    def get(self, key: tuple, compute: Callable[[], T]) -> T:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._items.get(key)
+            if hit and now - hit[0] < self.seconds:
+                return hit[1]
+        value = compute()
+        with self._lock:
+            self._items = {k: v for k, v in self._items.items() if now - v[0] < self.seconds}
+            self._items[key] = (now, value)
+        return value
+
+
+# The intervention analysis joins half a year of At Risk episodes (100k on a 100k-account
+# portfolio) with their actions: seconds, not milliseconds. It is cached per (warehouse,
+# version, as-of date, parameters) and kept warm by a background refresher in the api-server
+# (see ``_keep_warm``); a new scoring date is a new key, so a new day is never served stale.
+_interventions_cache = _TTLCache(3600)
+WARM_EVERY_SECONDS = 300
+_salesforce_cache = _TTLCache(60)
+
+
+def clear_caches() -> None:
+    """Forget cached intervention analyses and the Salesforce instance URL."""
+    _interventions_cache.clear()
+    _salesforce_cache.clear()
+
+
+def _salesforce_instance_url() -> str | None:
+    """``instance_url`` from the extra of the ``health_salesforce`` Airflow connection, if any."""
+    try:
+        from airflow.models.connection import Connection as AirflowConnection
+
+        conn = AirflowConnection.get_connection_from_secrets(settings.SALESFORCE_CONN_ID)
+        extra = conn.extra_dejson or {}
+    except Exception:  # noqa: BLE001 - no such connection, or no Airflow: no link
+        return None
+    url = extra.get("instance_url") or extra.get("extra__salesforce__instance_url")
+    return url.rstrip("/") if isinstance(url, str) and url.startswith(("https://", "http://")) else None
+
+
+def salesforce_account_url(account_key: str) -> str | None:
+    """The account's record in Salesforce (Lightning), or None without an instance URL."""
+    instance = _salesforce_cache.get(("instance",), _salesforce_instance_url)
+    return f"{instance}/lightning/r/Account/{account_key}/view" if instance else None
+
+
+def _view(conn: Connection, model_version: str | None) -> queries.View | None:
+    return queries.resolve_view(conn, model_version)
+
+
+def _json(data: Any, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(jsonable_encoder(data), status_code=status_code)
+
+
+# --------------------------------------------------------------------------- templates
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.globals.update(charts=charts, zone_colours=charts.ZONE_COLOURS, CSRF_HEADER=CSRF_HEADER)
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for bound, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= bound:
+            return f"${value / bound:,.1f}{suffix}"
+    return f"${value:,.0f}"
+
+
+def _pct(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.0f}"
+
+
+templates.env.filters.update(money=_money, pct=_pct, signed=_signed)
+
+
+def _page(request: Request, template: str, user: DashboardUser, view: queries.View | None, **context: Any) -> HTMLResponse:
+    base = request.scope.get("root_path", "").rstrip("/")
+    chosen = request.query_params.get("model_version")
+
+    def link(path: str, **params: Any) -> str:
+        if chosen:
+            params.setdefault("model_version", chosen)
+        query = "&".join(f"{k}={v}" for k, v in params.items() if v is not None)
+        return f"{base}{path}" + (f"?{query}" if query else "")
+
+    return templates.TemplateResponse(
+        request,
+        template,
+        {"user": user, "view": view, "base": base, "link": link, "chosen_version": chosen, **context},
+    )
+
+
+# --------------------------------------------------------------------------- the app
+class OverrideRequest(BaseModel):
+    """A CSM's override of an account's score, as the account page posts it."""
+
+    score: int = Field(ge=0, le=100, description="the score to use instead of the model's, 0-100")
+    reason: str = Field(min_length=3, max_length=2000, description="why, in words a colleague can read")
+    expires_on: date = Field(description="the override lapses at the start of this day (UTC)")
+    replace: bool = Field(default=False, description="revoke the account's current override first")
+
+
+def _keep_warm(stop: threading.Event) -> None:
+    """Compute the default intervention analysis whenever a new scoring date appears."""
+    import logging
+
+    log = logging.getLogger(__name__)
+    while not stop.is_set():
+        try:
+            with warehouse() as conn:
+                view = _view(conn, None)
+                if view is not None:
+                    _interventions(conn, view, 180, 60)
+        except Exception:  # noqa: BLE001 - a warehouse hiccup must not kill the refresher
+            log.warning("could not pre-compute the intervention analysis", exc_info=True)
+        stop.wait(WARM_EVERY_SECONDS)
+
+
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    """In the api-server (which enters mounted apps' lifespans): run the cache refresher."""
+    stop = threading.Event()
+    refresher = threading.Thread(target=_keep_warm, args=(stop,), name="customer-health-warm", daemon=True)
+    refresher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+def create_app(*, warm_cache: bool = True) -> FastAPI:
+    """The dashboard app (pages, JSON endpoints, static assets).
+
+    ``warm_cache`` runs the intervention-analysis refresher while the app is served.
+    """
+    app = FastAPI(
+        title="Customer health dashboard",
+        description="Portfolio health, trends, accounts, interventions and model audits; Airflow login required.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=_lifespan if warm_cache else None,
+    )
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.exception_handler(NotAuthenticated)
+    async def _not_authenticated(request: Request, exc: NotAuthenticated) -> Response:
+        if _is_api(request):
+            return JSONResponse({"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return RedirectResponse(login_url(request), status_code=302)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:
+        if _is_api(request):
+            return JSONResponse({"detail": str(exc)}, status_code=403)
+        return HTMLResponse(f"<h1>403 Forbidden</h1><p>{_escape(str(exc))}</p>", status_code=403)
+
+    @app.exception_handler(queries.UnknownModelVersion)
+    async def _unknown_version(request: Request, exc: queries.UnknownModelVersion) -> Response:
+        if _is_api(request):
+            return JSONResponse({"detail": str(exc)}, status_code=404)
+        return HTMLResponse(f"<h1>404 Not Found</h1><p>{_escape(str(exc))}</p>", status_code=404)
+
+    # ----------------------------------------------------------------------- overview
+    @app.get("/api/portfolio")
+    def portfolio_data(
+        user: User,
+        model_version: ModelVersion = None,
+        points: Annotated[int, Query(ge=2, le=60)] = 14,
+        step_days: Annotated[int, Query(ge=1, le=91)] = 28,
+        segment: Annotated[str | None, Query(max_length=60)] = None,
+        plan: Annotated[str | None, Query(max_length=40)] = None,
+    ) -> JSONResponse:
+        """Zone distribution today (overall, by segment and plan tier), ARR at risk, history."""
+        with warehouse() as conn:
+            view = _view(conn, model_version)
+            if view is None:
+                return _json({"model_version": None, "detail": "no scores yet"})
+            return _json(queries.portfolio(conn, view, points=points, step_days=step_days, segment=segment, plan=plan))
+
+    @app.get("/", response_class=HTMLResponse)
+    def portfolio_page(
+        request: Request,
+        user: User,
+        model_version: ModelVersion = None,
+        points: Annotated[int, Query(ge=2, le=60)] = 14,
+        step_days: Annotated[int, Query(ge=1, le=91)] = 28,
+        segment: Annotated[str | None, Query(max_length=60)] = None,
+        plan: Annotated[str | None, Query(max_length=40)] = None,
+    ) -> HTMLResponse:
+        """The portfolio overview."""
+        with warehouse() as conn:
+            view = _view(conn, model_version)
+            data = queries.portfolio(conn, view, points=points, step_days=step_days, segment=segment, plan=plan) if view else None
+        return _page(request, "overview.html", user, view, page="overview", data=data)
+
+    # ----------------------------------------------------------------------- trending
+    @app.get("/api/trending")
+    def trending_data(
+        user: User, model_version: ModelVersion = None, limit: Annotated[int, Query(ge=1, le=200)] = 20
+    ) -> JSONResponse:
+        """The biggest 30-day declines and recoveries with drivers and explanation."""
+        with warehouse() as conn:
+            view = _view(conn, model_version)
+            if view is None:
+                return _json({"model_version": None, "declines": [], "recoveries": []})
+            return _json(queries.trending(conn, view, limit=limit))
+
+    @app.get("/trending", response_class=HTMLResponse)
+    def trending_page(
+        request: Request, user: User, model_version: ModelVersion = None, limit: Annotated[int, Query(ge=1, le=200)] = 20
+    ) -> HTMLResponse:
+        """Trending accounts."""
+        with warehouse() as conn:
+            view = _view(conn, model_version)
+            data = queries.trending(conn, view, limit=limit) if view else None
+        return _page(request, "trending.html", user, view, page="trending", data=data)
+
+    # ----------------------------------------------------------------------- accounts
+    @app.get("/api/accounts")
+    def account_search_data(
+        user: User, q: Annotated[str, Query(min_length=1, max_length=100)], limit: Annotated[int, Query(ge=1, le=100)] = 20
+    ) -> JSONResponse:
+        """Accounts whose key starts with ``q`` or whose name contains it."""
+        with warehouse() as conn:
+            return _json({"query": q, "accounts": queries.search_accounts(conn, q, limit=limit)})
+
+    @app.get("/accounts", response_class=HTMLResponse)
+    def account_search_page(
+        request: Request, user: User, q: Annotated[str, Query(max_length=100)] = "", model_version: ModelVersion = None
+    ) -> Response:
+        """Account search; a single match opens the account."""
+        with warehouse() as conn:
+            view = _view(conn, model_version)
+            found = queries.search_accounts(conn, q) if q.strip() else []
+        if len(found) == 1:
+            base = request.scope.get("root_path", "").rstrip("/")
+            suffix = f"?model_version={model_version}" if model_version else ""
+            return RedirectResponse(f"{base}/accounts/{found[0]['account_key']}{suffix}", status_code=303)
+        return _page(request, "search.html", user, view, page="accounts", query=q, found=found)
+
+    @app.get("/api/accounts/{account_key}")
+    def account_data(
+        user: User,
+        account_key: str,
+        model_version: ModelVersion = None,
+        days: Annotated[int, Query(ge=7, le=1095)] = 365,
+    ) -> JSONResponse:
+        """One account: identity, score history, signals and drivers, overrides, actions."""
+        with warehouse() as conn:
+            detail = _account(conn, account_key, model_version, days)
+        if detail is None:
+            return _json({"detail": f"account {account_key} is not in the warehouse"}, status_code=404)
+        return _json(detail)
+
+    @app.get("/accounts/{account_key}", response_class=HTMLResponse)
+    def account_page(
+        request: Request,
+        user: User,
+        account_key: str,
+        model_version: ModelVersion = None,
+        days: Annotated[int, Query(ge=7, le=1095)] = 365,
+    ) -> HTMLResponse:
+        """The account page, with the override form for permitted users."""
+        with warehouse() as conn:
+            view = _view(conn, model_version)
+            detail = _account(conn, account_key, model_version, days, view=view)
+        if detail is None:
+            return HTMLResponse(
+                f"<h1>404 Not Found</h1><p>account {_escape(account_key)} is not in the warehouse</p>", status_code=404
+            )
+        default_expiry = date.fromordinal(date.today().toordinal() + 30)
+        return _page(request, "account.html", user, view, page="account", account=detail, default_expiry=default_expiry)
+
+    @app.post("/api/accounts/{account_key}/overrides", status_code=201)
+    async def create_override_endpoint(request: Request, user: User, account_key: str) -> JSONResponse:
+        """Record a CSM override (score, reason, expiry) as the logged-in user."""
+        if not user.can_override:
+            raise Forbidden(f"user {user.username!r} may not override health scores")
+        check_csrf(request, user)
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return _json({"detail": "send the override as application/json"}, status_code=415)
+        try:
+            body = OverrideRequest.model_validate(await request.json())
+        except ValidationError as invalid:
+            return _json({"detail": invalid.errors(include_url=False, include_context=False)}, status_code=422)
+        except ValueError:
+            return _json({"detail": "the body is not valid JSON"}, status_code=400)
+        return _record_override(account_key, body, user)
+
+    # ----------------------------------------------------------------------- interventions
+    @app.get("/api/interventions")
+    def interventions_data(
+        user: User,
+        model_version: ModelVersion = None,
+        window_days: Annotated[int, Query(ge=30, le=730)] = 180,
+        horizon_days: Annotated[int, Query(ge=7, le=180)] = 60,
+    ) -> JSONResponse:
+        """At Risk recovery rate, time to recover and outcomes per action type vs no action."""
+        with warehouse() as conn:
+            view = _view(conn, model_version)
+            if view is None:
+                return _json({"model_version": None, "detail": "no scores yet"})
+            return _json(_interventions(conn, view, window_days, horizon_days))
+
+    @app.get("/interventions", response_class=HTMLResponse)
+    def interventions_page(
+        request: Request,
+        user: User,
+        model_version: ModelVersion = None,
+        window_days: Annotated[int, Query(ge=30, le=730)] = 180,
+        horizon_days: Annotated[int, Query(ge=7, le=180)] = 60,
+    ) -> HTMLResponse:
+        """The interventions page."""
+        with warehouse() as conn:
+            view = _view(conn, model_version)
+            data = _interventions(conn, view, window_days, horizon_days) if view else None
+        return _page(request, "interventions.html", user, view, page="interventions", data=data)
+
+    # ----------------------------------------------------------------------- model
+    @app.get("/api/model")
+    def model_data(user: User) -> JSONResponse:
+        """Every model version: registry entry, scored dates, audit metrics, report."""
+        with warehouse() as conn:
+            view = _view(conn, None)
+            return _json(queries.model_overview(conn, view))
+
+    @app.get("/model", response_class=HTMLResponse)
+    def model_page(request: Request, user: User, model_version: ModelVersion = None) -> HTMLResponse:
+        """The model page."""
+        with warehouse() as conn:
+            view = _view(conn, model_version)
+            data = queries.model_overview(conn, view)
+        return _page(request, "model.html", user, view, page="model", data=data)
+
+    @app.get("/model/{version}/report")
+    def model_report(user: User, version: str) -> Response:
+        """The latest HTML audit report of ``version`` (404 when none is stored or the file is gone)."""
+        with warehouse() as conn:
+            path = queries.report_file(conn, _view(conn, None), version)
+        if path is None:
+            return HTMLResponse(f"<h1>404 Not Found</h1><p>no audit report for model {_escape(version)}</p>", status_code=404)
+        return FileResponse(path, media_type="text/html")
+
+    return app
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.removeprefix(request.scope.get("root_path", "")).startswith("/api/")
+
+
+def _escape(text: str) -> str:
+    from markupsafe import escape
+
+    return str(escape(text))
+
+
+def _account(
+    conn: Connection, account_key: str, model_version: str | None, days: int, view: queries.View | None = None
+) -> dict[str, Any] | None:
+    view = view or _view(conn, model_version)
+    detail = queries.account_detail(conn, view, account_key, days=days)
+    if detail is not None:
+        detail["salesforce_url"] = salesforce_account_url(account_key)
+    return detail
+
+
+def _interventions(conn: Connection, view: queries.View, window_days: int, horizon_days: int) -> dict[str, Any]:
+    key = (str(conn.engine.url), view.version, view.as_of, window_days, horizon_days)
+    return _interventions_cache.get(
+        key, lambda: queries.interventions(conn, view, window_days=window_days, horizon_days=horizon_days)
+    )
+
+
+def _record_override(account_key: str, body: OverrideRequest, user: DashboardUser) -> JSONResponse:
+    """Write the override through the scoring package (audited: new rows, never edited in place)."""
+    from customer_health.scoring.overrides import OverrideError, create_override
+
+    engine = get_engine()
+    with engine.connect() as conn:
+        if not queries.account_known(conn, account_key):
+            return _json({"detail": f"account {account_key} is not in the warehouse"}, status_code=404)
+    try:
+        override_id = create_override(
+            engine,
+            account_key,
+            body.score,
+            body.reason,
+            created_by=user.username,
+            expires_at=datetime.combine(body.expires_on, clock.min),
+            replace=body.replace,
+        )
+    except OverrideError as exc:
+        conflict = "already has override" in str(exc)
+        return _json({"detail": str(exc)}, status_code=409 if conflict else 422)
+    return _json(
+        {"override_id": override_id, "account_key": account_key, "score": body.score, "created_by": user.username,
+         "expires_at": datetime.combine(body.expires_on, clock.min)},
+        status_code=201,
+    )
+
+
+app = create_app()
