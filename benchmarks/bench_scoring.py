@@ -1,28 +1,44 @@
-"""Benchmark: score N synthetic accounts in memory, everything but the database.
+"""Benchmark: score N synthetic accounts in memory, and optionally write them to PostgreSQL.
 
 Usage::
 
     PYTHONPATH=include python benchmarks/bench_scoring.py 10000 100000 1000000
+    PYTHONPATH=include python benchmarks/bench_scoring.py 1000000 --write postgres
 
 For each N it builds (untimed) a random signal frame for date D, the raw signals of D-30 and
 a score history with the dates the trends read (D-1 for the previous zone, D-30, D-60, D-90
 for deltas and the slope), then times ``score_accounts``: normalization against segment
 baselines, weighting, coverage, zones, overrides, trends (deltas, slope, previous zone),
-priority, top drivers, drivers JSON and the explanation sentence. Prints wall time and the
-process's peak resident memory (ru_maxrss, inputs included). tracemalloc is not used: it
-slows allocation-heavy numpy code several-fold and would distort the timing.
-Run one N per process for a clean peak-memory figure.
+priority, top drivers, drivers JSON and the explanation sentence. Prints wall time, CPU time
+(user + system of this process) and the process's peak resident memory (ru_maxrss, inputs
+included). tracemalloc is not used: it slows allocation-heavy numpy code several-fold and
+would distort the timing. Run one N per process for a clean peak-memory figure.
+
+``--write postgres`` then upserts the scored rows with ``write_scores`` into a fresh
+PostgreSQL database (migrated to head, uniquely named, dropped afterwards) at ``--pg-url``
+(default: ``$CUSTOMER_HEALTH_TEST_PG`` or the local server the tests use) and prints the
+write's wall and client CPU time.
+
+The machine is shared: wall time includes waiting for the CPU, so read it with the CPU
+figure. On hosts whose transparent huge pages use ``defrag=madvise`` (cat
+/sys/kernel/mm/transparent_hugepage/defrag), numpy's huge-page advice on large arrays makes
+the kernel compact memory on page faults; ``NUMPY_MADVISE_HUGEPAGE=0`` (numpy's documented
+switch, read at import) turns that advice off - the "sys" figure shows the difference.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import resource
 import sys
 import time
+import uuid
 from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+
 from customer_health.scoring.engine import score_accounts
 from customer_health.scoring.model_config import ModelConfig, load_model_config
 from customer_health.scoring.score import zones
@@ -73,7 +89,13 @@ def synthetic_history(signals: pd.DataFrame, config: ModelConfig, as_of: date, s
     return pd.concat(frames, ignore_index=True)
 
 
-def run(n: int, config: ModelConfig) -> None:
+def _cpu() -> tuple[float, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+def run(n: int, config: ModelConfig, write: str | None = None, pg_url: str | None = None) -> None:
+    """Score n synthetic accounts (and write them when asked), printing the figures."""
     signals = synthetic_signals(n, config, AS_OF)
     previous = synthetic_signals(n, config, AS_OF - timedelta(days=30), seed=2)
     history = synthetic_history(signals, config, AS_OF)
@@ -89,24 +111,75 @@ def run(n: int, config: ModelConfig) -> None:
     ).head(min(100, n))
     inputs_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
-    cpu_started = time.process_time()
+    user0, sys0 = _cpu()
     scored = score_accounts(signals, config, history, overrides, previous_signals=previous)
     elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu_started
+    user1, sys1 = _cpu()
+    cpu = (user1 - user0) + (sys1 - sys0)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"N={n:>9,}  score_accounts wall {elapsed:6.2f} s  cpu {cpu:6.2f} s  ({n / elapsed:,.0f} accounts/s)  "
+        f"N={n:>9,}  score_accounts wall {elapsed:6.2f} s  cpu {cpu:6.2f} s (user {user1 - user0:.2f}, "
+        f"sys {sys1 - sys0:.2f})  ({n / elapsed:,.0f} accounts/s)  "
         f"peak RSS {rss_mb:6.0f} MiB (inputs {inputs_mb:5.0f} MiB)  history rows {len(history):,}  "
         f"zones {scored['zone'].value_counts().to_dict()}",
         flush=True,
     )
+    del signals, previous, history
+    if write == "postgres":
+        write_postgres(scored, pg_url or DEFAULT_PG_URL)
+
+
+DEFAULT_PG_URL = os.environ.get("CUSTOMER_HEALTH_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+
+
+def write_postgres(scored: pd.DataFrame, admin_url: str) -> None:
+    """Time ``write_scores`` of the scored frame into a fresh, migrated PostgreSQL database."""
+    from sqlalchemy import create_engine, func, select, text
+
+    from customer_health.scoring.history import write_scores
+    from customer_health.warehouse.migrate import upgrade_to_head
+    from customer_health.warehouse.schema import health_scores
+
+    name = f"ch_bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = create_engine(admin_url.rsplit("/", 1)[0] + f"/{name}")
+    try:
+        upgrade_to_head(engine)
+        for attempt in ("fresh date", "re-run (every row conflicts)"):
+            started = time.perf_counter()
+            user0, sys0 = _cpu()
+            written = write_scores(engine, scored)
+            elapsed = time.perf_counter() - started
+            user1, sys1 = _cpu()
+            with engine.connect() as conn:
+                stored = conn.execute(select(func.count()).select_from(health_scores)).scalar_one()
+            print(
+                f"N={len(scored):>9,}  write_scores postgres, {attempt}: wall {elapsed:6.2f} s  client cpu "
+                f"{(user1 - user0) + (sys1 - sys0):6.2f} s  ({written / elapsed:,.0f} rows/s)  rows stored {stored:,}  "
+                f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:6.0f} MiB",
+                flush=True,
+            )
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
 
 
 def main(argv: list[str]) -> None:
-    sizes = [int(a.replace("_", "").replace(",", "")) for a in argv] or [10_000, 100_000]
+    """Parse the arguments and run one benchmark per size."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="*", help="account counts (default: 10000 100000)")
+    parser.add_argument("--write", choices=["postgres"], help="also write the scores to a fresh database")
+    parser.add_argument("--pg-url", default=None, help=f"admin URL of the PostgreSQL server (default {DEFAULT_PG_URL})")
+    args = parser.parse_args(argv)
+    sizes = [int(a.replace("_", "").replace(",", "")) for a in args.sizes] or [10_000, 100_000]
     config = load_model_config()
     for n in sizes:
-        run(n, config)
+        run(n, config, args.write, args.pg_url)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import func, select
+
 from customer_health.scoring.engine import ensure_model_registered, score_date
 from customer_health.scoring.history import read_score_history, read_scores
 from customer_health.scoring.model_config import ModelConfigError, load_model_config
@@ -20,7 +22,6 @@ from customer_health.warehouse.schema import (
     model_versions,
     signal_values,
 )
-from sqlalchemy import func, select
 
 CONFIG = load_model_config()
 START = date(2026, 8, 1)
@@ -140,3 +141,30 @@ def test_the_model_version_is_registered_once_and_a_changed_config_under_the_sam
     changed = load_model_config(CONFIG.yaml_text.replace("min_segment_size: 30", "min_segment_size: 25"))
     with pytest.raises(ModelConfigError, match="already registered with sha256 .*give the changed config a new version"):
         ensure_model_registered(engine, changed)
+
+
+def test_bulk_write_stores_nulls_and_any_text_and_upserts_on_rewrite(warehouse_url, monkeypatch):
+    from customer_health.scoring import history
+    from customer_health.scoring.engine import score_accounts
+    from customer_health.scoring.history import write_scores
+
+    engine = engine_for(warehouse_url)
+    frame = pd.concat([signals(START, -0.3 + i / 100).assign(account_key=lambda f, i=i: f["account_key"] + str(i))
+                       for i in range(20)], ignore_index=True)  # fmt: skip
+    scored = score_accounts(frame, CONFIG)
+    scored.loc[0, "explanation"] = "tab\there, new\nline, back\\slash, quote \" and é"
+    scored.loc[1, "slope_90"] = -0.0
+    assert write_scores(engine, scored) == len(scored)
+    stored = read_scores(engine, START, "v1").set_index("account_key").loc[scored["account_key"]]
+    assert stored["explanation"].tolist() == scored["explanation"].tolist()
+    assert stored["delta_30"].isna().all() and stored["override_id"].isna().all()  # NaN and <NA> became NULL
+    assert stored["score"].tolist() == scored["score"].tolist()
+    assert stored["coverage"].tolist() == scored["coverage"].tolist()
+    # A rewrite upserts - also when the fast path for a new date is taken and finds the rows
+    # there after all (a concurrent writer), which must fall back to the upsert, not fail.
+    monkeypatch.setattr(history, "_has_rows_for", lambda *_args: False)
+    scored["explanation"] = "rewritten"
+    with engine.begin() as conn:
+        assert write_scores(conn, scored) == len(scored)
+    assert count(engine, health_scores) == len(scored)
+    assert set(read_scores(engine, START, "v1")["explanation"]) == {"rewritten"}

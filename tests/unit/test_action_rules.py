@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import func, insert, select, update
+
 from customer_health.actions import outbox
 from customer_health.actions.config import ActionRulesError, load_action_rules, parse_action_rules
 from customer_health.actions.decide import decide_actions
@@ -28,7 +30,6 @@ from customer_health.warehouse.schema import (
     raw_sf_contact,
     raw_sf_user,
 )
-from sqlalchemy import func, insert, select, update
 
 RULES = load_action_rules()
 D = date(2026, 10, 1)

@@ -12,6 +12,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import Boolean, Date, DateTime, select
+
 from customer_health.sandbox import product_db
 from customer_health.sandbox.company import CompanySpec, generate_company, main
 from customer_health.sandbox.ids import (
@@ -23,10 +27,6 @@ from customer_health.sandbox.ids import (
     to_18,
 )
 from customer_health.sandbox.store import store_engine, store_metadata, stripe_customer, zd_ticket
-from hypothesis import given
-from hypothesis import strategies as st
-from sqlalchemy import Boolean, Date, DateTime, select
-
 from tests.conftest import TEST_DAYS, TEST_END_DATE
 
 TINY = {"accounts": 30, "days": 120, "end_date": date(2026, 3, 31)}

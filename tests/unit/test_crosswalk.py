@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select
+
 from customer_health.sources.crosswalk import build_crosswalk
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.io import upsert_rows
@@ -16,7 +18,6 @@ from customer_health.warehouse.schema import (
     raw_stripe_customer,
     raw_zd_organization,
 )
-from sqlalchemy import select
 
 NOW = datetime(2026, 11, 1)
 ACME = "001A0000006Vm9rIAC"

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+
 from customer_health.scoring.engine import score_accounts
 from customer_health.scoring.explain import describe_values, format_values
 from customer_health.scoring.model_config import load_model_config
@@ -116,3 +117,45 @@ def test_drivers_are_valid_json_for_every_account():
     scored = score_accounts(frame(AS_OF, rows), CONFIG, templates=TEMPLATES)
     for text in scored["drivers"]:
         assert set(json.loads(text)) == {"down", "up", "changes"}
+
+
+def test_each_value_prints_with_its_own_sign():
+    # Rounded to zero, a small fall and a small rise still read as they are, whatever other
+    # accounts hold (a value's text must not depend on its batch or shard).
+    assert describe_values(np.array([0.001, -0.001]), "logins {value:+.0%}").tolist() == ["logins +0%", "logins -0%"]
+    assert describe_values(np.array([-0.001, 0.001]), "logins {value:+.0%}").tolist() == ["logins -0%", "logins +0%"]
+    assert format_values(np.array([-0.001, 0.001]), ".0%").tolist() == ["-0%", "0%"]
+
+
+def test_an_accounts_explanation_does_not_depend_on_row_order():
+    rng = np.random.default_rng(11)
+    rows = [{"account_key": f"A{i:03d}", **{k: rng.random() - 0.5 if rng.random() > 0.2 else np.nan
+                                           for k in CONFIG.signal_keys}} for i in range(200)]  # fmt: skip
+    today = frame(AS_OF, rows)
+    before = frame(AS_OF - timedelta(days=30), rows).assign(engagement_trend=lambda f: -f["engagement_trend"])
+    history = score_accounts(before, CONFIG, templates=TEMPLATES)[["account_key", "as_of_date", "computed_score", "zone"]]
+    forward = score_accounts(today, CONFIG, history, previous_signals=before, templates=TEMPLATES)
+    backward = score_accounts(today.iloc[::-1], CONFIG, history, previous_signals=before, templates=TEMPLATES)
+    columns = ["score", "drivers", "explanation"]
+    pd.testing.assert_frame_equal(
+        forward.set_index("account_key")[columns], backward.set_index("account_key").loc[forward["account_key"], columns]
+    )
+
+
+def test_tied_drivers_go_to_the_signal_listed_first():
+    from customer_health.scoring.explain import rank_drivers
+
+    n_sig = len(CONFIG.signal_keys)
+    normalized = np.asfortranarray(np.full((2, n_sig), 80.0))
+    normalized[1] = 20.0
+    weights = np.asfortranarray(np.full((2, n_sig), 1.0 / n_sig))
+    drivers = rank_drivers(weights, normalized, None, CONFIG)
+    assert drivers.up_index[0].tolist() == [0, 1, 2] and drivers.down_index[1].tolist() == [0, 1, 2]
+    assert (drivers.down_index[0] == -1).all() and (drivers.up_index[1] == -1).all()
+
+
+def test_rows_are_joined_even_when_a_text_holds_the_internal_separator():
+    from customer_health.scoring.explain import join_rows
+
+    parts = [(np.array(["a", "b\x00c"], dtype=object), np.array([0, 1, 1])), (np.array(["!"], dtype=object), np.zeros(3, int))]
+    assert join_rows(parts, 3).tolist() == ["a!", "b\x00c!", "b\x00c!"]

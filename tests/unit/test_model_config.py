@@ -6,6 +6,7 @@ import re
 
 import pytest
 import yaml
+
 from customer_health.scoring.model_config import (
     DIMENSIONS,
     ModelConfigError,

@@ -7,6 +7,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+
 from customer_health.scoring.model_config import load_model_config
 from customer_health.scoring.normalize import normalize_signals
 

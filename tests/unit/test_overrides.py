@@ -7,6 +7,8 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import select
+
 from customer_health.scoring.engine import score_accounts
 from customer_health.scoring.model_config import load_model_config
 from customer_health.scoring.overrides import (
@@ -17,7 +19,6 @@ from customer_health.scoring.overrides import (
 )
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.schema import score_overrides
-from sqlalchemy import select
 
 CONFIG = load_model_config()
 CREATED = datetime(2026, 11, 1, 14, 30)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pandas as pd
+
 from customer_health.scoring.model_config import load_model_config
 from customer_health.scoring.rollup import compute_rollups
 

@@ -7,6 +7,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+
 from customer_health.scoring.engine import score_accounts
 from customer_health.scoring.model_config import load_model_config
 from customer_health.scoring.score import composite_scores, round_half_up, zone_for, zones

@@ -14,12 +14,13 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from customer_health.scoring.engine import score_accounts
 from customer_health.scoring.model_config import load_model_config
 from customer_health.scoring.normalize import normalize_signals, segment_model_index
 from customer_health.scoring.score import composite_scores
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 CONFIG = load_model_config()
 AS_OF = date(2026, 11, 1)

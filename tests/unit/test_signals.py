@@ -9,6 +9,10 @@ from datetime import date
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
 from customer_health.scoring.signal_catalog import SIGNALS, SignalSpec
 from customer_health.scoring.signals import (
     ACCOUNT_COLUMNS,
@@ -26,10 +30,6 @@ from customer_health.warehouse.schema import (
     raw_zd_ticket,
     signal_values,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from sqlalchemy import select
-
 from tests.unit.signal_fixtures import RawWorld, at, days
 
 D = date(2026, 6, 30)  # a Tuesday

@@ -5,18 +5,6 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pytest
-from customer_health.sandbox.soql import (
-    BoolOp,
-    Comparison,
-    Not,
-    OrderItem,
-    SoqlError,
-    evaluate,
-    parse_datetime_literal,
-    parse_soql,
-    run_in_memory,
-    to_sql,
-)
 from sqlalchemy import (
     Boolean,
     Column,
@@ -28,6 +16,19 @@ from sqlalchemy import (
     create_engine,
     insert,
     select,
+)
+
+from customer_health.sandbox.soql import (
+    BoolOp,
+    Comparison,
+    Not,
+    OrderItem,
+    SoqlError,
+    evaluate,
+    parse_datetime_literal,
+    parse_soql,
+    run_in_memory,
+    to_sql,
 )
 
 ACCOUNTS = [

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+
 from customer_health.scoring.model_config import load_model_config
 from customer_health.scoring.trends import compute_trends, priority_scores, trajectory_points
 
@@ -96,3 +97,12 @@ def test_higher_arr_raises_priority_on_a_log_scale():
 
 def test_without_history_priority_falls_back_to_level_and_value():
     assert _priority(30, []) > _priority(60, [])
+
+
+def test_an_index_of_todays_keys_gives_the_same_trends_as_a_list():
+    past = history([("A", 1, 60, "Neutral"), ("B", 30, 80, "Healthy"), ("B", 60, 82, "Healthy"), ("B", 90, 85, "Healthy")])
+    keys = ["A", "B", "C"]
+    a = compute_trends(keys, np.array([50, 70, 40]), past, AS_OF, CONFIG)
+    b = compute_trends(pd.Index(keys, dtype=object), np.array([50, 70, 40]), past, AS_OF, CONFIG)
+    assert a.previous_zone.tolist() == b.previous_zone.tolist() == ["Neutral", "Healthy", None]
+    assert np.array_equal(a.slope, b.slope, equal_nan=True)

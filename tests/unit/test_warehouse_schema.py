@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.io import get_watermark, set_watermark, upsert_rows
 from customer_health.warehouse.migrate import current_revision, upgrade_to_head
 from customer_health.warehouse.schema import metadata, raw_sf_account
-from sqlalchemy import inspect
 
 
 def test_migrations_create_every_table_of_the_schema(warehouse_url):

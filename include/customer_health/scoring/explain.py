@@ -62,28 +62,27 @@ class Drivers:
     change_points: np.ndarray
 
 
-def _top_k(values: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the k largest values per row, largest first (column-major input).
+# Rows per block of the row-wise passes: a block's (rows x signals) temporaries stay in the CPU
+# cache, and a million accounts never hold more than a few blocks' worth of scratch memory.
+BLOCK_ROWS = 1 << 16
 
-    k passes of vector compares over the (15) signal columns: for a handful of drivers this
-    is cheaper than sorting a million rows, and needs no row-major copy. Ties go to the
-    signal listed first in the config. NaN never wins.
+
+def _top_k(values: np.ndarray, k: int, *, largest: bool = True) -> np.ndarray:
+    """Column indices of the k largest (or smallest) values per row, best first.
+
+    ``values`` is a row-major block of finite values (callers replace NaN first). ``argmax``
+    and ``argmin`` return the first of equal values, so ties go to the signal listed first in
+    the config; each pick is then masked with -inf/+inf so the next pass skips it.
     """
-    n, s = values.shape
-    out = np.zeros((n, k), dtype=np.intp)
-    taken = np.zeros((s, n), dtype=bool)
-    best = np.empty(n, dtype=values.dtype)
-    better = np.empty(n, dtype=bool)
-    rows = np.arange(n)
+    m = values.shape[0]
+    work = np.array(values, order="C")
+    out = np.empty((m, k), dtype=np.intp)
+    rows = np.arange(m)
+    fill = -np.inf if largest else np.inf
     for slot in range(k):
-        best.fill(-np.inf)
-        index = out[:, slot]
-        for j in range(s):
-            np.greater(values[:, j], best, out=better)
-            better &= ~taken[j]
-            np.copyto(best, values[:, j], where=better)
-            np.copyto(index, j, where=better)
-        taken[index, rows] = True
+        index = work.argmax(axis=1) if largest else work.argmin(axis=1)
+        out[:, slot] = index
+        work[rows, index] = fill
     return out
 
 
@@ -95,40 +94,43 @@ def rank_drivers(
 ) -> Drivers:
     """Top contributions down/up and the biggest weighted changes, per account (vectorized).
 
-    Computed in float32: ample for ranking and for points shown to 0.1.
+    Contributions and changes are computed in float64 and stored in float32 (ample for
+    ranking and for points shown to 0.1), one block of rows at a time.
     """
     ec = config.explanations
     n, s = normalized.shape
     k = min(ec.driver_count, s)
-    contributions = np.empty((n, s), dtype=np.float32, order="F")
-    for j in range(s):
+    kc = min(ec.change_count, s)
+    with_changes = previous_normalized is not None and kc > 0
+    threshold = max(ec.min_change_points, 1e-9)
+    down_index = np.empty((n, k), dtype=np.intp)
+    down_points = np.empty((n, k))
+    up_index = np.empty((n, k), dtype=np.intp)
+    up_points = np.empty((n, k))
+    change_index = np.full((n, kc), -1, dtype=np.intp)
+    change_points = np.full((n, kc), np.nan)
+    for start in range(0, n, BLOCK_ROWS):
+        block = slice(start, min(n, start + BLOCK_ROWS))
+        w = weights[block]
         # weights are 0 for missing signals, so their contribution is 0 without a mask.
-        np.multiply(np.nan_to_num(normalized[:, j], nan=50.0) - 50.0, weights[:, j], out=contributions[:, j], casting="unsafe")
-    rows = np.arange(n)[:, None]
-    up_index = _top_k(contributions, k)
-    up_points = contributions[rows, up_index].astype(float)
-    np.negative(contributions, out=contributions)
-    down_index = _top_k(contributions, k)
-    down_points = -contributions[rows, down_index].astype(float)
-    del contributions
+        contributions = ((np.nan_to_num(normalized[block], nan=50.0) - 50.0) * w).astype(np.float32, order="C")
+        index = _top_k(contributions, k, largest=True)
+        up_index[block] = index
+        up_points[block] = np.take_along_axis(contributions, index, axis=1)
+        index = _top_k(contributions, k, largest=False)
+        down_index[block] = index
+        down_points[block] = np.take_along_axis(contributions, index, axis=1)
+        if with_changes:
+            change = ((normalized[block] - previous_normalized[block]) * w).astype(np.float32, order="C")
+            magnitude = np.abs(change)
+            magnitude[np.isnan(magnitude)] = -1.0
+            order = _top_k(magnitude, kc)
+            ok = np.take_along_axis(magnitude, order, axis=1) >= threshold
+            change_index[block] = np.where(ok, order, -1)
+            change_points[block] = np.where(ok, np.take_along_axis(change, order, axis=1), np.nan)
     # Rounded to the 0.1 point we print: a -0.04 "driver" is noise.
     down_ok = np.round(down_points, 1) < 0
     up_ok = np.round(up_points, 1) > 0
-    kc = min(ec.change_count, s)
-    if previous_normalized is None or kc == 0:
-        change_index = np.full((n, kc), -1, dtype=np.intp)
-        change_points = np.full((n, kc), np.nan)
-    else:
-        change = np.empty((n, s), dtype=np.float32, order="F")
-        for j in range(s):
-            np.multiply(normalized[:, j] - previous_normalized[:, j], weights[:, j], out=change[:, j], casting="unsafe")
-        magnitude = np.abs(change)
-        magnitude[np.isnan(magnitude)] = -1.0
-        corder = _top_k(magnitude, kc)
-        change_points = change[rows, corder].astype(float)
-        change_ok = magnitude[rows, corder] >= max(ec.min_change_points, 1e-9)
-        change_index = np.where(change_ok, corder, -1)
-        change_points = np.where(change_ok, change_points, np.nan)
     return Drivers(
         down_index=np.where(down_ok, down_index, -1),
         down_points=np.where(down_ok, down_points, np.nan),
@@ -140,17 +142,56 @@ def rank_drivers(
 
 
 # --------------------------------------------------------------------------- vectorized text
-def _factorized(codes: np.ndarray, render) -> np.ndarray:
-    """Render each distinct code once (``render(code) -> str``) and gather per row.
+# Row separator of the bulk string assembly; any table text holding it takes the slow path.
+_SEP = "\x00"
+# Rows per bulk join: bounds the transient list and buffer to a few tens of MB.
+JOIN_ROWS = 1 << 17
+
+
+def _factorize(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and distinct values of ``codes`` in order of first appearance (pandas hash table)."""
+    import pandas as pd
+
+    return pd.factorize(codes)
+
+
+def _factorized(codes: np.ndarray, render) -> tuple[np.ndarray, np.ndarray]:
+    """Render each distinct code once (``render(code) -> str``): the (table, labels) pair.
 
     Driver items and sentence fragments repeat heavily across accounts (15 signals, scores
     0-100, points in 0.1 steps), so a million rows need only thousands of Python formats.
     """
-    import pandas as pd
+    labels, uniques = _factorize(codes)
+    return np.array([render(int(u)) for u in uniques], dtype=object), labels
 
-    labels, uniques = pd.factorize(codes)
-    table = np.array([render(int(u)) for u in uniques], dtype=object)
-    return table[labels] if len(labels) else np.zeros(0, dtype=object)
+
+def join_rows(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
+    """Row-wise concatenation of string pieces given as (table, labels) pairs.
+
+    Row ``i`` is ``table_0[labels_0[i]] + table_1[labels_1[i]] + ...``. Instead of one Python
+    join per row, a block of rows is laid out as one flat list (pieces, then a separator),
+    joined once and split once: two C loops per block, about half the cost of a row-by-row
+    join of a million rows.
+    """
+    tables = [np.asarray(table, dtype=object) for table, _ in parts]
+    out = np.empty(n, dtype=object)
+    if not n:
+        return out
+    if any(_SEP in text for table in tables for text in table):  # never with the shipped templates
+        gathered = [table[labels] for table, (_, labels) in zip(tables, parts, strict=True)]
+        out[:] = list(map("".join, zip(*gathered, strict=True)))
+        return out
+    width = len(parts) + 1
+    for start in range(0, n, JOIN_ROWS):
+        stop = min(n, start + JOIN_ROWS)
+        layout = np.empty((stop - start, width), dtype=object)
+        for i, (table, (_, labels)) in enumerate(zip(tables, parts, strict=True)):
+            layout[:, i] = table[labels[start:stop]]
+        layout[:, -1] = _SEP
+        texts = "".join(layout.ravel().tolist()).split(_SEP)
+        texts.pop()  # after the last separator
+        out[start:stop] = texts
+    return out
 
 
 def _spec_of(template: str) -> str:
@@ -160,9 +201,31 @@ def _spec_of(template: str) -> str:
     return ".3g"
 
 
-def _rounding_key(values: np.ndarray, spec: str) -> np.ndarray:
+def _decimals(spec: str) -> int | None:
+    """Decimals a fixed-point spec prints (a percentage prints two more), None otherwise."""
     match = _FIXED_SPEC.fullmatch(spec)
-    return np.round(values, int(match.group(1)) + (2 if match.group(2) == "%" else 0)) if match else values
+    return int(match.group(1)) + (2 if match.group(2) == "%" else 0) if match else None
+
+
+def _rounding_key(values: np.ndarray, spec: str) -> np.ndarray:
+    decimals = _decimals(spec)
+    return np.round(values, decimals) if decimals is not None else values
+
+
+def _value_codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (-1 for NaN) and distinct values of float keys, told apart by their bits.
+
+    By bits, not by ``==``: -0.0 and 0.0 print differently ("-0%" vs "0%"), and each value
+    must print as itself, whatever other accounts hold (a float factorize would give every
+    zero the sign of the first one it met, so an account's text would depend on its batch).
+    """
+    keys = np.asarray(keys, dtype=float)
+    missing = np.isnan(keys)
+    bits = keys.view(np.int64).copy()
+    bits[missing] = 0
+    labels, uniques = _factorize(bits)
+    labels[missing] = -1
+    return labels, uniques.view(float)
 
 
 def format_values(values: np.ndarray, spec: str) -> np.ndarray:
@@ -171,56 +234,95 @@ def format_values(values: np.ndarray, spec: str) -> np.ndarray:
     Fixed-point specs (``.0%``, ``+.0%``, ``.1f``) round first, so a million ratios become at
     most a few hundred distinct strings; NaN prints as ``n/a``.
     """
-    import pandas as pd
-
-    values = np.asarray(values, dtype=float)
-    labels, uniques = pd.factorize(_rounding_key(values, spec), use_na_sentinel=True)
+    labels, uniques = _value_codes(_rounding_key(np.asarray(values, dtype=float), spec))
     table = np.array([format(float(u), spec) for u in uniques] + ["n/a"], dtype=object)
     return table[labels]
 
 
+def _fill(template: str, value: float) -> str:
+    if np.isnan(value):
+        return "no data"
+    try:
+        return template.format(value=value)
+    except (KeyError, IndexError, ValueError):  # a template we cannot fill stays readable
+        return f"{template} ({value:.3g})"
+
+
 def describe_values(values: np.ndarray, template: str) -> np.ndarray:
     """The template filled with each value (``"active users 34% of seats"``), vectorized."""
-    import pandas as pd
-
-    values = np.asarray(values, dtype=float)
-    labels, uniques = pd.factorize(_rounding_key(values, _spec_of(template)), use_na_sentinel=True)
-
-    def fill(u: float) -> str:
-        try:
-            return template.format(value=u)
-        except (KeyError, IndexError, ValueError):  # a template we cannot fill stays readable
-            return f"{template} ({u:.3g})"
-
-    table = np.array([fill(float(u)) for u in uniques] + ["no data"], dtype=object)
+    labels, uniques = _value_codes(_rounding_key(np.asarray(values, dtype=float), _spec_of(template)))
+    table = np.array([_fill(template, float(u)) for u in uniques] + ["no data"], dtype=object)
     return table[labels]
 
 
-def _signal_texts(
-    index: np.ndarray, raw: np.ndarray, need: np.ndarray, templates: Mapping[str, str], keys: list[str],
-    previous_raw: np.ndarray | None = None,
-) -> np.ndarray:
-    """Text of each needed row's driver ("" elsewhere); with ``previous_raw``, "now (was then)"."""
-    out = np.full(len(index), "", dtype=object)
-    for j, key in enumerate(keys):
-        rows = np.flatnonzero(need & (index == j))
-        if not len(rows):
-            continue
-        text = describe_values(raw[rows, j], templates[key])
-        if previous_raw is not None:
-            text = text + " (was " + format_values(previous_raw[rows, j], _spec_of(templates[key])) + ")"
-        out[rows] = text
-    return out
+def _signal_piece(
+    signal: np.ndarray, with_was: np.ndarray, comma: np.ndarray, raw: np.ndarray, previous_raw: np.ndarray | None,
+    templates: Mapping[str, str], keys: list[str],
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One sentence slot as two (table, labels) pieces: the driver's text, then "(was ...)".
+
+    ``signal`` is each row's driver column (-1: none, both pieces ""); ``with_was`` adds
+    " (was <earlier value>)"; ``comma`` prefixes ", ". Values are rounded as their template
+    prints them, and each distinct (signal, printed value) is rendered once per piece: the
+    two pieces are kept apart so that the pairs of today's and earlier values, nearly one
+    per account, never need a Python format each.
+    """
+    n = len(signal)
+    rows = np.flatnonzero(signal >= 0)
+    text_labels = np.zeros(n, dtype=np.intp)  # 0 = the empty piece
+    was_labels = np.zeros(n, dtype=np.intp)
+    empty = np.array([""], dtype=object)
+    if not len(rows):
+        return [(empty, text_labels), (empty, was_labels)]
+    sig = signal[rows]
+    specs = [_spec_of(templates[key]) for key in keys]
+    value = raw[rows, sig]
+    has_was = with_was[rows] if previous_raw is not None else np.zeros(len(rows), dtype=bool)
+    was_rows, was_sig = rows[has_was], sig[has_was]
+    was = previous_raw[was_rows, was_sig] if len(was_rows) else np.zeros(0)
+    for j in np.flatnonzero(np.bincount(sig)):  # the signals this slot names
+        decimals = _decimals(specs[j])
+        if decimals is not None:
+            at = sig == j
+            value[at] = np.round(value[at], decimals)
+            at = was_sig == j
+            was[at] = np.round(was[at], decimals)
+
+    value_label, value_uniques = _value_codes(value)
+    n_values = len(value_uniques) + 1
+    code = (sig.astype(np.int64) * n_values + value_label + 1) * 2 + comma[rows]
+
+    def render_text(c: int) -> str:
+        c, with_comma = divmod(c, 2)
+        j, v = divmod(c, n_values)
+        return (", " if with_comma else "") + _fill(templates[keys[j]], float(value_uniques[v - 1]) if v else np.nan)
+
+    table, labels = _factorized(code, render_text)
+    text_labels[rows] = labels + 1
+    pieces = [(np.concatenate([empty, table]), text_labels)]
+
+    was_label, was_uniques = _value_codes(was)
+    n_was = len(was_uniques) + 1
+    code = was_sig.astype(np.int64) * n_was + was_label + 1
+
+    def render_was(c: int) -> str:
+        j, w = divmod(c, n_was)
+        return " (was " + (format(float(was_uniques[w - 1]), specs[j]) if w else "n/a") + ")"
+
+    table, labels = _factorized(code, render_was)
+    was_labels[was_rows] = labels + 1
+    pieces.append((np.concatenate([empty, table]), was_labels))
+    return pieces
 
 
 def _items(
     index: np.ndarray, points: np.ndarray, now: np.ndarray | None,
     keys: list[str], comma: bool, lead: str = "", trail: str = "",
-) -> np.ndarray:
-    """JSON item per row for one driver slot: ``["signal", points(, score)]``.
+) -> tuple[np.ndarray, np.ndarray]:
+    """JSON item per row for one driver slot: ``["signal", points(, score)]``, as (table, labels).
 
     ``lead``/``trail`` are constant JSON glue attached to every row (valid slot or not), so
-    the whole document is one join of the slot arrays.
+    the whole document is one join of the slot pieces.
     """
     valid = index >= 0
     pts = np.clip(np.nan_to_num(np.round(points * 10.0)), -1000, 1000).astype(np.int64) + 1000
@@ -268,18 +370,19 @@ def drivers_document(
             return np.full(n, np.nan)
         return matrix[rows, np.clip(index, 0, None)]
 
-    slots: list[np.ndarray] = []
+    slots: list[tuple[np.ndarray, np.ndarray]] = []
     groups = (
         ("down", drivers.down_index, drivers.down_points, False),
         ("up", drivers.up_index, drivers.up_points, False),
         ("changes", drivers.change_index, drivers.change_points, True),
     )
     del previous_normalized  # changes carry their points; the text says what the values were
+    constant = np.zeros(n, dtype=np.intp)
     for g, (kind, index, points, is_change) in enumerate(groups):
         opening = ("{" if g == 0 else "],") + f'"{kind}":['
         k = index.shape[1]
         if k == 0:
-            slots.append(np.full(n, opening, dtype=object))
+            slots.append((np.array([opening], dtype=object), constant))
         for slot in range(k):
             idx = index[:, slot]
             slots.append(
@@ -288,8 +391,8 @@ def drivers_document(
                     keys, comma=slot > 0, lead=opening if slot == 0 else "",
                 )
             )
-    closing = np.full(n, "]}", dtype=object)
-    return np.array(list(map("".join, zip(*slots, closing, strict=True))), dtype=object)
+    slots.append((np.array(["]}"], dtype=object), constant))
+    return join_rows(slots, n)
 
 
 def explain(
@@ -312,7 +415,7 @@ def explain(
     signal changed the same way ("Score 82 -> 61 in 30 days: active users 34% of seats (was
     71%), ..."); otherwise what holds the score down ("Score 41 (At Risk), held down by:
     ..."), or for an account with nothing pulling down, what lifts it. Texts are rendered
-    only for the drivers a row's sentence uses.
+    only for the drivers a row's sentence uses, once per distinct text.
     """
     keys = config.signal_keys
     templates = templates or signal_templates(config)
@@ -337,27 +440,30 @@ def explain(
         moved[:] = False
     story = np.select([coverage == 0, moved, has_down, has_up], [0, 1, 2, 3], default=4)
 
-    pieces: list[np.ndarray] = []
-    for kind_story, index, oks, prev in (
-        (1, drivers.change_index, change_ok, previous_raw),
-        (2, drivers.down_index, None, None),
-        (3, drivers.up_index, None, None),
-    ):
-        need_story = story == kind_story
-        any_before = np.zeros(n, dtype=bool)
-        for k in range(index.shape[1]):
-            ok = need_story & (index[:, k] >= 0)
+    # Slot k of every row: the signal its story names there (-1: none). A row tells one story,
+    # so one pass per slot covers all three; a comma goes only between the fragments a row has.
+    stories = (
+        (1, drivers.change_index, change_ok),
+        (2, drivers.down_index, None),
+        (3, drivers.up_index, None),
+    )
+    width = max(index.shape[1] for _, index, _ in stories)
+    pieces: list[tuple[np.ndarray, np.ndarray]] = []
+    any_before = np.zeros(n, dtype=bool)
+    for k in range(width):
+        signal = np.full(n, -1, dtype=np.intp)
+        with_was = np.zeros(n, dtype=bool)
+        for kind, index, oks in stories:
+            if k >= index.shape[1]:
+                continue
+            ok = (story == kind) & (index[:, k] >= 0)
             if oks is not None:
                 ok &= oks[k]
-            text = _signal_texts(index[:, k], raw, ok, templates, keys, prev)
-            # Comma only between fragments, whichever slots a row's story skips.
-            comma = ok & any_before
-            text[comma] = ", " + text[comma]
-            any_before |= ok
-            if len(pieces) <= k:
-                pieces.append(text)
-            else:
-                pieces[k] = np.where(ok, text, pieces[k])
+                with_was |= ok
+            signal[ok] = index[ok, k]
+        present = signal >= 0
+        pieces += _signal_piece(signal, with_was, present & any_before, raw, previous_raw, templates, keys)
+        any_before |= present
 
     window = ec.change_window_days
     was = np.clip(score - np.round(np.nan_to_num(delta)).astype(np.int64), 0, 100)
@@ -380,9 +486,7 @@ def explain(
         np.where(low, coverage_pct, -1),
         lambda c: "" if c < 0 else f"; low data coverage ({c}% of the model's weight)",
     )
-    sentence = np.array(
-        list(map("".join, zip(_factorized(prefix_code, prefix), *pieces, suffix, strict=True))), dtype=object
-    )
+    sentence = join_rows([_factorized(prefix_code, prefix), *pieces, suffix], n)
     return Explanations(
         drivers_json=drivers_document(drivers, normalized, previous_normalized, keys), sentence=sentence
     )

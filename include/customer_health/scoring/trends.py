@@ -49,6 +49,11 @@ def _ages(history: pd.DataFrame, as_of: date) -> np.ndarray:
     return (np.datetime64(as_of, "D") - pd.to_datetime(column).to_numpy(dtype="datetime64[D]")).astype(np.int64)
 
 
+def _rows(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``values[mask]``, or ``values`` itself when there is no mask."""
+    return values if mask is None else values[mask]
+
+
 def compute_trends(
     account_keys: pd.Series | np.ndarray,
     computed_score: np.ndarray,
@@ -76,24 +81,33 @@ def compute_trends(
         horizon = max(tc.slope_window_days, max(tc.delta_windows_days), tc.previous_zone_lookback_days)
         ages = _ages(history, as_of)
         keep = (ages >= 1) & (ages <= horizon)
-        pos = pd.Index(np.asarray(account_keys, dtype=object)).get_indexer(
-            history["account_key"].to_numpy(dtype=object)[keep]
-        )
-        ages = ages[keep]
+        # Filters copy millions of rows: skip the ones that keep everything (the usual case).
+        keep = None if keep.all() else keep
+        # One hash lookup per history row, both sides as object indexes (no str inference);
+        # the caller may pass the Index it already hashed (score_accounts does).
+        index = account_keys
+        if not isinstance(index, pd.Index):
+            index = pd.Index(np.asarray(account_keys, dtype=object), dtype=object)
+        past_keys = pd.Index(_rows(history["account_key"].to_numpy(dtype=object), keep), dtype=object)
+        pos = index.get_indexer(past_keys)
+        ages = _rows(ages, keep)
         score_col = "computed_score" if "computed_score" in history.columns else "score"
-        past = pd.to_numeric(history[score_col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)[keep]
-        zone_col = history["zone"].to_numpy(dtype=object)[keep] if "zone" in history.columns else None
+        past = _rows(pd.to_numeric(history[score_col], errors="coerce").to_numpy(dtype=float, na_value=np.nan), keep)
+        zone_col = _rows(history["zone"].to_numpy(dtype=object), keep) if "zone" in history.columns else None
         known = pos >= 0
-        pos, ages, past = pos[known], ages[known], past[known]
+        known = None if known.all() else known
+        pos, ages, past = _rows(pos, known), _rows(ages, known), _rows(past, known)
         if zone_col is not None:
-            zone_col = zone_col[known]
-            recent = ages <= tc.previous_zone_lookback_days
-            if recent.any():
-                # Sort by account then age: the first row per account is its latest score.
-                order = np.lexsort((ages[recent], pos[recent]))
-                p_sorted = pos[recent][order]
-                first = np.r_[True, p_sorted[1:] != p_sorted[:-1]]
-                previous_zone[p_sorted[first]] = zone_col[recent][order][first]
+            zone_col = _rows(zone_col, known)
+            recent = np.flatnonzero(ages <= tc.previous_zone_lookback_days)
+            r_pos, r_age, r_zone = pos[recent], ages[recent], zone_col[recent]
+            # The latest earlier score wins: write the dates oldest first, so the most recent
+            # one is written last - a few vector passes (one per distinct date) instead of a
+            # sort of every recent row. Within a date the rows go in reverse, so a duplicated
+            # (account, date) keeps its first row.
+            for age in np.flatnonzero(np.bincount(r_age))[::-1]:  # ages are 1..lookback
+                at = np.flatnonzero(r_age == age)[::-1]
+                previous_zone[r_pos[at]] = r_zone[at]
         valid = ~np.isnan(past)
         for w in tc.delta_windows_days:
             at = valid & (ages == w)
