@@ -13,6 +13,8 @@ import json
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import delete, insert, select, update
+
 from customer_health.actions.config import load_action_rules
 from customer_health.actions.decide import decide_actions
 from customer_health.actions.dispatch import dispatch
@@ -33,8 +35,6 @@ from customer_health.sandbox.store import (
 )
 from customer_health.sandbox.tls import ensure_certificate, server_context
 from customer_health.warehouse.schema import action_outbox, health_scores
-from sqlalchemy import delete, insert, select, update
-
 from tests.unit.test_action_rules import D, Warehouse
 
 RULES = load_action_rules()

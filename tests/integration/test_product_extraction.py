@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import pytest
+from sqlalchemy import create_engine, func, select, text
+
 from customer_health.sources.product import extract_product
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.io import get_watermark
 from customer_health.warehouse.schema import raw_product_feature_daily, raw_product_usage_daily
-from sqlalchemy import create_engine, func, select, text
 
 DDL = [
     "CREATE TABLE accounts (id TEXT PRIMARY KEY, name TEXT, plan TEXT, created_at TIMESTAMP)",

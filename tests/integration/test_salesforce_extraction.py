@@ -17,6 +17,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceMalformedRequest
+from sqlalchemy import Engine, delete, func, insert, select
+
 from customer_health.sandbox.http import RunningServer, serve
 from customer_health.sandbox.ids import is_valid_salesforce_id
 from customer_health.sandbox.salesforce_api import build_app
@@ -46,9 +50,6 @@ from customer_health.sources.salesforce import (
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.io import get_watermark
 from customer_health.warehouse.schema import extraction_watermarks, quarantine
-from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceMalformedRequest
-from sqlalchemy import Engine, delete, func, insert, select
 
 NOW = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 SEEDED_UNTIL = NOW - timedelta(days=1)  # every seeded record changed before this

@@ -12,13 +12,14 @@ from email.message import EmailMessage
 
 import pytest
 import requests
+from slack_sdk.webhook import WebhookClient
+from sqlalchemy import func, insert, select
+
 from customer_health.sandbox import marketing_api, slack_api
 from customer_health.sandbox.http import serve
 from customer_health.sandbox.marketing_api import SANDBOX_MARKETING_TOKEN
 from customer_health.sandbox.smtp_sink import start_smtp
 from customer_health.sandbox.store import mk_list, mk_membership, sandbox_faults, sandbox_writes, store_engine
-from slack_sdk.webhook import WebhookClient
-from sqlalchemy import func, insert, select
 
 
 @pytest.fixture()

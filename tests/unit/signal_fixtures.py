@@ -13,6 +13,8 @@ from collections import defaultdict
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from sqlalchemy import Engine, Table
+
 from customer_health.warehouse.io import upsert_rows
 from customer_health.warehouse.schema import (
     account_crosswalk,
@@ -32,7 +34,6 @@ from customer_health.warehouse.schema import (
     raw_zd_satisfaction_rating,
     raw_zd_ticket,
 )
-from sqlalchemy import Engine, Table
 
 EXTRACTED_AT = datetime(2030, 1, 1)
 
