@@ -5,8 +5,9 @@ Steps (each reuses what already exists, so a second run is fast):
 2. generate the synthetic company into ``.local/sandbox`` (2,000 accounts, two years);
 3. start the sandbox in the background (Salesforce, Zendesk, Stripe, Slack, SMTP, marketing);
 4. initialise Airflow's metadata DB in ``.local/airflow`` and register the connections;
-5. run ``customer_health_daily`` for today with ``airflow dags test``;
-6. print a summary a person can read.
+5. build a year of score history (``customer_health_rebuild``), unless it exists;
+6. run ``customer_health_daily`` for today with ``airflow dags test``;
+7. print a summary a person can read.
 """
 
 from __future__ import annotations
@@ -110,23 +111,75 @@ def run_daily(as_of: date) -> None:
     _done(t0)
 
 
+def has_history(as_of: date) -> bool:
+    """True when the warehouse already holds scores for ``as_of`` (a previous demo built them)."""
+    from sqlalchemy import func, select
+
+    from customer_health.warehouse.engine import get_engine
+    from customer_health.warehouse.schema import health_scores
+
+    with get_engine(settings.default_warehouse_url()).connect() as conn:
+        n = conn.execute(
+            select(func.count()).select_from(health_scores).where(health_scores.c.as_of_date == as_of)
+        ).scalar_one()
+    return n > 0
+
+
+def build_history(today: date, days: int) -> None:
+    """Give the demo a year of score history before today's run.
+
+    The daily DAG runs once for yesterday without dispatching (it extracts every source and
+    records yesterday's decisions as suppressed: history never sends anything), then
+    ``customer_health_rebuild`` recomputes the ``days`` days up to yesterday in bulk. Today's
+    run then sees real zone transitions, trends and 90-day Healthy streaks.
+    """
+    yesterday = today - timedelta(days=1)
+    if has_history(yesterday) and has_history(today - timedelta(days=days)):
+        print(f"==> score history up to {yesterday}: already built", flush=True)
+        return
+    log = settings.local_dir() / "demo-history.log"
+    log.unlink(missing_ok=True)
+    t0 = _step(f"extract everything with the daily DAG for {yesterday} (no dispatch; log: {log})")
+    airflow("dags", "test", "customer_health_daily", today.isoformat(), "-c", json.dumps({"dispatch": False}), log=log)
+    _done(t0)
+    start = today - timedelta(days=days)
+    t0 = _step(f"customer_health_rebuild: {days} days of score history, {start} .. {yesterday} (log: {log})")
+    conf = {"from_date": start.isoformat(), "to_date": yesterday.isoformat()}
+    airflow("dags", "test", "customer_health_rebuild", today.isoformat(), "-c", json.dumps(conf), log=log)
+    _done(t0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--accounts", type=int, default=2000)
     parser.add_argument("--days", type=int, default=730)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--history-days", type=int, default=365, help="score history to rebuild before today")
     parser.add_argument("--prepare-only", action="store_true", help="set up but do not run the DAG")
+    parser.add_argument("--skip-audit", action="store_true", help="do not audit and recalibrate the model")
     args = parser.parse_args(argv)
     prepare(args.accounts, args.days, args.seed)
     if args.prepare_only:
         return 0
     today = datetime.now(UTC).date()
+    if args.history_days > 0:
+        build_history(today, args.history_days)
     run_daily(today)
     from customer_health.reporting import demo_summary
     from customer_health.warehouse.engine import get_engine
 
     print()
     print(demo_summary(get_engine(settings.default_warehouse_url()), today))
+    if args.history_days >= 180 and not args.skip_audit:
+        from customer_health.validation.audit import main as audit
+
+        print()
+        t0 = _step("model audit against real churn, and a recalibrated proposal (python -m customer_health.validation.audit --recalibrate)")
+        audit(["--recalibrate", "--warehouse-url", settings.default_warehouse_url()])
+        _done(t0)
+    print(
+        "\nNext: `make airflow` opens the Airflow UI (DAGs, runs, and the Customer health dashboard under Browse)."
+    )
     return 0
 
 

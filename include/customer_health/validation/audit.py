@@ -581,6 +581,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warehouse-url", help="SQLAlchemy URL (default: the configured warehouse)")
     parser.add_argument("--skip-outcomes", action="store_true", help="use account_outcomes as stored, do not rebuild it")
     parser.add_argument("--no-store", action="store_true", help="do not write model_audits / model_versions")
+    parser.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="also fit a recalibrated model (registered as proposed) and print its held-out metrics beside the current one's",
+    )
     args = parser.parse_args(argv)
 
     from customer_health.validation.outcomes import build_outcomes
@@ -608,7 +613,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"audit failed: {exc}", file=sys.stderr)
         return 2
     print(format_summary(result))
+    if args.recalibrate:
+        from customer_health.validation.recalibrate import recalibrate
+
+        try:
+            recal = recalibrate(
+                engine, start, end, horizon_days=args.horizon_days, parent_version=args.model_version, register=not args.no_store
+            )
+        except ValueError as exc:
+            print(f"recalibration failed: {exc}", file=sys.stderr)
+            return 2
+        print(format_recalibration(recal.summary()))
     return 0
+
+
+def format_recalibration(summary: dict[str, Any]) -> str:
+    """Old and recalibrated model side by side, on the held-out (later) periods."""
+    rows = [("ROC AUC", "roc_auc", "{:.3f}"), ("sensitivity", "sensitivity", "{:.1%}"), ("specificity", "specificity", "{:.1%}"),
+            ("precision", "precision", "{:.1%}"), ("top-decile lift", "top_decile_lift", "{:.2f}"), ("observations", "observations", "{}"),
+            ("churners", "churners", "{}")]
+    old, new = summary.get("old") or {}, summary.get("new") or {}
+
+    def cell(m: dict[str, Any], key: str, fmt: str) -> str:
+        return "n/a" if m.get(key) is None else fmt.format(m[key])
+
+    lines = [
+        f"Recalibration: {summary.get('parent_version')} -> proposed {summary.get('proposed_version')} "
+        f"({summary.get('folds')} time folds, {summary.get('training_rows')} training rows, "
+        f"{summary.get('training_churners')} churners); held-out periods:",
+        f"  {'metric':<16} {summary.get('parent_version') or 'current':>14} {summary.get('proposed_version') or 'proposed':>16}",
+    ]
+    lines += [f"  {label:<16} {cell(old, key, fmt):>14} {cell(new, key, fmt):>16}" for label, key, fmt in rows]
+    lines.append("  The proposal scores nothing until a person approves it (customer_health_model_audit's review task).")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover
