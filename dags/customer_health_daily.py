@@ -12,6 +12,11 @@ and acts on the result.
 4. **Actions**: decide from zone transitions into `action_outbox`, then dispatch one task per
    action type with pending rows. Backfill runs and runs with `dispatch=false` dispatch nothing.
 
+Scoring a date waits for the previous run's scoring (`depends_on_past`): trends read earlier
+scores. Backfill with `airflow backfill create --dag-id customer_health_daily --from-date D1
+--to-date D2 --reprocess-behavior completed` (Airflow requires a reprocess behavior for such
+DAGs); to rebuild a long history fast, trigger `customer_health_rebuild` instead.
+
 Reads: connections `health_salesforce`, `health_zendesk`, `health_stripe`, `health_product_db`.
 Writes: the warehouse (`health_warehouse`, default `.local/warehouse.db`), and through the
 action targets Salesforce, Slack, e-mail and the marketing tool.
@@ -26,6 +31,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from customer_health.assets import HEALTH_SCORES
 from customer_health.pipeline import action_types
+from customer_health.settings import SCORING_POOL
 
 # One dispatch task per action type in the rules file (config/actions_v1.yaml).
 ACTION_TYPES = action_types()
@@ -108,7 +114,7 @@ def customer_health_daily():
         """Clear D's stored signal input and split the accounts into shards (Param `shards`)."""
         from customer_health import pipeline
 
-        pipeline.clear_signal_input(data_interval_start.date())
+        pipeline.clear_signal_input(pipeline.as_of_date(data_interval_start))
         return pipeline.signal_shards(params.get("shards"))
 
     @task(max_active_tis_per_dagrun=8)
@@ -116,22 +122,28 @@ def customer_health_daily():
         """Point-in-time signals as of D for one account shard → signal_values, signal_context."""
         from customer_health import pipeline
 
-        return pipeline.compute_signals(data_interval_start.date(), shard["shard"], shard["of"])
+        return pipeline.compute_signals(pipeline.as_of_date(data_interval_start), shard["shard"], shard["of"])
 
-    @task(outlets=[HEALTH_SCORES])
+    # depends_on_past: trends and the previous zone of D read the scores of D-1, D-30, D-60 and
+    # D-90, so D is scored only after the run before it scored. Backfills run several dates at
+    # once (their own max_active_runs); without this a later date could score first.
+    @task(outlets=[HEALTH_SCORES], depends_on_past=True, pool=SCORING_POOL)
     def score_accounts(data_interval_start=None, params=None) -> dict:
         """Scores, zones, trends, drivers and priority as of D into health_scores."""
         from customer_health import pipeline
 
-        return pipeline.score(data_interval_start.date(), params.get("model_version"))
+        return pipeline.score(pipeline.as_of_date(data_interval_start), params.get("model_version"))
 
     @task
     def decide_actions(data_interval_start=None, dag_run=None, params=None) -> dict:
         """Zone transitions → action_outbox rows (suppressed in backfills and with dispatch=false)."""
         from customer_health import pipeline
 
+        # The Task SDK's run type is an enum whose str() is "DagRunType.BACKFILL": pass its value
+        # ("backfill"), or a backfill would not be recognised and would dispatch.
+        run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
         return pipeline.decide_actions(
-            data_interval_start.date(), str(dag_run.run_type), bool(params["dispatch"]), params.get("model_version")
+            pipeline.as_of_date(data_interval_start), run_type, bool(params["dispatch"]), params.get("model_version")
         )
 
     @task.branch
@@ -141,7 +153,7 @@ def customer_health_daily():
 
         if not decided["deliverable"]:
             return ["dispatch_disabled"]
-        pending = pipeline.action_batches(data_interval_start.date())
+        pending = pipeline.action_batches(pipeline.as_of_date(data_interval_start))
         return ["crm_writeback"] + [f"plan_{action_type}" for action_type in sorted(pending)]
 
     @task(task_id="dispatch_disabled")
@@ -154,14 +166,14 @@ def customer_health_daily():
         """Health fields on every changed Salesforce Account (composite collections)."""
         from customer_health import pipeline
 
-        return pipeline.crm_writeback(data_interval_start.date(), params.get("model_version"))
+        return pipeline.crm_writeback(pipeline.as_of_date(data_interval_start), params.get("model_version"))
 
     @task
     def plan(action_type: str, data_interval_start=None) -> list[list[str]]:
         """This action type's pending outbox keys, in batches (one mapped dispatch each)."""
         from customer_health import pipeline
 
-        return pipeline.action_batches(data_interval_start.date()).get(action_type, [])
+        return pipeline.action_batches(pipeline.as_of_date(data_interval_start)).get(action_type, [])
 
     @task(retries=3, max_active_tis_per_dagrun=4)
     def dispatch(action_type: str, keys: list[str]) -> dict:

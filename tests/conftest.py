@@ -164,6 +164,9 @@ def airflow_metadata() -> Path:
     proc = subprocess.run([str(exe), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy())
     if proc.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    from customer_health.settings import SCORING_POOL, SCORING_POOL_DESCRIPTION
+
+    subprocess.run([str(exe), "pools", "set", SCORING_POOL, "1", SCORING_POOL_DESCRIPTION], check=True, capture_output=True)
     from airflow import settings as airflow_settings
 
     airflow_settings.configure_orm()

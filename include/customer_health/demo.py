@@ -94,6 +94,7 @@ def prepare(accounts: int, days: int, seed: int) -> dict:
     conns_file.write_text(json.dumps(sandbox_connections(endpoints, settings.default_warehouse_url()), indent=2))
     conns_file.chmod(0o600)
     airflow("connections", "import", "--overwrite", str(conns_file), log=local / "airflow-setup.log")
+    airflow("pools", "set", settings.SCORING_POOL, "1", settings.SCORING_POOL_DESCRIPTION, log=local / "airflow-setup.log")
     _done(t0, "connections registered: " + ", ".join(settings.ALL_CONN_IDS))
     return endpoints
 

@@ -23,6 +23,11 @@ from customer_health.warehouse.migrate import current_revision, upgrade_to_head
 log = logging.getLogger(__name__)
 
 
+def as_of_date(moment: Any) -> date:
+    """The plain ``datetime.date`` of a moment (Airflow hands tasks pendulum objects)."""
+    return date(moment.year, moment.month, moment.day)
+
+
 def warehouse() -> Engine:
     """The warehouse engine (connection ``health_warehouse`` or the embedded default)."""
     return get_engine()
@@ -221,3 +226,84 @@ def crm_writeback(as_of: date, model_version: str | None = None) -> dict[str, An
     version = active_model_config(model_version).version
     sf = HealthSalesforceHook(settings.SALESFORCE_CONN_ID).get_conn()
     return writeback_health_fields(warehouse(), sf, as_of, version, load_action_rules()).summary()
+
+
+# ----------------------------------------------------------------------------- history rebuild
+def _day(value: date | str) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def plan_rebuild(
+    from_date: date | str,
+    to_date: date | str,
+    shards: int = 1,
+    block_days: int | None = None,
+    accounts: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Clear the range's stored signal input and cut the work into (date block, shard) items."""
+    from customer_health.scoring.rebuild import DEFAULT_BLOCK_DAYS, clear_signal_range, plan_signal_work
+
+    start, end = _day(from_date), _day(to_date)
+    work = plan_signal_work(start, end, shards, block_days or DEFAULT_BLOCK_DAYS)
+    removed = clear_signal_range(warehouse(), start, end, accounts or None)
+    log.info("rebuild %s..%s: cleared %s; %d signal work items", start, end, removed, len(work))
+    return work
+
+
+def rebuild_signal_block(
+    work: dict[str, Any], accounts: list[str] | None = None, chunk_days: int = 31, progress=None
+) -> dict[str, Any]:
+    """Signals of one (date block, account shard) work item, computed over dates and stored."""
+    from customer_health.scoring.rebuild import rebuild_signals, shard_keys
+
+    engine = warehouse()
+    keys = shard_keys(engine, work["shard"], work["of"], accounts or None)
+    report = rebuild_signals(
+        engine, _day(work["first"]), _day(work["last"]), keys, chunk_days=chunk_days, progress=progress
+    )
+    return report | {"shard": work["shard"], "of": work["of"]}
+
+
+def rebuild_scores(
+    from_date: date | str, to_date: date | str, model_version: str | None = None, progress=None
+) -> dict[str, Any]:
+    """Score every date of the range in order over the whole population; bulk-write history."""
+    from customer_health.scoring.rebuild import score_range
+
+    config = active_model_config(model_version)
+    return score_range(warehouse(), _day(from_date), _day(to_date), config, progress=progress)
+
+
+def rebuild_history(
+    start: date | str,
+    end: date | str,
+    model_version: str | None = None,
+    *,
+    shards: int = 1,
+    chunk_days: int = 31,
+    accounts: list[str] | None = None,
+) -> dict[str, Any]:
+    """Rebuild the score history of ``start`` .. ``end`` in this process (no Airflow needed).
+
+    The same steps as the ``customer_health_rebuild`` DAG, run one after the other: the result
+    equals running ``customer_health_daily`` for each date in order (every column but
+    ``computed_at``), and no action is decided or sent. Returns counts and timings.
+    """
+    import time as clock
+
+    began = clock.monotonic()
+    work = plan_rebuild(start, end, shards, None, accounts)
+    signals = [rebuild_signal_block(item, accounts, chunk_days) for item in work]
+    scores = rebuild_scores(start, end, model_version)
+    return {
+        "from_date": _day(start).isoformat(),
+        "to_date": _day(end).isoformat(),
+        "model_version": scores["model_version"],
+        "account_dates": sum(s["account_dates"] for s in signals),
+        "signal_values": sum(s["values"] for s in signals),
+        "scores": scores["scores"],
+        "rollups": scores["rollups"],
+        "signal_seconds": round(sum(s["seconds"] for s in signals), 2),
+        "score_seconds": scores["seconds"],
+        "seconds": round(clock.monotonic() - began, 2),
+    }

@@ -33,6 +33,12 @@ ALL_CONN_IDS = (
     MARKETING_CONN_ID,
 )
 
+# The one-slot Airflow pool shared by the daily and the refresh scoring tasks, so they never
+# write the same date's scores at once. Created by `make demo` / `make airflow`, the compose
+# init service and the test fixtures (`airflow pools set customer_health_scoring 1 ...`).
+SCORING_POOL = "customer_health_scoring"
+SCORING_POOL_DESCRIPTION = "customer health scoring: the daily and refresh runs never overlap"
+
 # Environment variable that, when set, overrides the warehouse URL (tests, scripts).
 WAREHOUSE_URL_ENV = "CUSTOMER_HEALTH_WAREHOUSE_URL"
 

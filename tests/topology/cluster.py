@@ -61,6 +61,8 @@ class AirflowCluster:
     extra_env: dict[str, str] = field(default_factory=dict)
     workers: int = 1
     heartbeat_timeout: int = 20
+    # Airflow pools created (``airflow pools set``, an upsert) right after the metadata migration.
+    pools: dict[str, int] = field(default_factory=lambda: {"customer_health_scoring": 1})
 
     def __post_init__(self) -> None:
         self.name = f"ch_topo_{uuid.uuid4().hex[:10]}"
@@ -127,6 +129,8 @@ class AirflowCluster:
             conn.execute(text(f'CREATE DATABASE "{self.name}"'))
         admin.dispose()
         self._run_cli("db", "migrate")
+        for pool, slots in self.pools.items():
+            self._run_cli("pools", "set", pool, str(slots), f"created by the test cluster {self.name}")
         self._spawn("api-server", "api-server", "--port", str(self.port), "--host", "127.0.0.1")
         self._spawn("scheduler", "scheduler")
         self._spawn("dag-processor", "dag-processor")
@@ -148,6 +152,25 @@ class AirflowCluster:
             "--without-gossip",
             "--skip-serve-logs",
         )
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Every task instance of a run, as the REST API returns them (mapped ones included)."""
+        return self.api(
+            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 500}
+        )["task_instances"]
+
+    def wait_for_task_state(
+        self, dag_id: str, run_id: str, task_prefix: str, state: str = "running", timeout: float = 300
+    ) -> str:
+        """Wait until a task whose id starts with ``task_prefix`` is in ``state``; its display key."""
+        found: list[str] = []
+
+        def hit() -> bool:
+            found[:] = [k for k, v in self.task_states(dag_id, run_id).items() if k.startswith(task_prefix) and v == state]
+            return bool(found)
+
+        self._wait_for(hit, timeout, f"{task_prefix} to be {state} in {run_id}")
+        return found[0]
 
     def kill_worker(self, index: int) -> None:
         """SIGKILL a worker and its task processes: a crashed machine, not a graceful stop."""

@@ -101,6 +101,15 @@ def _python_values(frame: pd.DataFrame, name: str) -> np.ndarray:
     return frame[name].to_numpy(dtype=object, na_value=None)
 
 
+def _plain_temporal(value: Any) -> Any:
+    """A date or datetime subclass instance as the plain ``datetime`` type (others unchanged)."""
+    if isinstance(value, datetime) and type(value) is not datetime:
+        return datetime(value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond)
+    if isinstance(value, date) and not isinstance(value, datetime) and type(value) is not date:
+        return date(value.year, value.month, value.day)
+    return value
+
+
 def _bound(values: np.ndarray, processor) -> np.ndarray:
     """``processor`` (a SQLAlchemy bind processor) applied once per distinct non-null value."""
     labels, uniques = pd.factorize(values, use_na_sentinel=True)
@@ -288,6 +297,10 @@ def _executemany_upsert(conn: Connection, table, names: list[str], columns: list
     bound = []
     for name, values in zip(names, columns, strict=True):
         processor = table.c[name].type.bind_processor(conn.dialect)
+        if processor is None and values.dtype == object:
+            # sqlite3 adapts exactly datetime.date/datetime; subclasses such as pendulum's
+            # Date (what Airflow hands a task) must become the plain types first.
+            processor = _plain_temporal
         bound.append(_bound(values, processor) if processor is not None else values)
     cursor = conn.connection.dbapi_connection.cursor()
     try:
