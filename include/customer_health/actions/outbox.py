@@ -47,7 +47,8 @@ def email_message_id(key: str, domain: str = "customer-health.local") -> str:
 
 def dispatch_allowed(run_type: str, dispatch_param: bool) -> bool:
     """Whether a DAG run may deliver actions: never for backfills, never with dispatch=false."""
-    kind = str(getattr(run_type, "value", run_type)).lower()
+    # Airflow 3's DagRunType is an enum whose str() is "DagRunType.BACKFILL": take its value.
+    kind = str(getattr(run_type, "value", run_type)).lower().removeprefix("dagruntype.")
     return bool(dispatch_param) and kind not in NON_DISPATCHING_RUN_TYPES
 
 
