@@ -1898,6 +1898,11 @@ class _World:
             (104, "Product Tips Sequence", "engagement"),
             (105, "Customer Advocates", "advocacy"),
             (106, "Renewal Nurture", "nurture"),
+            # The advocacy programmes the actions enrol long-healthy customers in.
+            (107, "Advocacy - Referral Program", "advocacy"),
+            (108, "Advocacy - Case Study Candidates", "advocacy"),
+            (109, "Advocacy - Beta Program", "advocacy"),
+            (110, "Advocacy - Review Site Prompts", "advocacy"),
         ]
         self.counts["mk_list"] = _insert(
             store,
