@@ -53,7 +53,6 @@ from customer_health.warehouse.schema import extraction_watermarks, quarantine
 
 NOW = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 SEEDED_UNTIL = NOW - timedelta(days=1)  # every seeded record changed before this
-LATER = NOW + timedelta(minutes=5)  # after any write a test makes through the API
 STORE_TABLES = {
     "User": sf_user,
     "Account": sf_account,
@@ -248,7 +247,9 @@ def test_incremental_run_reads_only_changed_records_and_deletions(salesforce, wa
                                "Status": "Not Started", "ActivityDate": "2026-11-30"})["id"]
     sf.Contact.delete(sf_id("003", 4))
 
-    report = extract_salesforce(salesforce.login, engine, LATER, batch_size=BATCH)
+    # Taken now, not at import: in a long suite this test may run many minutes after collection.
+    later = datetime.now(UTC).replace(tzinfo=None, microsecond=0) + timedelta(minutes=5)
+    report = extract_salesforce(salesforce.login, engine, later, batch_size=BATCH)
     assert {n: o.rows for n, o in report.objects.items() if o.rows} == {"Account": 1, "Contact": 1, "Task": 1}
     assert report.objects["Contact"].deleted == 1
     assert report.objects["Account"].watermark_before == SEEDED_UNTIL.strftime("%Y-%m-%dT%H:%M:%SZ")
