@@ -369,83 +369,17 @@ def decide_for_accounts(
     rank (``share_scoring_higher``) is over every account's latest score, since today's
     stored rows are only the refreshed accounts'.
     """
-    from bisect import bisect_right
+    from customer_health.actions.decide import decide_actions
 
-    from customer_health.actions import outbox
-    from customer_health.actions.decide import (
-        BACKFILL_NOTE,
-        DecideReport,
-        build_payload,
-        load_account_health,
-        load_contexts,
-        load_history,
-        load_vp_customer_success,
+    return decide_actions(
+        engine,
+        as_of,
+        model_version,
+        rules,
+        deliverable=deliverable,
+        account_keys=account_keys,
+        population=population_scores(engine, as_of, model_version),
     )
-    from customer_health.actions.rules import decide_for_account
-
-    report = DecideReport(as_of=as_of, model_version=model_version, rules_version=rules.version)
-    wanted = set(account_keys)
-    if not wanted:
-        return report
-    population = population_scores(engine, as_of, model_version)
-    n = max(1, len(population))
-    with engine.begin() as conn:
-        accounts = [
-            replace(a, share_scoring_higher=(n - bisect_right(population, a.score)) / n)
-            for a in load_account_health(conn, as_of, model_version, rules)
-            if a.account_key in wanted
-        ]
-        report.accounts = len(accounts)
-        keys = [a.account_key for a in accounts]
-        history = load_history(conn, keys, as_of, rules)
-        contexts = load_contexts(conn, keys, rules)
-        vp = load_vp_customer_success(conn, rules)
-        pending_by_key = {p.idempotency_key: p for ps in history.values() for p in ps if p.status == outbox.PENDING}
-        rows: list[dict[str, Any]] = []
-        withdrawn: list[str] = []
-        for account in accounts:
-            for decision in decide_for_account(account, history.get(account.account_key, []), rules):
-                action_type = decision.action.action_type
-                if decision.suppressed_because:
-                    report.suppressed.append((account.account_key, action_type, decision.suppressed_because))
-                    continue
-                related = decision.related_keys
-                if related:
-                    withdrawn.extend(k for k in related if k in pending_by_key)
-                    related = tuple(k for k in related if k not in pending_by_key)
-                    if not related:
-                        report.suppressed.append(
-                            (account.account_key, action_type, "the rows it would undo were never delivered; withdrawn")
-                        )
-                        continue
-                spec = rules.action(action_type)
-                key = outbox.idempotency_key(account.account_key, action_type, as_of, model_version)
-                payload, why_not = build_payload(
-                    spec, account, decision.action.reason, key, contexts[account.account_key], vp, related, rules
-                )
-                if payload is None:
-                    report.suppressed.append((account.account_key, action_type, why_not or "nothing to deliver"))
-                    continue
-                payload["rules_version"] = rules.version
-                payload["trigger"] = decision.action.trigger
-                rows.append({
-                    "idempotency_key": key, "account_key": account.account_key, "action_type": action_type,
-                    "trigger_date": as_of, "model_version": model_version,
-                    "status": outbox.PENDING if deliverable else outbox.SUPPRESSED,
-                    "last_error": None if deliverable else BACKFILL_NOTE,
-                    "reason": decision.action.reason, "payload": payload, "target": spec.target,
-                })  # fmt: skip
-        if deliverable and withdrawn:
-            report.withdrawn = outbox.suppress_pending(
-                conn, sorted(set(withdrawn)), f"account recovered on {as_of.isoformat()} before delivery"
-            )
-        for row in rows:
-            new = outbox.add_actions(conn, [row])
-            report.inserted += new
-            report.already_decided += 1 - new
-            if new:
-                report.by_type[row["action_type"]] = report.by_type.get(row["action_type"], 0) + 1
-    return report
 
 
 def pending_for_accounts(engine: Engine, as_of: date, account_keys: Sequence[str]) -> dict[str, list[list[str]]]:

@@ -11,8 +11,10 @@ nothing new, and never touches a row already written.
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -369,16 +371,33 @@ def build_payload(
 
 # ----------------------------------------------------------------------------- deciding
 def decide_actions(
-    engine: Engine, as_of: date, model_version: str, rules: ActionRules, *, deliverable: bool = True
+    engine: Engine,
+    as_of: date,
+    model_version: str,
+    rules: ActionRules,
+    *,
+    deliverable: bool = True,
+    account_keys: Collection[str] | None = None,
+    population: Sequence[int] | None = None,
 ) -> DecideReport:
     """Decide the actions of ``as_of`` from ``model_version``'s scores into the outbox.
 
     ``deliverable=False`` (backfills, dispatch=false) records the decisions as ``suppressed``
-    so they are visible but never delivered.
+    so they are visible but never delivered. ``account_keys`` restricts the decision to those
+    accounts (the intraday refresh); ``population`` (sorted scores) replaces the date's stored
+    scores as the ranking population, for a date whose stored rows are only some accounts'.
     """
     report = DecideReport(as_of=as_of, model_version=model_version, rules_version=rules.version)
+    if account_keys is not None and not account_keys:
+        return report
     with engine.begin() as conn:
         accounts = load_account_health(conn, as_of, model_version, rules)
+        if account_keys is not None:
+            wanted = set(account_keys)
+            accounts = [a for a in accounts if a.account_key in wanted]
+        if population is not None:
+            n = max(1, len(population))
+            accounts = [replace(a, share_scoring_higher=(n - bisect_right(population, a.score)) / n) for a in accounts]
         report.accounts = len(accounts)
         keys = [a.account_key for a in accounts]
         history = load_history(conn, keys, as_of, rules)
