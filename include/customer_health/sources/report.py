@@ -92,3 +92,21 @@ class ExtractReport:
             "quarantined": self.quarantined,
             "objects": {name: asdict(o) for name, o in self.objects.items()},
         }
+
+
+def checked_text(value: Any, field: str, limit: int = 255) -> str | None:
+    """A display string, cut to the column's ``limit`` (a long subject is not a broken record)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedRecord(f"{field} is not a string: {value!r}")
+    return value[:limit]
+
+
+def checked_choice(value: Any, field: str, allowed: frozenset[str]) -> str | None:
+    """One of ``allowed`` (or None); anything else makes the record malformed."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in allowed:
+        raise MalformedRecord(f"{field} {value!r} is not one of {sorted(allowed)}")
+    return value

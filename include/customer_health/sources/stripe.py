@@ -46,6 +46,8 @@ from sqlalchemy import Engine, Table
 
 from customer_health import settings
 from customer_health.sources.report import ExtractReport, FieldCheck, MalformedRecord, ObjectReport
+from customer_health.sources.report import checked_choice as _choice
+from customer_health.sources.report import checked_text as _text
 from customer_health.sources.retry import (
     RetriesExhausted,
     Retryable,
@@ -123,20 +125,8 @@ def _id(value: Any, field: str, *, required: bool = False, limit: int = 40) -> s
     return value
 
 
-def _text(value: Any, field: str, limit: int = 255) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise MalformedRecord(f"{field} is not a string: {value!r}")
-    return value[:limit]
 
 
-def _choice(value: Any, field: str, allowed: frozenset[str]) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or value not in allowed:
-        raise MalformedRecord(f"{field} {value!r} is not one of {sorted(allowed)}")
-    return value
 
 
 def _dig(obj: Any, *path: str) -> Any:

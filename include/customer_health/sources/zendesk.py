@@ -59,6 +59,8 @@ from zenpy.lib.exception import APIException, RatelimitBudgetExceeded
 
 from customer_health import settings
 from customer_health.sources.report import ExtractReport, FieldCheck, MalformedRecord, ObjectReport
+from customer_health.sources.report import checked_choice as _choice
+from customer_health.sources.report import checked_text as _text
 from customer_health.sources.retry import (
     RETRYABLE_STATUSES,
     RetriesExhausted,
@@ -126,21 +128,8 @@ def _int(value: Any, field: str, *, required: bool = False) -> int | None:
     return value
 
 
-def _text(value: Any, field: str, limit: int) -> str | None:
-    """A display string, cut to the column's ``limit`` (a long subject is not a broken record)."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise MalformedRecord(f"{field} is not a string: {value!r}")
-    return value[:limit]
 
 
-def _choice(value: Any, field: str, allowed: frozenset[str]) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or value not in allowed:
-        raise MalformedRecord(f"{field} {value!r} is not one of {sorted(allowed)}")
-    return value
 
 
 def ticket_category(tags: list[str]) -> str:
