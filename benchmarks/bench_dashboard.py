@@ -258,11 +258,14 @@ def build_warehouse(url: str, accounts: int, days: int, seed: int = 11) -> None:
     raw.execute("BEGIN")
     _insert_actions(raw, start, stamp)
     last = (start + timedelta(days=days - 1)).isoformat()
-    raw.executemany(
-        "INSERT INTO signal_values (account_key, as_of_date, signal, value) "
-        "SELECT account_key, ?, ?, CASE WHEN (n + ?) % 11 = 0 THEN NULL ELSE round(((n * 31 + ? * 17) % 100) / 100.0, 2) END "
-        "FROM bench_accounts WHERE ? BETWEEN first_day AND last_day",
-        [(last, s, i, i, days - 1) for i, s in enumerate(SIGNALS)],
+    values = ", ".join(
+        f"CASE WHEN (n + {i}) % 11 = 0 THEN NULL ELSE round(((n * 31 + {i} * 17) % 100) / 100.0, 2) END"
+        for i in range(len(SIGNALS))
+    )
+    raw.execute(
+        f"INSERT INTO signal_values (as_of_date, account_key, {', '.join(SIGNALS)}) "
+        f"SELECT ?, account_key, {values} FROM bench_accounts WHERE ? BETWEEN first_day AND last_day",
+        (last, days - 1),
     )
     raw.execute("COMMIT")
     raw.execute("ANALYZE")

@@ -23,7 +23,8 @@ Steps, each timed and printed:
    schedule's wait (at most 15 minutes).
 
 The machine is shared: wall time includes waiting for the CPU. Airflow metadata lives in a
-private SQLite home under the output folder.
+private SQLite home under the output folder (``_airflow_bench``: the set-up shared with
+``bench_rebuild.py``).
 """
 
 from __future__ import annotations
@@ -37,20 +38,19 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from _airflow_bench import (
+    migrate_metadata,
+    point_connections,
+    scratch_company,
+    task_durations,
+    use_private_airflow_home,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _section(title: str) -> None:
     print(f"\n== {title}", flush=True)
-
-
-def _task_durations(run) -> list[tuple[str, float]]:
-    out = []
-    for ti in run.get_task_instances():
-        if ti.start_date and ti.end_date:
-            key = ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else "")
-            out.append((key, (ti.end_date - ti.start_date).total_seconds()))
-    return sorted(out, key=lambda kv: -kv[1])
 
 
 def _bad_news(store, accounts: list[tuple[str, int | None]], at: datetime) -> None:
@@ -97,10 +97,7 @@ def main() -> int:
     args = parser.parse_args()
 
     out = args.out.resolve()
-    home = out / "airflow-scale"
-    os.environ["AIRFLOW_HOME"] = str(home)
-    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
-    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    use_private_airflow_home(out / "airflow-scale")
     os.environ.pop("CUSTOMER_HEALTH_WAREHOUSE_URL", None)
 
     from customer_health.sandbox.company import CompanySpec, generate_company
@@ -118,21 +115,15 @@ def main() -> int:
     if args.generate_only:
         return 0
 
-    import subprocess
-
     from sqlalchemy import create_engine, func, select, text
 
-    from customer_health.sandbox.connections import as_environment, sandbox_connections
     from customer_health.sandbox.server import Sandbox
     from customer_health.warehouse import schema as s
     from customer_health.warehouse.engine import engine_for
 
     work = out / f"scratch-{uuid.uuid4().hex[:8]}"
-    work.mkdir(parents=True)
     started = time.perf_counter()
-    for f in company.iterdir():
-        if f.is_file() and (f.suffix == ".db" or f.name.startswith("sandbox-")):
-            shutil.copy(f, work / f.name)
+    scratch_company(company, work)
     print(f"copy to scratch: {time.perf_counter() - started:,.1f} s")
 
     admin = None
@@ -147,10 +138,8 @@ def main() -> int:
         url = f"sqlite:///{work / 'warehouse.db'}"
     sandbox = Sandbox.start(work)
     try:
-        os.environ.update(as_environment(sandbox_connections(sandbox.endpoints, url)))
-        home.mkdir(parents=True, exist_ok=True)
-        exe = Path(sys.executable).with_name("airflow")
-        subprocess.run([str(exe), "db", "migrate"], check=True, capture_output=True)
+        point_connections(sandbox, url)
+        migrate_metadata()
         from airflow.dag_processing.dagbag import DagBag
 
         bag = DagBag(str(ROOT / "dags"))
@@ -164,7 +153,7 @@ def main() -> int:
         )
         wall = time.perf_counter() - started
         print(f"state {run.state}; wall {wall:,.1f} s")
-        for key, secs in _task_durations(run)[:10]:
+        for key, secs in task_durations(run)[:10]:
             print(f"  {key:<40} {secs:8.1f} s")
         eng = engine_for(url)
         with eng.connect() as conn:
@@ -194,7 +183,7 @@ def main() -> int:
         second = refresh.test(logical_date=morning + timedelta(hours=12))
         latency = time.perf_counter() - started
         print(f"state {second.state}; event-to-score latency (run wall) {latency:,.1f} s")
-        for key, secs in _task_durations(second):
+        for key, secs in task_durations(second):
             print(f"  {key:<40} {secs:8.1f} s")
         with eng.connect() as conn:
             refreshed = conn.execute(

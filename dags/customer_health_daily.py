@@ -119,7 +119,7 @@ def customer_health_daily():
 
     @task(max_active_tis_per_dagrun=8)
     def compute_signals(shard: dict, data_interval_start=None) -> dict:
-        """Point-in-time signals as of D for one account shard → signal_values, signal_context."""
+        """Point-in-time signals as of D for one account shard → signal_values (context + one column per signal)."""
         from customer_health import pipeline
 
         return pipeline.compute_signals(pipeline.as_of_date(data_interval_start), shard["shard"], shard["of"])

@@ -13,7 +13,7 @@ still scored over the whole population), `shards` (account shards of the signal 
 1. **Plan**: clear the range's stored signal input; cut the range into date blocks x shards.
 2. **Signals** (one mapped task per block and shard): point-in-time signals of every date of
    the block, vectorized over dates (`scoring/signals_range.py`, equal to the daily run's
-   per-date SQL), bulk-written to `signal_values` and `signal_context`.
+   per-date SQL), bulk-written to `signal_values` (one row per account and date).
 3. **Scores**: every date in order over all accounts (normalization is per date over the whole
    population; trends need the earlier dates' scores), bulk-written to `health_scores` (an
    Asset) and `health_score_rollups`. Progress is logged as it goes.

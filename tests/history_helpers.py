@@ -25,7 +25,7 @@ from customer_health.warehouse import schema as s
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.migrate import upgrade_to_head
 
-HISTORY_TABLES = (s.signal_values, s.signal_context, s.health_scores, s.health_score_rollups)
+HISTORY_TABLES = (s.signal_values, s.health_scores, s.health_score_rollups)
 _RATING_ID_BASE = 7_000_000_000
 _templates: dict[str, Path] = {}
 
@@ -65,7 +65,7 @@ def load_warehouse(template: Path, url: str) -> None:
         engine_for.cache_clear()
         shutil.copy(template, url.removeprefix("sqlite:///"))
         return
-    from customer_health.scoring.rebuild import bulk_upsert
+    from customer_health.warehouse.bulk import bulk_upsert
 
     upgrade_to_head(engine_for(url))
     source = engine_for(f"sqlite:///{template}")

@@ -140,14 +140,9 @@ def shard_accounts(shard: int, of: int) -> list[str]:
 
 def clear_signal_input(as_of: date) -> dict[str, Any]:
     """Remove the date's stored signal input before shards write it again (re-runs stay exact)."""
-    from sqlalchemy import delete
+    from customer_health.scoring.signal_store import clear_signal_input as clear
 
-    from customer_health.warehouse.schema import signal_context, signal_values
-
-    with warehouse().begin() as conn:
-        values = conn.execute(delete(signal_values).where(signal_values.c.as_of_date == as_of)).rowcount
-        context = conn.execute(delete(signal_context).where(signal_context.c.as_of_date == as_of)).rowcount
-    return {"as_of": as_of.isoformat(), "values_removed": values, "accounts_removed": context}
+    return {"as_of": as_of.isoformat(), "accounts_removed": clear(warehouse(), as_of, as_of)}
 
 
 def compute_signals(as_of: date, shard: int = 0, of: int = 1) -> dict[str, Any]:
@@ -163,7 +158,7 @@ def compute_signals(as_of: date, shard: int = 0, of: int = 1) -> dict[str, Any]:
     keys = None if of == 1 else shard_accounts(shard, of)
     frame = run(engine, as_of, keys)
     written = write_signal_frame(engine, frame)
-    return {"as_of": as_of.isoformat(), "shard": shard, "of": of, "accounts": int(len(frame)), "values": int(written)}
+    return {"as_of": as_of.isoformat(), "shard": shard, "of": of, "accounts": int(written)}
 
 
 def score(as_of: date, model_version: str | None = None) -> dict[str, Any]:
@@ -300,7 +295,7 @@ def rebuild_history(
         "to_date": _day(end).isoformat(),
         "model_version": scores["model_version"],
         "account_dates": sum(s["account_dates"] for s in signals),
-        "signal_values": sum(s["values"] for s in signals),
+        "signal_rows": sum(s["rows"] for s in signals),
         "scores": scores["scores"],
         "rollups": scores["rollups"],
         "signal_seconds": round(sum(s["seconds"] for s in signals), 2),

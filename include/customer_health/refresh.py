@@ -63,7 +63,7 @@ from customer_health.warehouse.schema import (
     raw_stripe_invoice,
     raw_zd_satisfaction_rating,
     raw_zd_ticket,
-    signal_context,
+    signal_values,
 )
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ def affected_accounts(engine: Engine, window: RefreshWindow) -> list[str]:
 def _stored_accounts(engine: Engine, as_of: date) -> int:
     with engine.connect() as conn:
         return conn.execute(
-            select(func.count()).select_from(signal_context).where(signal_context.c.as_of_date == as_of)
+            select(func.count()).select_from(signal_values).where(signal_values.c.as_of_date == as_of)
         ).scalar_one()
 
 

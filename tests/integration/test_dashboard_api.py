@@ -181,9 +181,8 @@ def fill_warehouse(url: str, report_dir: Path) -> None:
         upsert_rows(conn, health_scores, _score_rows("v1", range(DAYS)))
         upsert_rows(conn, health_scores, _score_rows("v2", range(DAYS - 5, DAYS)))
         upsert_rows(conn, signal_values, [
-            {"account_key": DECLINER, "as_of_date": AS_OF, "signal": "active_user_ratio", "value": 0.18},
-            {"account_key": DECLINER, "as_of_date": AS_OF, "signal": "login_frequency", "value": 0.8},
-            {"account_key": DECLINER, "as_of_date": AS_OF, "signal": "nps", "value": None},
+            {"account_key": DECLINER, "as_of_date": AS_OF, "active_user_ratio": 0.18, "login_frequency": 0.8,
+             "nps": None},
         ])
         # DECLINER entered At Risk on day 96 (score 49); RECOVERER's check-in came on day 72.
         upsert_rows(conn, action_outbox, [

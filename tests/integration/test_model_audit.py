@@ -28,7 +28,7 @@ from customer_health.scoring.engine import ensure_model_registered, score_accoun
 from customer_health.scoring.history import write_scores
 from customer_health.scoring.model_config import load_model_config
 from customer_health.scoring.signal_catalog import SIGNALS
-from customer_health.scoring.signals import write_signal_values
+from customer_health.scoring.signal_store import write_signal_frame
 from customer_health.validation import registry
 from customer_health.validation.audit import audit_model, latest_audit, main, snapshot_dates
 from customer_health.validation.outcomes import build_outcomes, derive_outcomes, read_outcomes
@@ -100,7 +100,7 @@ def seed_book(engine, seed: int = 11) -> dict[str, date]:
         frame["exec_sponsor_recency"] = rng.uniform(0, 365, n)
         frame["engagement_trend"] = rng.uniform(-0.5, 0.5, n)
         frame["active_user_ratio"] = np.clip(health[alive] + rng.normal(0, 0.08, n), 0, 1)
-        write_signal_values(engine, frame)
+        write_signal_frame(engine, frame)
         if month in AUDIT_QUARTERS:
             write_scores(engine, score_accounts(frame, V1))
     return churned_on

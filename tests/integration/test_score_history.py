@@ -14,13 +14,12 @@ from customer_health.scoring.engine import ensure_model_registered, score_date
 from customer_health.scoring.history import read_score_history, read_scores
 from customer_health.scoring.model_config import ModelConfigError, load_model_config
 from customer_health.scoring.overrides import create_override
+from customer_health.scoring.signal_store import write_signal_frame
 from customer_health.warehouse.engine import engine_for
-from customer_health.warehouse.io import upsert_rows
 from customer_health.warehouse.schema import (
     health_score_rollups,
     health_scores,
     model_versions,
-    signal_values,
 )
 
 CONFIG = load_model_config()
@@ -48,14 +47,7 @@ def signals(day: date, trend: float) -> pd.DataFrame:
 
 
 def store_signals(engine, frame: pd.DataFrame) -> None:
-    rows = [
-        {"account_key": r["account_key"], "as_of_date": r["as_of_date"], "signal": k, "value": float(r[k])}
-        for _, r in frame.iterrows()
-        for k in CONFIG.signal_keys
-        if pd.notna(r[k])
-    ]
-    with engine.begin() as conn:
-        upsert_rows(conn, signal_values, rows)
+    write_signal_frame(engine, frame)
 
 
 def count(engine, table) -> int:

@@ -76,7 +76,7 @@ def _assert_scored_and_delivered_once(url: str, sandbox) -> dict[str, int]:
     """Every customer scored once; every action delivered; one Salesforce Task per outbox key."""
     with engine_for(url).connect() as conn:
         customers = conn.execute(
-            select(func.count()).select_from(s.signal_context).where(s.signal_context.c.as_of_date == TEST_END_DATE)
+            select(func.count()).select_from(s.signal_values).where(s.signal_values.c.as_of_date == TEST_END_DATE)
         ).scalar_one()
         scored = conn.execute(
             select(func.count()).select_from(s.health_scores).where(s.health_scores.c.as_of_date == TEST_END_DATE)

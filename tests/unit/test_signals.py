@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from customer_health.scoring.signal_catalog import SIGNALS, SignalSpec
+from customer_health.scoring.signal_store import read_signal_frame, write_signal_frame
 from customer_health.scoring.signals import (
     ACCOUNT_COLUMNS,
     SIGNAL_COLUMNS,
     compute_signals,
     compute_signals_range,
-    write_signal_values,
 )
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.schema import (
@@ -736,29 +736,29 @@ def test_a_history_range_that_ends_before_it_starts_is_refused(warehouse_url):
         compute_signals_range(engine_for(warehouse_url), D, D - days(1))
 
 
-def test_signal_values_are_stored_long_with_nulls_and_overwritten_on_rerun(warehouse_url):
+def test_signal_input_is_stored_one_row_per_account_with_nulls_and_overwritten_on_rerun(warehouse_url):
     engine = engine_for(warehouse_url)
     world, handles = rich_world()
     bare = world.account(LONG_AGO)
     world.save(engine)
     frame = compute_signals(engine, D)
 
-    assert write_signal_values(engine, frame) == 2 * len(SIGNALS)
+    assert write_signal_frame(engine, frame) == 2
     rerun = frame.copy()
     rerun.loc[rerun["account_key"] == handles["acme"], "nps"] = 1.5
-    assert write_signal_values(engine, rerun) == 2 * len(SIGNALS)
+    assert write_signal_frame(engine, rerun) == 2
 
     with engine.connect() as conn:
-        stored = {
-            (r.account_key, r.signal): r.value
-            for r in conn.execute(select(signal_values).where(signal_values.c.as_of_date == D))
-        }
-    assert len(stored) == 2 * len(SIGNALS)
-    assert stored[(handles["acme"], "nps")] == 1.5
-    assert stored[(bare, "nps")] is None
-    assert stored[(bare, "open_tickets")] == 0.0
+        stored = {r.account_key: r for r in conn.execute(select(signal_values).where(signal_values.c.as_of_date == D))}
+    assert set(stored) == {handles["acme"], bare}
+    assert stored[handles["acme"]].nps == 1.5
+    assert stored[bare].nps is None
+    assert stored[bare].open_tickets == 0.0
+    back = read_signal_frame(engine, D)
+    expected = rerun.sort_values("account_key").reset_index(drop=True)[back.columns]
+    pd.testing.assert_frame_equal(back, expected, check_dtype=False)
 
 
 def test_writing_a_frame_without_its_keys_names_the_missing_columns(warehouse_url):
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['as_of_date'\]"):
-        write_signal_values(engine_for(warehouse_url), pd.DataFrame({"account_key": ["x"], "nps": [1.0]}))
+        write_signal_frame(engine_for(warehouse_url), pd.DataFrame({"account_key": ["x"], "nps": [1.0]}))

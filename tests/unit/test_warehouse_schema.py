@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
@@ -53,3 +54,61 @@ def test_watermark_advances_and_counts_rows(warehouse_url):
         set_watermark(conn, "salesforce", "Account", "2026-01-01T00:00:00", rows_added=5)
         set_watermark(conn, "salesforce", "Account", "2026-01-02T00:00:00", rows_added=2)
         assert get_watermark(conn, "salesforce", "Account") == "2026-01-02T00:00:00"
+
+
+def test_signal_value_columns_are_the_signal_catalog():
+    from customer_health.scoring.signal_catalog import SIGNALS
+    from customer_health.warehouse.schema import SIGNAL_VALUE_COLUMNS, signal_values
+
+    assert tuple(SIGNALS) == SIGNAL_VALUE_COLUMNS
+    assert [c.name for c in signal_values.columns][-len(SIGNALS):] == list(SIGNALS)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migration_0002_carries_long_signal_values_into_the_wide_table_and_back(backend, request, tmp_path):
+    """A warehouse at 0001 (long signal_values + signal_context) keeps every stored value."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from customer_health.warehouse.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = engine_for(url)
+    command.upgrade(alembic_config(engine), "0001")
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO signal_context (account_key, as_of_date, plan, seats, arr, customer_since, tenure_days) "
+            "VALUES ('A1', '2026-11-01', 'pro', 10, 1200.5, '2025-01-02', 668), "
+            "('A2', '2026-11-01', 'starter', 3, 300, NULL, NULL), ('A1', '2026-11-02', 'pro', 10, 1200.5, '2025-01-02', 669)"
+        ))
+        conn.execute(text(
+            "INSERT INTO signal_values (account_key, as_of_date, signal, value) VALUES "
+            "('A1', '2026-11-01', 'nps', 7.5), ('A1', '2026-11-01', 'csat', NULL), "
+            "('A1', '2026-11-01', 'open_tickets', 2), ('A2', '2026-11-01', 'nps', 3), ('A1', '2026-11-02', 'nps', 8)"
+        ))
+    upgrade_to_head(engine)
+    assert "signal_context" not in inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        rows = {
+            (str(r.account_key), str(r.as_of_date)): r
+            for r in conn.execute(text("SELECT * FROM signal_values"))
+        }
+    assert set(rows) == {("A1", "2026-11-01"), ("A2", "2026-11-01"), ("A1", "2026-11-02")}
+    first = rows[("A1", "2026-11-01")]
+    assert (first.plan, first.arr, first.tenure_days, first.nps, first.csat, first.open_tickets) == (
+        "pro", 1200.5, 668, 7.5, None, 2.0,
+    )
+    assert rows[("A2", "2026-11-01")].nps == 3.0 and rows[("A2", "2026-11-01")].login_frequency is None
+    assert rows[("A1", "2026-11-02")].nps == 8.0
+
+    command.downgrade(alembic_config(engine), "0001")
+    with engine.connect() as conn:
+        values = {
+            (r.account_key, str(r.as_of_date), r.signal): r.value
+            for r in conn.execute(text("SELECT * FROM signal_values"))
+        }
+        context = conn.execute(text("SELECT count(*) FROM signal_context")).scalar_one()
+    assert context == 3
+    assert values[("A1", "2026-11-01", "nps")] == 7.5 and values[("A2", "2026-11-01", "nps")] == 3.0
+    assert values[("A1", "2026-11-01", "csat")] is None
+    engine.dispose()

@@ -478,20 +478,20 @@ def _signal_breakdown(
                 entry.setdefault("text", d.get("text"))
                 entry.setdefault("direction", kind)
     breakdown = []
-    for row in conn.execute(
-        select(signal_values.c.signal, signal_values.c.value)
-        .where(signal_values.c.account_key == account_key, signal_values.c.as_of_date == as_of)
-        .order_by(signal_values.c.signal)
-    ):
-        spec = SIGNALS.get(row.signal)
-        in_model = not view.signal_dimensions or row.signal in view.signal_dimensions
+    stored = conn.execute(
+        select(*[signal_values.c[key] for key in SIGNALS]).where(
+            signal_values.c.as_of_date == as_of, signal_values.c.account_key == account_key
+        )
+    ).first()
+    for key, value in sorted(zip(SIGNALS, stored or (), strict=False)):
+        spec = SIGNALS[key]
         entry = {
-            "signal": row.signal,
-            "value": row.value,
-            "dimension": view.signal_dimensions.get(row.signal) or (spec.dimension if spec else None),
-            "in_model": in_model,
-            "description": _describe(spec, row.value),
-            **described.get(row.signal, {}),
+            "signal": key,
+            "value": value,
+            "dimension": view.signal_dimensions.get(key) or spec.dimension,
+            "in_model": not view.signal_dimensions or key in view.signal_dimensions,
+            "description": _describe(spec, value),
+            **described.get(key, {}),
         }
         breakdown.append(entry)
     order = {d: i for i, d in enumerate(DIMENSIONS)}

@@ -64,18 +64,15 @@ def read_signal_snapshot(engine: Engine, day: date, signal_keys: list[str]) -> p
     """Raw signal values stored for ``day`` as a wide frame (account_key + one column per
     signal), or None when nothing was stored for that day."""
     t = signal_values.c
-    stmt = select(t.account_key, t.signal, t.value).where(t.as_of_date == day, t.signal.in_(signal_keys))
+    stmt = select(t.account_key, *[t[key] for key in signal_keys]).where(t.as_of_date == day).order_by(t.account_key)
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
     if not rows:
         return None
-    long = pd.DataFrame([tuple(r) for r in rows], columns=["account_key", "signal", "value"])
-    wide = long.pivot(index="account_key", columns="signal", values="value").reset_index()
-    wide.columns.name = None
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=["account_key", *signal_keys])
     for key in signal_keys:
-        if key not in wide.columns:
-            wide[key] = np.nan
-    return wide[["account_key", *signal_keys]]
+        frame[key] = pd.to_numeric(frame[key], errors="coerce").astype(float)
+    return frame
 
 
 def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:

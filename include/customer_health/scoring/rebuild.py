@@ -1,6 +1,6 @@
 """Score history rebuilds: a range of dates recomputed in bulk, equal to the daily runs.
 
-A rebuild of ``start`` .. ``end`` leaves ``signal_values``, ``signal_context``,
+A rebuild of ``start`` .. ``end`` leaves ``signal_values`` (the stored scoring input),
 ``health_scores`` and ``health_score_rollups`` exactly as running the daily DAG for each date in
 order would (every column but ``computed_at``), in two phases:
 
@@ -12,7 +12,7 @@ order would (every column but ``computed_at``), in two phases:
 2. **Scores, sequential over dates, whole population per date.** Normalization compares each
    account with the baseline of *all* accounts of the date, and trends for D read the scores
    of D-1 (previous zone), D-30/60/90 and the slope samples. So shards cannot score alone:
-   ``score_range`` reads the stored input of a block of dates in one query per table, scores
+   ``score_range`` reads the stored input of a block of dates in one query, scores
    the dates in order with the pure ``engine.score_accounts`` - keeping the history it needs in
    memory, with the same upsert semantics as ``health_scores`` (earlier rows of the version are
    loaded first, rebuilt dates replace theirs) - and bulk-writes scores and rollups per block.
@@ -29,8 +29,6 @@ input, so the baselines - and other accounts' scores - stay what the daily run c
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time as clock
 from collections.abc import Callable, Sequence
@@ -38,33 +36,25 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import (
-    Boolean,
-    Connection,
-    Date,
-    DateTime,
     Engine,
-    Float,
-    Integer,
-    Table,
-    and_,
-    case,
-    delete,
     func,
     select,
 )
 
 from customer_health.scoring.model_config import ModelConfig
-from customer_health.scoring.signal_catalog import SIGNALS
-from customer_health.scoring.signal_store import CONTEXT_COLUMNS
+from customer_health.scoring.signal_store import (
+    clear_signal_input,
+    read_signal_frames,
+    write_signal_frame,
+)
+from customer_health.warehouse.bulk import bulk_upsert
 from customer_health.warehouse.io import utcnow
 from customer_health.warehouse.schema import (
     account_crosswalk,
     health_score_rollups,
     health_scores,
-    signal_context,
     signal_values,
 )
 
@@ -123,131 +113,12 @@ def plan_signal_work(
 
 def clear_signal_range(engine: Engine, start: date, end: date, accounts: Sequence[str] | None = None) -> dict[str, int]:
     """Delete the stored signal input of ``start`` .. ``end`` (of ``accounts`` only, if given)."""
-    removed = {"values_removed": 0, "accounts_removed": 0}
-    with engine.begin() as conn:
-        for table, name in ((signal_values, "values_removed"), (signal_context, "accounts_removed")):
-            in_range = and_(table.c.as_of_date >= start, table.c.as_of_date <= end)
-            if accounts is None:
-                removed[name] += conn.execute(delete(table).where(in_range)).rowcount
-            else:
-                keys = sorted(set(accounts))
-                for first in range(0, len(keys), _SQL_KEY_LIMIT):
-                    part = keys[first : first + _SQL_KEY_LIMIT]
-                    removed[name] += conn.execute(
-                        delete(table).where(in_range, table.c.account_key.in_(part))
-                    ).rowcount
-    return removed
-
-
-# --------------------------------------------------------------------------- bulk writes
-def _encoded_column(values: pd.Series, sql_type: Any, dialect: str) -> list[Any]:
-    """One column as the DB-API driver takes it (a list, None for NULL), converted per column.
-
-    SQLite gets what SQLAlchemy would store: dates as ``YYYY-MM-DD``, stamps as
-    ``YYYY-MM-DD HH:MM:SS.ffffff``, booleans as 0/1. PostgreSQL (COPY text) gets ISO dates and
-    stamps; floats keep Python's shortest exact form (``repr``) either way.
-    """
-    column = values.astype(object)
-    missing = column.isna().to_numpy()
-    if isinstance(sql_type, DateTime):
-        fmt = "%Y-%m-%d %H:%M:%S.%f" if dialect == "sqlite" else "%Y-%m-%dT%H:%M:%S.%f"
-        distinct = {v: pd.Timestamp(v).strftime(fmt) for v in column[~missing].unique()}
-        out = column.map(distinct)
-    elif isinstance(sql_type, Date):
-        distinct = {v: (v.date() if isinstance(v, datetime) else pd.Timestamp(v).date()).isoformat()
-                    for v in column[~missing].unique()}  # fmt: skip
-        out = column.map(distinct)
-    elif isinstance(sql_type, Boolean):
-        out = pd.Series([int(bool(v)) if v is not None else None for v in column.tolist()], dtype=object)
-    elif isinstance(sql_type, Integer):
-        numbers = pd.to_numeric(column.where(~missing, np.nan)).to_numpy()
-        # A list, not Series.map: pandas would turn ints mixed with None back into floats.
-        out = pd.Series([None if v != v else int(v) for v in numbers.tolist()], dtype=object)
-    elif isinstance(sql_type, Float):
-        floats = pd.to_numeric(column.where(~missing, np.nan)).to_numpy(dtype=float)
-        missing = missing | np.isnan(floats)
-        out = pd.Series(floats.tolist(), dtype=object)
-    else:
-        out = column
-    result = np.array(out.to_numpy(dtype=object), dtype=object)
-    result[missing] = None
-    return result.tolist()
-
-
-def bulk_upsert(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
-    """Upsert ``frame`` (columns named as ``table``'s) by primary key, in bulk; returns rows.
-
-    PostgreSQL: COPY into a temporary table, then one INSERT ... ON CONFLICT DO UPDATE.
-    SQLite: one executemany of INSERT ... ON CONFLICT DO UPDATE. NaN and None become NULL.
-    Rows are written in primary-key order (index inserts stay local).
-    """
-    if frame.empty:
-        return 0
-    columns = [c.name for c in table.columns if c.name in frame.columns]
-    pk = [c.name for c in table.primary_key.columns]
-    updates = [c for c in columns if c not in pk]
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    conflict = (
-        f"ON CONFLICT ({', '.join(pk)}) DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in updates)
-        if updates
-        else f"ON CONFLICT ({', '.join(pk)}) DO NOTHING"
-    )
-    frame = frame.sort_values(pk, kind="stable").reset_index(drop=True)
-    dialect = conn.dialect.name
-    encoded = [_encoded_column(frame[c], table.c[c].type, dialect) for c in columns]
-    dbapi = conn.connection.driver_connection
-    if dialect == "postgresql":
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows(
-            zip(*[["\\N" if v is None else (repr(v) if isinstance(v, float) else v) for v in col] for col in encoded],
-                strict=True)
-        )  # fmt: skip
-        buffer.seek(0)
-        stage = f"stage_{table.name}"
-        with dbapi.cursor() as cursor:
-            cursor.execute(f'CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE "{table.name}" INCLUDING DEFAULTS)')
-            cursor.execute(f"TRUNCATE {stage}")
-            cursor.copy_expert(f"COPY {stage} ({quoted}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
-            cursor.execute(f'INSERT INTO "{table.name}" ({quoted}) SELECT {quoted} FROM {stage} {conflict}')
-        return len(frame)
-    if dialect == "sqlite":
-        marks = ", ".join("?" for _ in columns)
-        cursor = dbapi.cursor()
-        try:
-            cursor.executemany(
-                f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks}) {conflict}', zip(*encoded, strict=True)
-            )
-        finally:
-            cursor.close()
-        return len(frame)
-    from customer_health.warehouse.io import upsert_rows  # pragma: no cover - other dialects
-
-    records = frame[columns].astype(object).where(frame[columns].notna(), None).to_dict("records")
-    return upsert_rows(conn, table, records)  # pragma: no cover
+    return {"accounts_removed": clear_signal_input(engine, start, end, accounts)}
 
 
 def write_signal_rows(engine: Engine, frame: pd.DataFrame) -> int:
-    """Store a signals frame (any number of dates) as ``write_signal_frame`` would; bulk.
-
-    Returns the number of ``signal_values`` rows written (accounts x signals).
-    """
-    if frame.empty:
-        return 0
-    signals = [c for c in SIGNALS if c in frame.columns]
-    context = frame[["account_key", "as_of_date", *CONTEXT_COLUMNS]].copy()
-    context["tenure_days"] = context["tenure_days"].astype(object)
-    n = len(frame)
-    long = pd.DataFrame(
-        {
-            "account_key": np.repeat(frame["account_key"].to_numpy(dtype=object), len(signals)),
-            "as_of_date": np.repeat(frame["as_of_date"].to_numpy(dtype=object), len(signals)),
-            "signal": np.tile(np.array(signals, dtype=object), n),
-            "value": frame[signals].to_numpy(dtype=float).reshape(-1),
-        }
-    )
-    with engine.begin() as conn:
-        bulk_upsert(conn, signal_context, context)
-        return bulk_upsert(conn, signal_values, long)
+    """Store a signals frame (any number of dates) in bulk; returns the account-date rows."""
+    return write_signal_frame(engine, frame)
 
 
 def rebuild_signals(
@@ -264,68 +135,25 @@ def rebuild_signals(
 
     say = progress or log.info
     total_days = (last - first).days + 1
-    done = accounts = values = 0
+    done = accounts = rows = 0
     began = clock.monotonic()
     for frame in iter_signal_chunks(engine, first, last, account_keys, chunk_days=chunk_days):
-        values += write_signal_rows(engine, frame)
+        rows += write_signal_rows(engine, frame)
         accounts += len(frame)
         done = min(total_days, done + chunk_days)
         elapsed = clock.monotonic() - began
         say(
             f"signals {first}..{last}: {done}/{total_days} dates, {accounts:,} account-dates, "
-            f"{values:,} values written, {accounts / max(elapsed, 1e-9):,.0f} account-dates/s"
+            f"{rows:,} rows written, {accounts / max(elapsed, 1e-9):,.0f} account-dates/s"
         )
     return {
         "first": first.isoformat(),
         "last": last.isoformat(),
         "dates": total_days,
         "account_dates": accounts,
-        "values": values,
+        "rows": rows,
         "seconds": round(clock.monotonic() - began, 2),
     }
-
-
-# --------------------------------------------------------------------------- stored input, read in bulk
-def read_signal_frames(engine: Engine, first: date, last: date) -> dict[date, pd.DataFrame]:
-    """The stored scoring input of every date ``first`` .. ``last``: per date, the frame
-    ``signal_store.read_signal_frame`` returns (same columns, order, dtypes, values).
-
-    Two queries for the whole block; the long ``signal_values`` are pivoted in SQL (one row per
-    account and date, ``MAX(CASE ...)`` per signal: one stored value or NULL each).
-    """
-    from customer_health.scoring.signals_range import _read
-
-    keys = list(SIGNALS)
-    v = signal_values.c
-    pivot = (
-        select(
-            v.account_key,
-            v.as_of_date,
-            *[func.max(case((v.signal == key, v.value))).label(key) for key in keys],
-        )
-        .where(v.as_of_date.between(first, last))
-        .group_by(v.account_key, v.as_of_date)
-    )
-    with engine.connect() as conn:
-        ctx = _read(conn, select(signal_context).where(signal_context.c.as_of_date.between(first, last)))
-        values = _read(conn, pivot)
-    if ctx.empty:
-        return {}
-    for frame in (ctx, values):
-        distinct = {d: _as_date(d) for d in frame["as_of_date"].unique()}
-        frame["as_of_date"] = frame["as_of_date"].map(distinct)
-    wide = ctx.merge(values, on=["account_key", "as_of_date"], how="left")
-    wide[keys] = wide[keys].apply(pd.to_numeric, errors="coerce").astype(float)
-    wide["customer_since"] = pd.to_datetime(wide["customer_since"]).dt.date
-    for col in ("seats", "arr", "tenure_days"):
-        wide[col] = pd.to_numeric(wide[col], errors="coerce")
-    wide = wide.sort_values(["as_of_date", "account_key"], kind="stable")
-    frames = {}
-    for day, part in wide.groupby("as_of_date", sort=True):
-        frame = part.reset_index(drop=True)[["account_key", "as_of_date", *CONTEXT_COLUMNS, *keys]]
-        frame["as_of_date"] = day
-        frames[day] = frame
-    return frames
 
 
 def _as_date(value: Any) -> date:
@@ -484,7 +312,7 @@ def history_counts(engine: Engine, start: date, end: date, model_version: str) -
     """Rows of the range in each history table (for reports and tests)."""
     with engine.connect() as conn:
         counts = {}
-        for table in (signal_values, signal_context):
+        for table in (signal_values,):
             counts[table.name] = conn.execute(
                 select(func.count()).select_from(table).where(table.c.as_of_date.between(start, end))
             ).scalar_one()

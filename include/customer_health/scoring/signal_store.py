@@ -1,23 +1,27 @@
-"""A date's whole scoring input, stored and read back: signal values plus account context.
+"""A date's whole scoring input, stored and read back: account context plus signal values.
 
-The signals step writes, for each as-of date, the raw signal values (``signal_values``, long)
-and who each account was (``signal_context``: plan, seats, ARR, tenure, parent, owner). The
-scoring step reads both back as the exact frame ``compute_signals`` returned, so signals can be
-computed in account shards (mapped tasks) while scoring normalizes against the baseline of the
-whole population, and a rebuild scores from the same stored input as the daily run.
+The signals step writes, for each as-of date and account, one ``signal_values`` row: who the
+account was (plan, seats, ARR, tenure, parent, owner) and the raw value of every catalogued
+signal. The scoring step reads it back as the exact frame ``compute_signals`` returned, so
+signals can be computed in account shards (mapped tasks) while scoring normalizes against the
+baseline of the whole population, and a rebuild, an audit and a refresh score from the same
+stored input as the daily run. Writes are bulk upserts (``warehouse.bulk``): a re-run or a
+retried shard overwrites its rows, never duplicates them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Connection, Engine, String, and_, delete, select, type_coerce
 
-from customer_health.warehouse.io import upsert_rows
-from customer_health.warehouse.schema import signal_context, signal_values
+from customer_health.scoring.signal_catalog import SIGNALS
+from customer_health.warehouse.bulk import bulk_upsert
+from customer_health.warehouse.schema import SIGNAL_VALUE_COLUMNS, signal_values
 
 CONTEXT_COLUMNS = (
     "plan",
@@ -28,93 +32,161 @@ CONTEXT_COLUMNS = (
     "parent_account_key",
     "owner_id",
 )
-_CHUNK = 5000
+INPUT_COLUMNS = ("account_key", "as_of_date", *CONTEXT_COLUMNS, *SIGNALS)
+"""The columns of a ``compute_signals`` frame, in order (what ``read_signal_frame`` returns)."""
+_SQL_KEY_LIMIT = 10_000
+
+if tuple(SIGNALS) != SIGNAL_VALUE_COLUMNS:  # pragma: no cover - caught by the unit tests too
+    raise RuntimeError(
+        "signal_catalog.SIGNALS and the signal_values columns differ: a new or renamed signal "
+        "needs a column in warehouse/schema.py and a migration"
+    )
 
 
 def _signal_columns(frame: pd.DataFrame) -> list[str]:
-    from customer_health.scoring.signal_catalog import SIGNALS
-
     return [c for c in SIGNALS if c in frame.columns]
 
 
-def _clean(value):
-    if value is None:
-        return None
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, pd.Timestamp):
+def _day(value: Any) -> date:
+    if isinstance(value, datetime):
         return value.date()
-    if value is pd.NaT:
-        return None
-    return value
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
 
 
-def write_signal_frame(engine: Engine, frame: pd.DataFrame, *, replace_date: bool = False) -> int:
-    """Store a ``compute_signals`` frame (values + context); returns the value rows written.
+def input_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """A ``compute_signals`` frame (any number of dates) as ``signal_values`` rows.
 
-    With ``replace_date`` the date's previous rows are deleted first (a full, unsharded
-    recompute); otherwise rows are upserted, so shards of one date never erase each other.
+    ``account_key`` and ``as_of_date`` are required, and at least one signal; a context column
+    the frame lacks is stored as NULL.
+    """
+    missing = [c for c in ("account_key", "as_of_date") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"signal input: frame lacks column(s) {missing}; store the frame compute_signals returned")
+    signals = _signal_columns(frame)
+    if not signals:
+        raise ValueError(f"signal input: frame has no signal columns; expected some of {list(SIGNALS)}")
+    context = [c for c in CONTEXT_COLUMNS if c in frame.columns]
+    rows = frame[["as_of_date", "account_key", *context, *signals]].copy()
+    rows["account_key"] = rows["account_key"].astype(str)
+    distinct = {d: _day(d) for d in rows["as_of_date"].unique()}
+    rows["as_of_date"] = rows["as_of_date"].map(distinct)
+    if "tenure_days" in rows.columns:
+        rows["tenure_days"] = rows["tenure_days"].astype(object)
+    return rows
+
+
+def write_signal_frame(
+    target: Engine | Connection, frame: pd.DataFrame, *, replace_date: bool = False
+) -> int:
+    """Store a ``compute_signals`` frame (context + values); returns the account rows written.
+
+    With ``replace_date`` the frame's dates are cleared first (a full, unsharded recompute);
+    otherwise rows are upserted, so shards of one date never erase each other.
     """
     if frame.empty:
         return 0
-    signals = _signal_columns(frame)
-    dates = sorted({pd.Timestamp(d).date() for d in frame["as_of_date"].unique()})
-    keys = frame["account_key"].astype(str).to_numpy()
-    as_of = [pd.Timestamp(d).date() for d in frame["as_of_date"].to_numpy()]
-    context_rows = [
-        {"account_key": k, "as_of_date": d} | {c: _clean(v) for c, v in zip(CONTEXT_COLUMNS, vals, strict=True)}
-        for k, d, vals in zip(
-            keys, as_of, frame[list(CONTEXT_COLUMNS)].itertuples(index=False, name=None), strict=True
-        )
-    ]
-    long = frame[["account_key", "as_of_date", *signals]].melt(
-        id_vars=["account_key", "as_of_date"], var_name="signal", value_name="value"
-    )
-    value_rows = [
-        {"account_key": str(k), "as_of_date": pd.Timestamp(d).date(), "signal": s, "value": _clean(v)}
-        for k, d, s, v in long.itertuples(index=False, name=None)
-    ]
+    rows = input_rows(frame)
+    if isinstance(target, Connection):
+        return _write(target, rows, replace_date)
+    with target.begin() as conn:
+        return _write(conn, rows, replace_date)
+
+
+def _write(conn: Connection, rows: pd.DataFrame, replace_date: bool) -> int:
+    if replace_date:
+        for day in sorted(set(rows["as_of_date"])):
+            conn.execute(delete(signal_values).where(signal_values.c.as_of_date == day))
+    return bulk_upsert(conn, signal_values, rows)
+
+
+def clear_signal_input(engine: Engine, first: date, last: date, accounts: Sequence[str] | None = None) -> int:
+    """Delete the stored input of ``first`` .. ``last`` (of ``accounts`` only, if given)."""
+    in_range = and_(signal_values.c.as_of_date >= first, signal_values.c.as_of_date <= last)
+    removed = 0
     with engine.begin() as conn:
-        if replace_date:
-            for d in dates:
-                conn.execute(delete(signal_values).where(signal_values.c.as_of_date == d))
-                conn.execute(delete(signal_context).where(signal_context.c.as_of_date == d))
-        for start in range(0, len(context_rows), _CHUNK):
-            upsert_rows(conn, signal_context, context_rows[start : start + _CHUNK])
-        for start in range(0, len(value_rows), _CHUNK):
-            upsert_rows(conn, signal_values, value_rows[start : start + _CHUNK])
-    return len(value_rows)
+        if accounts is None:
+            return conn.execute(delete(signal_values).where(in_range)).rowcount
+        keys = sorted(set(accounts))
+        for start in range(0, len(keys), _SQL_KEY_LIMIT):
+            part = keys[start : start + _SQL_KEY_LIMIT]
+            removed += conn.execute(delete(signal_values).where(in_range, signal_values.c.account_key.in_(part))).rowcount
+    return removed
+
+
+def _fetch(conn: Connection, first: date, last: date, account_keys: Sequence[str] | None) -> pd.DataFrame:
+    """The stored rows of the range as a frame of objects, column by column.
+
+    On SQLite dates come back as their ISO text (parsed once per distinct value below rather
+    than per row by SQLAlchemy).
+    """
+    t = signal_values.c
+    columns = [
+        type_coerce(c, String).label(c.name) if c.name in ("as_of_date", "customer_since") and conn.dialect.name == "sqlite" else c
+        for c in signal_values.columns
+    ]  # fmt: skip
+    stmt = select(*columns).where(t.as_of_date.between(first, last))
+    parts = []
+    keys = None if account_keys is None else sorted(set(account_keys))
+    chunks = [None] if keys is None else [keys[i : i + _SQL_KEY_LIMIT] for i in range(0, len(keys), _SQL_KEY_LIMIT)]
+    for chunk in chunks:
+        query = stmt if chunk is None else stmt.where(t.account_key.in_(chunk))
+        result = conn.execute(query)
+        names = list(result.keys())
+        rows = result.fetchall()
+        data = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+        parts.append(pd.DataFrame({n: pd.Series(v, dtype=object) for n, v in zip(names, data, strict=True)}))
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def _as_input(raw: pd.DataFrame) -> pd.DataFrame:
+    """Stored rows -> the ``compute_signals`` frame (columns, dtypes), sorted by date, account."""
+    frame = raw.copy()
+    frame["as_of_date"] = frame["as_of_date"].map({d: _day(d) for d in frame["as_of_date"].unique()})
+    since = frame["customer_since"]
+    distinct = {d: _day(d) for d in since.dropna().unique()}
+    frame["customer_since"] = since.map(lambda v: distinct.get(v) if v is not None and v == v else None)
+    for col in ("seats", "arr", "tenure_days"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    for key in SIGNALS:
+        frame[key] = pd.to_numeric(frame[key], errors="coerce").astype(float)
+    frame = frame.sort_values(["as_of_date", "account_key"], kind="stable").reset_index(drop=True)
+    return frame[list(INPUT_COLUMNS)]
+
+
+def read_signal_frames(
+    engine: Engine, first: date, last: date, account_keys: Sequence[str] | None = None
+) -> dict[date, pd.DataFrame]:
+    """The stored scoring input of every date ``first`` .. ``last`` that has one, per date."""
+    with engine.connect() as conn:
+        raw = _fetch(conn, first, last, account_keys)
+    if raw.empty:
+        return {}
+    frame = _as_input(raw)
+    days = frame["as_of_date"].to_numpy()
+    bounds = [*np.flatnonzero(np.r_[True, days[1:] != days[:-1]]).tolist(), len(frame)]
+    frames = {}
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        part = frame.iloc[start:stop].reset_index(drop=True)
+        frames[part["as_of_date"].iloc[0]] = part
+    return frames
 
 
 def read_signal_frame(engine: Engine, as_of: date, account_keys: Sequence[str] | None = None) -> pd.DataFrame:
-    """The stored scoring input of ``as_of``: the frame ``compute_signals`` produced."""
-    from customer_health.scoring.signal_catalog import SIGNALS
+    """The stored scoring input of ``as_of``: the frame ``compute_signals`` produced
+    (empty, with the same columns, when nothing is stored for that date)."""
+    frames = read_signal_frames(engine, as_of, as_of, account_keys)
+    if as_of not in frames:
+        return pd.DataFrame(columns=list(INPUT_COLUMNS))
+    return frames[as_of]
 
-    ctx_q = select(signal_context).where(signal_context.c.as_of_date == as_of)
-    val_q = select(signal_values.c.account_key, signal_values.c.signal, signal_values.c.value).where(
-        signal_values.c.as_of_date == as_of
-    )
-    if account_keys is not None:
-        ctx_q = ctx_q.where(signal_context.c.account_key.in_(list(account_keys)))
-        val_q = val_q.where(signal_values.c.account_key.in_(list(account_keys)))
+
+def stored_accounts(engine: Engine, as_of: date) -> int:
+    """How many accounts have stored input for ``as_of``."""
+    from sqlalchemy import func
+
     with engine.connect() as conn:
-        ctx = pd.DataFrame(conn.execute(ctx_q).fetchall(), columns=[c.name for c in signal_context.columns])
-        vals = pd.DataFrame(conn.execute(val_q).fetchall(), columns=["account_key", "signal", "value"])
-    if ctx.empty:
-        return pd.DataFrame(columns=["account_key", "as_of_date", *CONTEXT_COLUMNS, *SIGNALS])
-    wide = (
-        vals.pivot(index="account_key", columns="signal", values="value")
-        if not vals.empty
-        else pd.DataFrame(index=pd.Index([], name="account_key"))
-    )
-    wide = wide.reindex(columns=list(SIGNALS)).astype(float)
-    frame = ctx.merge(wide, left_on="account_key", right_index=True, how="left")
-    frame["as_of_date"] = as_of
-    frame["customer_since"] = pd.to_datetime(frame["customer_since"]).dt.date
-    for col in ("seats", "arr", "tenure_days"):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    return frame.sort_values("account_key").reset_index(drop=True)[
-        ["account_key", "as_of_date", *CONTEXT_COLUMNS, *SIGNALS]
-    ]
+        return conn.execute(
+            select(func.count()).select_from(signal_values).where(signal_values.c.as_of_date == as_of)
+        ).scalar_one()

@@ -2,8 +2,8 @@
 
 ``compute_signals(engine, D)`` reads only the warehouse's raw tables, the account crosswalk and
 the identity map, and returns one row per account that is a customer at D with one float column
-per signal of ``signal_catalog.SIGNALS`` (NaN: no data). ``write_signal_values`` stores that frame
-in ``signal_values`` (long format, overwritten on re-run).
+per signal of ``signal_catalog.SIGNALS`` (NaN: no data). ``signal_store.write_signal_frame`` stores
+that frame in ``signal_values`` (one row per account and date, overwritten on re-run).
 
 How the computation is shaped
 -----------------------------
@@ -97,7 +97,6 @@ from sqlalchemy import (
 from sqlalchemy.sql.expression import CTE
 
 from customer_health.scoring.signal_catalog import SIGNALS
-from customer_health.warehouse.io import upsert_rows
 from customer_health.warehouse.schema import (
     account_crosswalk,
     account_identity_map,
@@ -114,7 +113,6 @@ from customer_health.warehouse.schema import (
     raw_stripe_subscription,
     raw_zd_satisfaction_rating,
     raw_zd_ticket,
-    signal_values,
 )
 
 ACCOUNT_COLUMNS: tuple[str, ...] = (
@@ -931,44 +929,3 @@ def compute_signals_range(
     if not non_empty:
         return _empty_frame()
     return pd.concat(non_empty, ignore_index=True)
-
-
-def write_signal_values(engine: Engine, frame: pd.DataFrame) -> int:
-    """Upsert ``frame`` (as returned by ``compute_signals``) into ``signal_values``, long format.
-
-    One row per (account_key, as_of_date, signal); NaN is stored as NULL. Re-running a date
-    overwrites its rows. Returns the number of rows written.
-    """
-    missing = {"account_key", "as_of_date"} - set(frame.columns)
-    if missing:
-        raise ValueError(
-            f"write_signal_values: frame lacks column(s) {sorted(missing)}; pass the frame "
-            "compute_signals returned"
-        )
-    keys = [key for key in SIGNAL_COLUMNS if key in frame.columns]
-    if not keys:
-        raise ValueError(
-            "write_signal_values: frame has no signal columns; expected some of " f"{list(SIGNAL_COLUMNS)}"
-        )
-    if frame.empty:
-        return 0
-    long = frame[["account_key", "as_of_date", *keys]].melt(
-        id_vars=["account_key", "as_of_date"], var_name="signal", value_name="value"
-    )
-    values = long["value"].astype(float).to_numpy()
-    as_of_dates = long["as_of_date"].map(_as_date).to_list()
-    rows = [
-        {
-            "account_key": account_key,
-            "as_of_date": as_of_date,
-            "signal": signal,
-            "value": None if np.isnan(value) else float(value),
-        }
-        for account_key, as_of_date, signal, value in zip(
-            long["account_key"].to_list(), as_of_dates, long["signal"].to_list(), values, strict=True
-        )
-    ]
-    with engine.begin() as conn:
-        for first in range(0, len(rows), _WRITE_CHUNK_ROWS):
-            upsert_rows(conn, signal_values, rows[first : first + _WRITE_CHUNK_ROWS])
-    return len(rows)

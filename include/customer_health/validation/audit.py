@@ -55,8 +55,6 @@ from customer_health.warehouse.schema import (
     health_scores,
     model_audits,
     model_versions,
-    raw_sf_account,
-    signal_values,
 )
 
 log = logging.getLogger(__name__)
@@ -116,27 +114,15 @@ def _as_date(value: Any) -> date:
 
 
 def stored_signals(engine: Engine, day: date) -> pd.DataFrame:
-    """The signals frame of ``day`` rebuilt from ``signal_values`` (empty when none stored).
+    """The signals frame of ``day`` exactly as the daily run stored it (empty when none stored).
 
-    Account attributes (plan, tenure, ARR) come from ``raw_sf_account`` as ``compute_signals``
-    takes them; the signal values are exactly those the daily run stored for ``day``.
+    Account context (plan, tenure, ARR, ...) is the point-in-time context stored beside the
+    values, so an audit rescoring ``day`` sees what the daily run saw.
     """
-    t, a = signal_values.c, raw_sf_account.c
-    with engine.connect() as conn:
-        rows = conn.execute(select(t.account_key, t.signal, t.value).where(t.as_of_date == day)).all()
-        if not rows:
-            return pd.DataFrame()
-        keys = sorted({r.account_key for r in rows})
-        attrs = conn.execute(select(a.id, a.plan, a.customer_since, a.arr).where(a.id.in_(keys))).all()
-    long = pd.DataFrame([tuple(r) for r in rows], columns=["account_key", "signal", "value"])
-    wide = long.pivot(index="account_key", columns="signal", values="value").reset_index()
-    wide.columns.name = None
-    attributes = pd.DataFrame([tuple(r) for r in attrs], columns=["account_key", "plan", "customer_since", "arr"])
-    frame = wide.merge(attributes, on="account_key", how="left")
-    frame["as_of_date"] = day
-    since = frame["customer_since"].map(lambda v: _as_date(v) if v is not None and not pd.isna(v) else None)
-    frame["tenure_days"] = [float((day - s).days) if s is not None else np.nan for s in since]
-    return frame.sort_values("account_key").reset_index(drop=True)
+    from customer_health.scoring.signal_store import read_signal_frame
+
+    frame = read_signal_frame(engine, day)
+    return frame if len(frame) else pd.DataFrame()
 
 
 def signals_at(engine: Engine, day: date) -> pd.DataFrame:
@@ -644,6 +630,17 @@ def format_recalibration(summary: dict[str, Any]) -> str:
         f"  {'metric':<16} {summary.get('parent_version') or 'current':>14} {summary.get('proposed_version') or 'proposed':>16}",
     ]
     lines += [f"  {label:<16} {cell(old, key, fmt):>14} {cell(new, key, fmt):>16}" for label, key, fmt in rows]
+    calibration = summary.get("score_calibration")
+    if calibration:
+        knots = calibration.get("knots") or []
+        fitted = calibration.get("fitted") or {}
+        line = "  score calibration: composite -> score " + ", ".join(f"{k['composite']:g} -> {k['score']:g}" for k in knots)
+        if fitted.get("training_sensitivity") is not None:
+            line += (
+                f" (fitted on training periods: sensitivity {fitted['training_sensitivity']:.1%}, "
+                f"specificity {fitted['training_specificity']:.1%})"
+            )
+        lines.append(line)
     lines.append("  The proposal scores nothing until a person approves it (customer_health_model_audit's review task).")
     return "\n".join(lines)
 

@@ -347,24 +347,39 @@ crosswalk_unmapped = Table(
 )
 
 # --------------------------------------------------------------------------- scoring
+# One row per account and as-of date: who the account was that day (plan, seats, ARR, tenure,
+# parent, owner) and the raw value of every catalogued signal (NULL: no data). Scoring reads a
+# date's whole input back from here (sharded signal computation, rebuilds, audits) instead of
+# recomputing it. Wide - one column per signal of ``scoring.signal_catalog.SIGNALS`` - so a
+# year of history for 10,000 accounts is 3.65M rows, not 66M; a new catalogued signal is a
+# new column (a migration). Keyed date first: a date is read, cleared and appended as one
+# contiguous range; on SQLite the table is clustered on that key (WITHOUT ROWID).
+SIGNAL_VALUE_COLUMNS: tuple[str, ...] = (
+    "login_frequency",
+    "active_user_ratio",
+    "feature_breadth",
+    "feature_depth",
+    "engagement_trend",
+    "open_tickets",
+    "severity_mix",
+    "resolution_time_trend",
+    "howto_complaint_ratio",
+    "reopen_rate",
+    "csat",
+    "payment_timeliness",
+    "payment_failures",
+    "contract_value_change",
+    "usage_billing_trend",
+    "nps",
+    "exec_sponsor_recency",
+    "outreach_response",
+)
+
 signal_values = Table(
     "signal_values",
     metadata,
-    Column("account_key", String(18), primary_key=True),
     Column("as_of_date", Date, primary_key=True),
-    Column("signal", String(60), primary_key=True),
-    Column("value", Float, nullable=True),  # NULL: no data for this signal
-    Index("ix_signal_values_as_of_date", "as_of_date"),
-)
-
-signal_context = Table(
-    # Who each account was on the as-of date (plan, seats, ARR, tenure, parent, owner): what the
-    # scoring step needs beside the signal values, so scoring can read a date's whole input
-    # from the warehouse (sharded signal computation, rebuilds) instead of recomputing it.
-    "signal_context",
-    metadata,
     Column("account_key", String(18), primary_key=True),
-    Column("as_of_date", Date, primary_key=True),
     Column("plan", String(40)),
     Column("seats", Float),
     Column("arr", Float),
@@ -372,7 +387,8 @@ signal_context = Table(
     Column("tenure_days", Integer),
     Column("parent_account_key", String(18)),
     Column("owner_id", String(18)),
-    Index("ix_signal_context_as_of_date", "as_of_date"),
+    *[Column(key, Float, nullable=True) for key in SIGNAL_VALUE_COLUMNS],
+    sqlite_with_rowid=False,
 )
 
 health_scores = Table(

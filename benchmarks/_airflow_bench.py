@@ -1,0 +1,116 @@
+"""Shared set-up of the benchmarks that run DAGs: a private Airflow home, the sandbox, connections.
+
+The same set-up as ``make`` and the DAG tests (``tests/conftest.py``, ``tests/dags/conftest.py``):
+
+* ``use_private_airflow_home(home)`` - the Makefile's Airflow exports with ``AIRFLOW_HOME`` =
+  ``home``. Must run before ``airflow`` is imported (Airflow reads its configuration at import);
+* ``migrate_metadata()`` - ``airflow db migrate`` on that home and the scoring pool
+  (``settings.SCORING_POOL``, one slot, as ``airflow pools set`` creates it);
+* ``scratch_company(company, work)`` - a private copy of a synthetic company for a sandbox (the
+  sandbox records every write into ``company.db``); files named in ``link`` are symlinked
+  instead, for big files nothing writes (the product DB is only read);
+* ``point_connections(sandbox, url)`` - every ``AIRFLOW_CONN_*`` at the sandbox and the
+  warehouse ``url``, resolved through the Airflow connection as in production;
+* ``task_durations(run)`` - a finished DAG run's task durations, slowest first;
+* ``output_to(path)`` - everything written to stdout and stderr (Airflow's task logs) into a file.
+
+Nothing here imports Airflow at module level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def use_private_airflow_home(home: Path) -> None:
+    """Point Airflow at ``home`` and the project's DAG and plugin folders (the Makefile's exports)."""
+    if "airflow" in sys.modules:
+        raise RuntimeError("use_private_airflow_home() must run before airflow is imported")
+    os.environ["AIRFLOW_HOME"] = str(home)
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+    os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+
+
+def migrate_metadata() -> None:
+    """``airflow db migrate`` on the current ``AIRFLOW_HOME``, then the scoring pool."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    exe = Path(sys.executable).with_name("airflow")
+    proc = subprocess.run([str(exe), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy())
+    if proc.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    from airflow import settings as airflow_settings
+    from airflow.models.pool import Pool
+
+    from customer_health.settings import SCORING_POOL, SCORING_POOL_DESCRIPTION
+
+    airflow_settings.configure_orm()
+    Pool.create_or_update_pool(SCORING_POOL, 1, SCORING_POOL_DESCRIPTION, include_deferred=False)
+
+
+def scratch_company(company: Path, work: Path, link: Iterable[str] = ()) -> Path:
+    """Copy the company in ``company`` (its databases and the sandbox's certificate) to ``work``;
+    the files named in ``link`` are symlinked instead of copied."""
+    linked = set(link)
+    work.mkdir(parents=True)
+    for f in company.iterdir():
+        if f.is_file() and (f.suffix == ".db" or f.name.startswith("sandbox-")):
+            if f.name in linked:
+                (work / f.name).symlink_to(f.resolve())
+            else:
+                shutil.copy(f, work / f.name)
+    return work
+
+
+def point_connections(sandbox, warehouse_url: str) -> None:
+    """Every connection at ``sandbox`` and the warehouse at ``warehouse_url`` (``AIRFLOW_CONN_*``);
+    the warehouse is then resolved through ``health_warehouse``, as in production."""
+    from customer_health import settings
+    from customer_health.sandbox.connections import as_environment, sandbox_connections
+    from customer_health.warehouse.engine import engine_for
+
+    os.environ.update(as_environment(sandbox_connections(sandbox.endpoints, warehouse_url)))
+    os.environ.pop(settings.WAREHOUSE_URL_ENV, None)
+    engine_for.cache_clear()
+
+
+def task_durations(run) -> list[tuple[str, float]]:
+    """``(task id[map index], seconds)`` of a finished DAG run's task instances, slowest first."""
+    out = []
+    for ti in run.get_task_instances():
+        if ti.start_date and ti.end_date:
+            key = ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else "")
+            out.append((key, (ti.end_date - ti.start_date).total_seconds()))
+    return sorted(out, key=lambda kv: -kv[1])
+
+
+@contextlib.contextmanager
+def output_to(path: Path) -> Iterator[None]:
+    """Send the process's stdout and stderr (file descriptors 1 and 2, so Airflow's loggers and
+    subprocesses too) to ``path`` (appended) while the block runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    try:
+        with open(path, "ab") as out:
+            os.dup2(out.fileno(), 1)
+            os.dup2(out.fileno(), 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
