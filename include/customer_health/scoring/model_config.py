@@ -11,6 +11,10 @@ comes from there; the code holds no thresholds of its own. A bad file fails at l
 
 A top-level ``actions:`` mapping belongs to the action rules; it is passed through untouched
 as :attr:`ModelConfig.actions`.
+
+An optional ``score_calibration:`` section (added by recalibrated versions; v1 has none, so its
+scores are the plain weighted composite) maps the composite onto the score scale before
+rounding - see :class:`ScoreCalibration`.
 """
 
 from __future__ import annotations
@@ -199,6 +203,38 @@ class ExplanationConfig:
     min_delta_for_change_story: float
 
 
+# --- score calibration (begin) ---------------------------------------------------------
+@dataclass(frozen=True)
+class ScoreCalibration:
+    """Monotone piecewise-linear map from the weighted composite (0-100) to the score (0-100).
+
+    The zone bounds are fixed by the method (At Risk below 50), so a model whose composite is
+    "harsher" or "milder" than the bounds assume is put on the score scale here: the score is
+    ``np.interp(composite, composite_knots, score_knots)``, applied before half-up rounding to
+    accounts with data (an account without data keeps ``coverage.no_data_score``). Knots start
+    at (0, 0), end at (100, 100) and rise strictly in both coordinates, so the map keeps the
+    ranking of accounts and every zone reachable. Recalibration fits the middle knot on its
+    training periods so that the At Risk bound sits where the seed's targets are met there
+    (``validation.recalibrate.fit_score_calibration``); ``fitted`` records how (documentation,
+    not used for scoring).
+    """
+
+    composite_knots: tuple[float, ...]
+    score_knots: tuple[float, ...]
+    fitted: Mapping[str, Any] = field(default_factory=dict)
+
+    def apply(self, composite: np.ndarray) -> np.ndarray:
+        """The calibrated (unrounded) score of each composite value."""
+        return np.interp(np.asarray(composite, dtype=float), self.composite_knots, self.score_knots)
+
+    def composite_at(self, score: float) -> float:
+        """The composite value that maps to ``score`` (the inverse map)."""
+        return float(np.interp(float(score), self.score_knots, self.composite_knots))
+
+
+# --- score calibration (end) -----------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """A validated, versioned health model."""
@@ -219,6 +255,7 @@ class ModelConfig:
     explanations: ExplanationConfig
     allow_out_of_range_weights: bool = False
     actions: dict[str, Any] = field(default_factory=dict)
+    score_calibration: ScoreCalibration | None = None  # None: score = composite (v1)
 
     @property
     def signal_keys(self) -> list[str]:
@@ -359,6 +396,7 @@ class _Parser:
             explanations=self.parse_explanations(),
             allow_out_of_range_weights=allow,
             actions=actions,
+            score_calibration=self.parse_score_calibration(),
         )
 
     def parse_signals(self) -> tuple[SignalConfig, ...]:
@@ -531,6 +569,47 @@ class _Parser:
             if b.min != a.max + 1:
                 raise self.fail(f"zones leave a gap between '{a.name}' (max {a.max}) and '{b.name}' (min {b.min})")
         return tuple(zones)
+
+    # --- score calibration (begin) -----------------------------------------------------
+    def parse_score_calibration(self) -> ScoreCalibration | None:
+        """The optional ``score_calibration`` section (absent: None, the score is the composite)."""
+        if "score_calibration" not in self.raw or self.raw["score_calibration"] is None:
+            return None
+        s = self.raw["score_calibration"]
+        if not isinstance(s, dict):
+            raise self.fail("section 'score_calibration' must be a mapping with 'knots' (and optionally 'fitted')")
+        unknown = set(s) - {"knots", "fitted"}
+        if unknown:
+            raise self.fail(f"score_calibration has unknown keys {sorted(unknown)}; expected 'knots' and optionally 'fitted'")
+        knots = s.get("knots")
+        if not isinstance(knots, list) or len(knots) < 2:
+            raise self.fail(
+                "score_calibration.knots must be a list of at least two {composite, score} points, "
+                "e.g. [{composite: 0, score: 0}, {composite: 60, score: 49.5}, {composite: 100, score: 100}]"
+            )
+        xs, ys = [], []
+        for i, knot in enumerate(knots):
+            if not isinstance(knot, dict) or set(knot) != {"composite", "score"}:
+                raise self.fail(f"score_calibration.knots[{i}] must be a mapping with exactly 'composite' and 'score', got {knot!r}")
+            xs.append(self.number(knot["composite"], f"score_calibration.knots[{i}].composite", lo=0.0, hi=100.0))
+            ys.append(self.number(knot["score"], f"score_calibration.knots[{i}].score", lo=0.0, hi=100.0))
+        if (xs[0], ys[0]) != (0.0, 0.0) or (xs[-1], ys[-1]) != (100.0, 100.0):
+            raise self.fail(
+                f"score_calibration.knots must start at composite 0 -> score 0 and end at composite 100 -> score 100 "
+                f"(got {xs[0]:g} -> {ys[0]:g} and {xs[-1]:g} -> {ys[-1]:g}), so that every zone stays reachable"
+            )
+        for i in range(1, len(xs)):
+            if xs[i] <= xs[i - 1] or ys[i] <= ys[i - 1]:
+                raise self.fail(
+                    f"score_calibration.knots must rise strictly in both composite and score (knot {i}: "
+                    f"{xs[i]:g} -> {ys[i]:g} after {xs[i - 1]:g} -> {ys[i - 1]:g}); the map must keep the ranking of accounts"
+                )
+        fitted = s.get("fitted") or {}
+        if not isinstance(fitted, dict):
+            raise self.fail("score_calibration.fitted must be a mapping (how the knots were fitted)")
+        return ScoreCalibration(tuple(xs), tuple(ys), fitted)
+
+    # --- score calibration (end) -------------------------------------------------------
 
     def parse_rounding(self) -> str:
         rounding = self.raw.get("rounding", "half_up")

@@ -12,7 +12,9 @@ data is reweighted, never scored as zero:
 ``coverage`` is the share of the model's configured weight backed by data. An account below
 ``coverage.minimum`` is still scored but flagged ``low_coverage``; an account with no data
 at all gets ``coverage.no_data_score``. The composite is rounded half up to an integer and
-zoned with the config's inclusive bounds.
+zoned with the config's inclusive bounds. A model with a ``score_calibration`` section (a
+recalibrated version; v1 has none) first maps the composite of every account with data onto
+the score scale through its monotone knots (``ScoreCalibration.apply``), then rounds.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ class Composite:
 
     ``weights`` holds each signal's effective weight after reweighting (accounts x signals,
     0 for missing signals, each row summing to 1 when the account has any data), so that
-    ``weights * (normalized - 50)`` summed over a row is exactly ``raw_score - 50``: the
-    contributions the explanations rank.
+    ``weights * (normalized - 50)`` summed over a row is exactly ``composite - 50``: the
+    contributions the explanations rank. ``raw_score`` is the unrounded score: the composite
+    itself, or its calibrated value when the model has a ``score_calibration``.
     """
 
     raw_score: np.ndarray
@@ -41,6 +44,7 @@ class Composite:
     low_coverage: np.ndarray
     dimension_scores: np.ndarray
     weights: np.ndarray
+    composite: np.ndarray | None = None  # the weighted composite before any score calibration
 
 
 def round_half_up(values: np.ndarray | float) -> np.ndarray:
@@ -83,6 +87,13 @@ def composite_scores(normalized: np.ndarray, model_index: np.ndarray, config: Mo
             raw_score[block], coverage[block], dimension_scores[block], weights[block],
         )  # fmt: skip
     raw_score = np.clip(raw_score, 0.0, 100.0)
+    composite = raw_score
+    # --- score calibration (begin): accounts with data (coverage > 0 exactly when some
+    # weighted signal is present) go through the model's knots; no-data accounts keep
+    # coverage.no_data_score. Without the section (v1) the score is the composite itself.
+    if config.score_calibration is not None:
+        raw_score = np.where(coverage > 0, np.clip(config.score_calibration.apply(composite), 0.0, 100.0), composite)
+    # --- score calibration (end)
     return Composite(
         raw_score=raw_score,
         score=np.clip(round_half_up(raw_score), 0, 100),
@@ -90,6 +101,7 @@ def composite_scores(normalized: np.ndarray, model_index: np.ndarray, config: Mo
         low_coverage=coverage < config.coverage.minimum,
         dimension_scores=dimension_scores,
         weights=weights,
+        composite=composite,
     )
 
 

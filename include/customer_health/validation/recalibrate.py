@@ -29,11 +29,26 @@ signal weights at its lowest allowed dimension weight. Weights are rounded to 4 
 still sum to exactly 1. Each segment model (``new``, ``established``, ...) gets its own fit
 when its training rows hold at least ``min_segment_churners`` churners, else the pooled fit.
 
+Score calibration: the fixed At Risk bound where the training data meets the targets
+-------------------------------------------------------------------------------------
+The zone bounds are fixed by the method (flagged = score <= 49), but a weighted composite of
+segment-relative signals has no reason to put the seed's balance (sensitivity >= 75 %,
+specificity >= 70 %) exactly at 50: v1 flags too few churners there. So the proposal also carries
+a ``score_calibration`` (``model_config.ScoreCalibration``): knots (0, 0) -> (cut, 49.5) ->
+(100, 100), linear in between, applied by the engine to the composite before half-up rounding
+(49.5 is where rounding moves 49 to 50, so "flagged" is exactly "composite < cut"). ``cut`` is
+fitted on the training rows only - the composites the engine computes with the fitted weights
+on those rows - as the cut that maximizes ``min(sensitivity - 0.75, specificity - 0.70)``
+(``balanced_cut``): both targets met with the largest common margin, or the worse one missed
+least. The map is strictly increasing, so the ranking (AUC) is the composite's; it moves the
+Critical and Healthy bounds in proportion. ``calibrate=False`` leaves it out.
+
 Validation over time
 --------------------
 Snapshots are ordered by date. Expanding-window folds: each snapshot date ``t`` is a test fold,
 trained on every snapshot ``s`` with ``s + H <= t`` (its labels were known by ``t``: no
-look-ahead; the gap purges overlapping horizons). The fold's config scores the held-out snapshot
+look-ahead; the gap purges overlapping horizons); the fold's weights *and* its score calibration
+are fitted on those training snapshots alone. The fold's config scores the held-out snapshot
 **through the scoring engine** (``score_accounts``), and so does the parent config, so the
 reported metrics are of the real integer score, side by side on the same observations. The
 proposed version is then fitted on all snapshots and registered as *proposed* with those
@@ -57,6 +72,7 @@ from customer_health.scoring.model_config import (
     DIMENSIONS,
     SEED_DIMENSION_WEIGHT_RANGES,
     ModelConfig,
+    ScoreCalibration,
     load_model_config,
 )
 from customer_health.validation.audit import (
@@ -66,7 +82,13 @@ from customer_health.validation.audit import (
     signals_at,
     snapshot_dates,
 )
-from customer_health.validation.metrics import DEFAULT_THRESHOLD, evaluate_scores, json_safe
+from customer_health.validation.metrics import (
+    DEFAULT_THRESHOLD,
+    SENSITIVITY_TARGET,
+    SPECIFICITY_TARGET,
+    evaluate_scores,
+    json_safe,
+)
 from customer_health.validation.outcomes import read_outcomes
 
 DEFAULT_C = 1.0
@@ -119,17 +141,27 @@ def training_snapshots(
     return label_snapshots(stacked, read_outcomes(engine, outcomes=["churn"]), horizon_days)
 
 
-def normalized_features(snapshots: pd.DataFrame, config: ModelConfig) -> np.ndarray:
-    """Normalized signals (0-1, missing = 0.5) per row, each date against its own baselines."""
+def normalized_matrix(snapshots: pd.DataFrame, config: ModelConfig) -> np.ndarray:
+    """Normalized signals (0-100, NaN = no data) per row, each date against its own baselines:
+    exactly what the scoring engine composes when it scores that date."""
     from customer_health.scoring.normalize import normalize_signals
 
-    features = np.full((len(snapshots), len(config.signals)), 0.5)
+    values = np.full((len(snapshots), len(config.signals)), np.nan)
     dates = snapshots["as_of_date"].map(_as_date).to_numpy()
     for day in pd.unique(dates):
         rows = np.flatnonzero(dates == day)
-        values = normalize_signals(snapshots.iloc[rows], config).values / 100.0
-        features[rows] = np.where(np.isnan(values), 0.5, values)
-    return features
+        values[rows] = normalize_signals(snapshots.iloc[rows], config).values
+    return values
+
+
+def normalized_features(snapshots: pd.DataFrame, config: ModelConfig) -> np.ndarray:
+    """Normalized signals (0-1, missing = 0.5) per row, each date against its own baselines."""
+    return features_from_normalized(normalized_matrix(snapshots, config))
+
+
+def features_from_normalized(values: np.ndarray) -> np.ndarray:
+    """The regression's features from ``normalized_matrix``: 0-1, a missing signal at 0.5."""
+    return np.where(np.isnan(values), 0.5, values / 100.0)
 
 
 def segment_model_names(snapshots: pd.DataFrame, config: ModelConfig) -> np.ndarray:
@@ -304,6 +336,122 @@ def fit_segment_weights(
     return out
 
 
+# --------------------------------------------------------------------------- score calibration
+CALIBRATION_DECIMALS = 4
+
+
+def segment_model_indices(snapshots: pd.DataFrame, config: ModelConfig) -> np.ndarray:
+    """Row of ``config.models`` that scores each snapshot row (the engine's rule, by tenure)."""
+    from customer_health.scoring.normalize import segment_model_index
+
+    tenure = (
+        pd.to_numeric(snapshots["tenure_days"], errors="coerce").to_numpy(dtype=float)
+        if "tenure_days" in snapshots
+        else np.full(len(snapshots), np.nan)
+    )
+    return segment_model_index(tenure, config)
+
+
+def composites_of(normalized: np.ndarray, model_index: np.ndarray, config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The engine's weighted composite (before calibration and rounding) of normalized rows,
+    and whether each row had any data (rows without keep ``no_data_score``, uncalibrated)."""
+    from customer_health.scoring.score import composite_scores
+
+    composite = composite_scores(normalized, model_index, config)
+    return np.asarray(composite.composite, dtype=float), composite.coverage > 0
+
+
+@dataclass(frozen=True)
+class CutFit:
+    """Where "flagged = composite < cut" meets the seed's targets best on the training rows."""
+
+    cut: float
+    sensitivity: float
+    specificity: float
+    margin: float
+    rows: int
+    churners: int
+
+
+def balanced_cut(
+    composite: np.ndarray,
+    churned: np.ndarray,
+    sensitivity_target: float = SENSITIVITY_TARGET,
+    specificity_target: float = SPECIFICITY_TARGET,
+) -> CutFit:
+    """The composite cut that maximizes ``min(sensitivity - target, specificity - target)``.
+
+    Flagged = ``composite < cut``. Candidate cuts lie halfway between consecutive distinct
+    composites (and just outside both ends), so a cut never sits on a training value. The
+    maximin puts the cut where both seed targets hold with the largest common margin (or, when
+    the data cannot meet both, where the worse one misses least); among equally good cuts the
+    middle one is taken. Pure and deterministic: the known answers are in the unit tests.
+    """
+    s = np.asarray(composite, dtype=float)
+    y = np.asarray(churned, dtype=bool)
+    if s.shape != y.shape or s.size == 0:
+        raise RecalibrationError(f"balanced_cut needs one label per composite, got {s.size} composites and {y.size} labels")
+    if y.all() or not y.any():
+        raise RecalibrationError(
+            f"the training rows hold {int(y.sum())} churners of {y.size}; a cut needs both churned and retained accounts"
+        )
+    values = np.unique(s)
+    cuts = np.r_[values[0] - 0.5, (values[1:] + values[:-1]) / 2.0, values[-1] + 0.5]
+    churner_scores = np.sort(s[y])
+    retained_scores = np.sort(s[~y])
+    sens = np.searchsorted(churner_scores, cuts, side="left") / churner_scores.size
+    spec = 1.0 - np.searchsorted(retained_scores, cuts, side="left") / retained_scores.size
+    margin = np.minimum(sens - sensitivity_target, spec - specificity_target)
+    best = np.flatnonzero(np.isclose(margin, margin.max(), rtol=0.0, atol=1e-12))
+    i = int(best[len(best) // 2])
+    return CutFit(float(cuts[i]), float(sens[i]), float(spec[i]), float(margin[i]), int(y.size), int(y.sum()))
+
+
+def fit_score_calibration(
+    composite: np.ndarray,
+    churned: np.ndarray,
+    *,
+    threshold: int = DEFAULT_THRESHOLD,
+    sensitivity_target: float = SENSITIVITY_TARGET,
+    specificity_target: float = SPECIFICITY_TARGET,
+    decimals: int = CALIBRATION_DECIMALS,
+) -> ScoreCalibration:
+    """Knots (0, 0) -> (cut, threshold + 0.5) -> (100, 100) from the training composites.
+
+    ``cut`` is ``balanced_cut``'s. ``threshold + 0.5`` (49.5 for the At Risk bound 49/50) is
+    where half-up rounding moves a score from 49 to 50, so a composite below the cut scores
+    at most 49 (flagged) and one at or above it at least 50. Linear on each side, so the
+    ranking of accounts is kept and the Critical and Healthy bounds move in proportion.
+    """
+    fit = balanced_cut(composite, churned, sensitivity_target, specificity_target)
+    step = 10.0**-decimals
+    edge = threshold + 0.5
+    if not 0 < edge < 100:
+        raise RecalibrationError(f"threshold {threshold} leaves no room for a calibration knot; use a bound inside 0-99")
+    cut = float(np.clip(round(fit.cut, decimals), step, 100.0 - step))
+    fitted = {
+        "method": "balanced_targets",
+        "flagged": f"score <= {threshold}",
+        "sensitivity_target": sensitivity_target,
+        "specificity_target": specificity_target,
+        "training_sensitivity": round(fit.sensitivity, 4),
+        "training_specificity": round(fit.specificity, 4),
+        "training_rows": fit.rows,
+        "training_churners": fit.churners,
+    }
+    return ScoreCalibration((0.0, cut, 100.0), (0.0, edge, 100.0), fitted)
+
+
+def calibration_yaml(calibration: ScoreCalibration | None) -> dict[str, Any] | None:
+    """The ``score_calibration`` section of a config for ``calibration`` (None: no section)."""
+    if calibration is None:
+        return None
+    return {
+        "knots": [{"composite": float(x), "score": float(y)} for x, y in zip(calibration.composite_knots, calibration.score_knots, strict=True)],
+        "fitted": dict(calibration.fitted),
+    }
+
+
 # --------------------------------------------------------------------------- the proposed config
 def proposed_version_name(parent_version: str, as_of: date) -> str:
     """``<parent base>-r<YYYYMMDD>``: ``v1`` recalibrated on 2026-11-23 is ``v1-r20261123``."""
@@ -314,18 +462,37 @@ def proposed_version_name(parent_version: str, as_of: date) -> str:
     return name
 
 
-def build_config(parent: ModelConfig, weights: dict[str, SegmentWeights], version: str, note: str) -> ModelConfig:
-    """The parent's YAML with new weights and version, validated through ``load_model_config``."""
+def build_config(
+    parent: ModelConfig,
+    weights: dict[str, SegmentWeights],
+    version: str,
+    note: str,
+    calibration: ScoreCalibration | None = None,
+) -> ModelConfig:
+    """The parent's YAML with new weights, version and ``score_calibration`` (replacing the
+    parent's; None: no calibration, the score is the composite), validated by ``load_model_config``."""
     raw = yaml.safe_load(parent.yaml_text)
     raw["version"] = version
     raw["description"] = f"{note} Parent: {parent.version}. " + str(raw.get("description") or "")
     for name, w in weights.items():
         raw["models"][name]["dimension_weights"] = {d: w.dimension_weights[d] for d in DIMENSIONS}
         raw["models"][name]["signal_weights"] = {d: dict(sw) for d, sw in w.signal_weights.items()}
+    raw.pop("score_calibration", None)
+    if calibration is not None:
+        raw["score_calibration"] = calibration_yaml(calibration)
     header = (
         f"# Customer health model {version}: recalibrated from {parent.version} by customer_health.validation.recalibrate.\n"
         "# Weights follow a logistic regression of churn on the normalized signals; see the module docstring.\n"
-        "# Generated: edit only by proposing a new version.\n"
+        + (
+            "# score_calibration: the weighted composite (0-100) is mapped to the score, linearly between the knots,\n"
+            "# before half-up rounding. The middle knot puts the At Risk bound (score 49 | 50) at the composite cut\n"
+            "# where the training periods met the seed's targets (sensitivity >= 75 %, specificity >= 70 %) with\n"
+            "# the largest common margin; `fitted` records those training figures. Accounts without data keep\n"
+            "# coverage.no_data_score. Drivers stay in composite points (weight x (normalized - 50)).\n"
+            if calibration is not None
+            else ""
+        )
+        + "# Generated: edit only by proposing a new version.\n"
     )
     text = header + yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, width=110)
     return load_model_config(text)
@@ -384,8 +551,42 @@ class Recalibration:
                 "folds": len(self.folds),
                 "training_rows": self.training.get("rows"),
                 "training_churners": self.training.get("churners"),
+                "score_calibration": calibration_yaml(self.config.score_calibration),
             }
         )
+
+
+def calibrated_config(
+    parent: ModelConfig,
+    weights: dict[str, SegmentWeights],
+    version: str,
+    note: str,
+    normalized: np.ndarray,
+    model_index: np.ndarray,
+    churned: np.ndarray,
+    *,
+    calibrate: bool = True,
+    threshold: int = DEFAULT_THRESHOLD,
+    sensitivity_target: float = SENSITIVITY_TARGET,
+    specificity_target: float = SPECIFICITY_TARGET,
+) -> ModelConfig:
+    """``build_config`` plus the ``score_calibration`` fitted on the given (training) rows.
+
+    The rows' composites are the engine's under the new weights (``composites_of``); rows
+    without any data are left out of the fit (they keep ``no_data_score``).
+    """
+    plain = build_config(parent, weights, version, note)
+    if not calibrate:
+        return plain
+    composite, has_data = composites_of(normalized, model_index, plain)
+    calibration = fit_score_calibration(
+        composite[has_data],
+        np.asarray(churned, dtype=bool)[has_data],
+        threshold=threshold,
+        sensitivity_target=sensitivity_target,
+        specificity_target=specificity_target,
+    )
+    return build_config(parent, weights, version, note, calibration)
 
 
 def _headline(m: dict[str, Any]) -> dict[str, Any]:
@@ -404,19 +605,31 @@ def recalibrate_snapshots(
     min_train_churners: int = DEFAULT_MIN_TRAIN_CHURNERS,
     min_segment_churners: int = DEFAULT_MIN_SEGMENT_CHURNERS,
     version: str | None = None,
+    calibrate: bool = True,
+    sensitivity_target: float = SENSITIVITY_TARGET,
+    specificity_target: float = SPECIFICITY_TARGET,
 ) -> Recalibration:
     """Fit, validate over time and build the proposed config from labelled snapshots (pure).
 
     ``snapshots``: stacked signal frames (``compute_signals`` columns) of several dates with a
-    boolean ``churned`` column (``label_snapshots``).
+    boolean ``churned`` column (``label_snapshots``). ``calibrate``: also fit the
+    ``score_calibration`` (on the same training rows as the weights; module docstring).
     """
     if snapshots.empty or "churned" not in snapshots:
         raise RecalibrationError("no labelled snapshots; build them with training_snapshots(engine, dates, horizon)")
     data = snapshots.sort_values(["as_of_date", "account_key"], kind="stable").reset_index(drop=True)
     data["as_of_date"] = data["as_of_date"].map(_as_date)
     churned = data["churned"].to_numpy(dtype=bool)
-    features = normalized_features(data, parent)
+    normalized = normalized_matrix(data, parent)
+    features = features_from_normalized(normalized)
     segments = segment_model_names(data, parent)
+    model_index = segment_model_indices(data, parent)
+    calibration_options = {
+        "calibrate": calibrate,
+        "threshold": threshold,
+        "sensitivity_target": sensitivity_target,
+        "specificity_target": specificity_target,
+    }
     dates = sorted(data["as_of_date"].unique())
     version = version or proposed_version_name(parent.version, as_of)
 
@@ -431,7 +644,10 @@ def recalibrate_snapshots(
         fold_weights = fit_segment_weights(
             features[train], churned[train], segments[train], parent, c=c, min_segment_churners=min_segment_churners
         )
-        fold_config = build_config(parent, fold_weights, f"{version}-fold{k}", "Cross-validation fold.")
+        fold_config = calibrated_config(
+            parent, fold_weights, f"{version}-fold{k}", "Cross-validation fold.",
+            normalized[train], model_index[train], churned[train], **calibration_options,
+        )  # fmt: skip
         test_frame = data.loc[test]
         new_scores = score_with(test_frame, fold_config)
         old_scores = score_with(test_frame, parent)
@@ -454,6 +670,7 @@ def recalibrate_snapshots(
                 "train_churners": train_churners,
                 "test_rows": int(test.sum()),
                 "test_churners": int(churned[test].sum()),
+                "score_calibration": calibration_yaml(fold_config.score_calibration),
             }
         )
     if not held:
@@ -471,11 +688,15 @@ def recalibrate_snapshots(
         notes.append("The held-out snapshots hold no churner: sensitivity and AUC are undefined there.")
 
     final_weights = fit_segment_weights(features, churned, segments, parent, c=c, min_segment_churners=min_segment_churners)
-    config = build_config(
+    config = calibrated_config(
         parent,
         final_weights,
         version,
         f"Recalibrated on {len(dates)} snapshots {dates[0]}..{dates[-1]} against churn within {horizon_days} days.",
+        normalized,
+        model_index,
+        churned,
+        **calibration_options,
     )
     return Recalibration(
         parent_version=parent.version,
@@ -492,6 +713,7 @@ def recalibrate_snapshots(
             "horizon_days": horizon_days,
             "threshold": threshold,
             "C": c,
+            "score_calibration": calibration_yaml(config.score_calibration),
         },
         notes=notes,
     )
@@ -571,6 +793,9 @@ def review_markdown(result: Recalibration, audit_summary: dict[str, Any] | None 
     for name, w in result.weights.items():
         cells = " | ".join(f"{w.dimension_weights[d]:.0%}" for d in DIMENSIONS)
         lines.append(f"| {name} | {cells} | {'pooled' if w.pooled else 'own'} |")
+    calibration = calibration_sentence(result.config)
+    if calibration:
+        lines += ["", f"**Score calibration**: {calibration}"]
     if audit_summary:
         lines += [
             "",
@@ -582,6 +807,22 @@ def review_markdown(result: Recalibration, audit_summary: dict[str, Any] | None 
     for n in result.notes:
         lines.append(f"> {n}")
     return "\n".join(lines)
+
+
+def calibration_sentence(config: ModelConfig) -> str | None:
+    """One line saying where the proposal's ``score_calibration`` puts the At Risk bound."""
+    cal = config.score_calibration
+    if cal is None:
+        return None
+    f = cal.fitted
+    knots = ", ".join(f"{x:g} → {y:g}" for x, y in zip(cal.composite_knots, cal.score_knots, strict=True))
+    text = f"composite → score linear between {knots}"
+    if "training_sensitivity" in f:
+        text += (
+            f"; on the training periods this bound flagged {f['training_sensitivity']:.1%} of churners and left "
+            f"{f['training_specificity']:.1%} of retained accounts unflagged ({f.get('training_rows')} rows)"
+        )
+    return text
 
 
 def propose_recalibration(
