@@ -21,7 +21,9 @@ Then, in one process and run, on a copy of that warehouse (``rebuild-work-<shape
 ``--warehouse`` URL):
 
 1. ``pipeline.rebuild_history`` of the ``--rebuild-days`` dates ending on the company's last day
-   (all signals vectorized and bulk-written, then every date scored in order), wall time;
+   on ``--workers`` processes (default: the machine's cores) - the rebuild DAG's mapped tasks
+   with ``blocks=workers``: each date block's signals vectorized and bulk-written, then each
+   block's dates scored in order, the blocks side by side - wall time;
 2. the **daily path** (functions only) for the last ``--native-dates`` of those dates
    (``pipeline.clear_signal_input`` + ``pipeline.compute_signals`` + ``pipeline.score`` - what
    the daily DAG's signal and score tasks run, without Airflow), wall time per date;
@@ -197,6 +199,13 @@ def main() -> None:
     parser.add_argument("--rebuild-days", type=int, default=365)
     parser.add_argument("--native-dates", type=int, default=3, help="dates of the daily path and the native backfill")
     parser.add_argument("--chunk-days", type=int, default=31)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes running the rebuild's date blocks at once, as the DAG's mapped tasks on that many "
+        "worker slots (default: the machine's cores)",
+    )
     parser.add_argument("--warehouse", help="SQLAlchemy URL to benchmark on (default: a SQLite copy)")
     parser.add_argument(
         "--skip-native-backfill", action="store_true", help="leave out the Airflow backfill (quick runs)"
@@ -242,9 +251,13 @@ def main() -> None:
 
     last = END
     first = last - timedelta(days=args.rebuild_days - 1)
-    print(f"rebuild {first} .. {last} ({args.rebuild_days} dates), {engine_for(url).dialect.name}", flush=True)
+    print(
+        f"rebuild {first} .. {last} ({args.rebuild_days} dates), {engine_for(url).dialect.name}, "
+        f"{args.workers} worker process(es)",
+        flush=True,
+    )
     t0 = time.monotonic()
-    report = pipeline.rebuild_history(first, last, chunk_days=args.chunk_days)
+    report = pipeline.rebuild_history(first, last, chunk_days=args.chunk_days, workers=args.workers)
     rebuild_s = time.monotonic() - t0
     per_date_rebuild = rebuild_s / args.rebuild_days
     print(

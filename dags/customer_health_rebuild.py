@@ -7,16 +7,19 @@ many times faster, and without deciding or sending a single action.
 
 Trigger it with Params: `from_date`, `to_date` (inclusive), `model_version` (default: the
 active model), `accounts` (optional: recompute only these accounts' signals; every date is
-still scored over the whole population), `shards` (account shards of the signal step) and
-`chunk_days` (dates per vectorized pass).
+still scored over the whole population), `shards` (account shards of the signal step),
+`blocks` (date blocks run in parallel; match the worker slots) and `chunk_days` (dates per
+vectorized pass).
 
 1. **Plan**: clear the range's stored signal input; cut the range into date blocks x shards.
 2. **Signals** (one mapped task per block and shard): point-in-time signals of every date of
    the block, vectorized over dates (`scoring/signals_range.py`, equal to the daily run's
    per-date SQL), bulk-written to `signal_values` (one row per account and date).
-3. **Scores**: every date in order over all accounts (normalization is per date over the whole
-   population; trends need the earlier dates' scores), bulk-written to `health_scores` (an
-   Asset) and `health_score_rollups`. Progress is logged as it goes.
+3. **Scores** (one mapped task per date block): each block's dates in order over all accounts
+   (normalization is per date over the whole population). Trends read earlier dates' scores:
+   a later block derives those of the rebuild's dates before it from their stored input (the
+   same computed score and zone), so blocks run in parallel. Bulk-written to `health_scores`
+   (an Asset) and `health_score_rollups`. Progress is logged as it goes.
 
 Reads and writes the warehouse (`health_warehouse`, default `.local/warehouse.db`) only.
 Owner: data engineering. Logic lives in `include/customer_health`; this file only wires it.
@@ -55,6 +58,13 @@ DEFAULT_ARGS = {"owner": "data-engineering", "retries": 1, "retry_delay": timede
             description="Recompute only these accounts' signals (default: all). Scoring stays population-wide.",
         ),
         "shards": Param(1, type="integer", minimum=1, description="Account shards of the signal step."),
+        "blocks": Param(
+            2,
+            type="integer",
+            minimum=1,
+            description="Date blocks computed in parallel (signals: blocks x shards tasks; scores: one task per "
+            "block, each re-deriving the up to 90 days of earlier scores its trends read). Match your worker slots.",
+        ),
         "chunk_days": Param(31, type="integer", minimum=1, description="Dates per vectorized signal pass."),
     },
 )
@@ -72,8 +82,9 @@ def customer_health_rebuild():
         from customer_health import pipeline
 
         return pipeline.plan_rebuild(
-            params["from_date"], params["to_date"], params["shards"], accounts=params.get("accounts")
-        )
+            params["from_date"], params["to_date"], params["shards"], accounts=params.get("accounts"),
+            blocks=params.get("blocks", 1),
+        )  # fmt: skip
 
     @task(max_active_tis_per_dagrun=8)
     def compute_signals(work: dict, params=None) -> dict:
@@ -82,16 +93,27 @@ def customer_health_rebuild():
 
         return pipeline.rebuild_signal_block(work, params.get("accounts"), params["chunk_days"])
 
-    @task(outlets=[HEALTH_SCORES])
-    def score_dates(params=None) -> dict:
-        """Every date in order over the whole population → health_scores, health_score_rollups."""
+    @task
+    def plan_scoring(params=None) -> list[dict]:
+        """Register the model version once; one date block per parallel scoring task."""
         from customer_health import pipeline
 
-        return pipeline.rebuild_scores(params["from_date"], params["to_date"], params.get("model_version"))
+        return pipeline.plan_scoring(
+            params["from_date"], params["to_date"], params.get("blocks", 1), params.get("model_version")
+        )
+
+    @task(outlets=[HEALTH_SCORES], max_active_tis_per_dagrun=8)
+    def score_dates(block: dict, params=None) -> dict:
+        """The block's dates in order over the whole population → health_scores, health_score_rollups."""
+        from customer_health import pipeline
+
+        return pipeline.rebuild_score_block(block, params.get("model_version"))
 
     work = plan()
     migrate_warehouse() >> work
-    compute_signals.expand(work=work) >> score_dates()
+    blocks = plan_scoring()
+    compute_signals.expand(work=work) >> blocks
+    score_dates.expand(block=blocks)
 
 
 customer_health_rebuild()

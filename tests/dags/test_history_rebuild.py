@@ -94,7 +94,9 @@ def test_a_backfill_and_a_rebuild_leave_the_same_history_and_reruns_change_nothi
     _rebuild(dagbag)
     assert history_rows(url, FIRST, LAST) == backfilled
 
-    _rebuild(dagbag, shards=2, chunk_days=2)  # again, sharded and in other chunks: no duplicate
+    # Again, sharded, in other chunks and in three date blocks scored in parallel (the later
+    # blocks derive the earlier dates' scores their trends read): no duplicate, no difference.
+    _rebuild(dagbag, shards=2, chunk_days=2, blocks=3)
     assert history_rows(url, FIRST, LAST) == backfilled
     assert _writes(fresh_sandbox) == writes_before
 
@@ -131,3 +133,8 @@ def test_a_rebuild_under_a_new_model_version_keeps_the_old_versions_history(
             ).all()
         )
     assert versions == {v1.version: first["scores"], "v1-recalibrated": second["scores"]}
+
+    # The same rebuild on two worker processes (two date blocks at once) changes nothing.
+    parallel = pipeline.rebuild_history(FIRST, LAST, workers=2)
+    assert parallel["scores"] == first["scores"] and parallel["workers"] == 2
+    assert history_rows(sqlite_warehouse_url, FIRST, LAST, v1.version) == v1_history

@@ -115,6 +115,68 @@ def _without_hugepage_advice() -> Iterator[None]:
         toggle(previous)
 
 
+@dataclass
+class _Core:
+    """A date's scores before trends and explanations: what later dates' trends read."""
+
+    normalized: Any
+    model_idx: np.ndarray
+    composite: Any
+    computed: np.ndarray
+    effective: np.ndarray
+    zone: np.ndarray
+    override_id: np.ndarray
+    override_rows: np.ndarray
+    active: pd.DataFrame | None
+
+
+def _core_scores(
+    signals: pd.DataFrame, config: ModelConfig, overrides: pd.DataFrame | None, key_index: pd.Index, as_of: date
+) -> _Core:
+    """Normalize, weigh, apply the active overrides and zone one date's accounts."""
+    n = len(signals)
+    normalized = normalize_signals(signals, config)
+    tenure = signals["tenure_days"].to_numpy(dtype=float, na_value=np.nan) if "tenure_days" in signals else np.full(n, np.nan)
+    model_idx = segment_model_index(tenure, config)
+    composite = composite_scores(normalized.values, model_idx, config)
+    computed = composite.score
+
+    effective = computed.copy()
+    override_id = np.full(n, np.nan)
+    override_rows = np.zeros(0, dtype=np.intp)
+    active = None
+    if overrides is not None and len(overrides):
+        active = _active_at(overrides, as_of)
+        pos = key_index.get_indexer(pd.Index(active["account_key"].to_numpy(dtype=object), dtype=object))
+        found = pos >= 0
+        override_rows = pos[found]
+        active = active.loc[found]
+        effective[override_rows] = active["score"].to_numpy(dtype=np.int64)
+        override_id[override_rows] = active["override_id"].to_numpy(dtype=float)
+    zone = np.asarray(zones(effective, config), dtype=object)
+    return _Core(normalized, model_idx, composite, computed, effective, zone, override_id, override_rows, active)
+
+
+def history_scores(signals: pd.DataFrame, config: ModelConfig, overrides: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The columns later dates' trends read (``history.HISTORY_COLUMNS``) for one date's
+    accounts: exactly those ``score_accounts`` gives, without trends or explanations.
+
+    A rebuild's date block scored in parallel with the blocks before it derives the history
+    its first dates need with this, instead of waiting for the earlier block.
+    """
+    from customer_health.scoring.history import HISTORY_COLUMNS
+
+    if signals.empty:
+        return pd.DataFrame(columns=HISTORY_COLUMNS)
+    with _without_hugepage_advice():
+        as_of = _scoring_date(signals)
+        keys = signals["account_key"].to_numpy(dtype=object)
+        core = _core_scores(signals, config, overrides, pd.Index(keys, dtype=object), as_of)
+    return pd.DataFrame(
+        {"account_key": keys, "as_of_date": as_of, "computed_score": core.computed, "score": core.effective, "zone": core.zone}
+    )[HISTORY_COLUMNS]
+
+
 def score_accounts(
     signals: pd.DataFrame,
     config: ModelConfig,
@@ -165,26 +227,10 @@ def _score_accounts(
         dupes = signals.loc[signals["account_key"].duplicated(), "account_key"].head(3).tolist()
         raise ScoringInputError(f"signal frame has several rows for accounts {dupes} on {as_of}; one row per account")
     n = len(signals)
-
-    normalized = normalize_signals(signals, config)
-    tenure = signals["tenure_days"].to_numpy(dtype=float, na_value=np.nan) if "tenure_days" in signals else np.full(n, np.nan)
-    model_idx = segment_model_index(tenure, config)
-    composite = composite_scores(normalized.values, model_idx, config)
-    computed = composite.score
-
-    effective = computed.copy()
-    override_id = np.full(n, np.nan)
-    override_rows = np.zeros(0, dtype=np.intp)
-    active = None
-    if overrides is not None and len(overrides):
-        active = _active_at(overrides, as_of)
-        pos = key_index.get_indexer(pd.Index(active["account_key"].to_numpy(dtype=object), dtype=object))
-        found = pos >= 0
-        override_rows = pos[found]
-        active = active.loc[found]
-        effective[override_rows] = active["score"].to_numpy(dtype=np.int64)
-        override_id[override_rows] = active["override_id"].to_numpy(dtype=float)
-    zone = np.asarray(zones(effective, config), dtype=object)
+    core = _core_scores(signals, config, overrides, key_index, as_of)
+    normalized, model_idx, composite = core.normalized, core.model_idx, core.composite
+    computed, effective, zone = core.computed, core.effective, core.zone
+    override_id, override_rows, active = core.override_id, core.override_rows, core.active
 
     trends = compute_trends(key_index, computed, history, as_of, config)
     arr = pd.to_numeric(signals["arr"], errors="coerce").to_numpy(dtype=float, na_value=np.nan) if "arr" in signals else np.full(n, np.nan)

@@ -111,6 +111,23 @@ def plan_signal_work(
     ]
 
 
+def blocks_of(start: date, end: date, blocks: int) -> int:
+    """Dates per block when ``start`` .. ``end`` is cut into ``blocks`` blocks (as even as can be)."""
+    if blocks < 1:
+        raise ValueError(f"blocks must be at least 1, got {blocks}")
+    days = (end - start).days + 1
+    return max(1, -(-days // blocks))
+
+
+def plan_score_work(start: date, end: date, blocks: int = 1) -> list[dict[str, Any]]:
+    """One work item per date block scored in parallel (later blocks derive the scores of the
+    rebuild's earlier dates their trends need, see ``score_range``)."""
+    return [
+        {"first": a.isoformat(), "last": b.isoformat(), "range_start": start.isoformat()}
+        for a, b in date_blocks(start, end, blocks_of(start, end, blocks))
+    ]
+
+
 def clear_signal_range(engine: Engine, start: date, end: date, accounts: Sequence[str] | None = None) -> dict[str, int]:
     """Delete the stored signal input of ``start`` .. ``end`` (of ``accounts`` only, if given)."""
     return {"accounts_removed": clear_signal_input(engine, start, end, accounts)}
@@ -179,12 +196,14 @@ class _History:
         stmt = select(t.account_key, t.as_of_date, t.computed_score, t.score, t.zone).where(
             t.model_version == self.config.version, t.as_of_date.between(first, last)
         )
+        from customer_health.scoring.signals_range import _read
+
         with engine.connect() as conn:
-            rows = conn.execute(stmt).fetchall()
-        frame = pd.DataFrame([tuple(r) for r in rows], columns=HISTORY_COLUMNS)
+            frame = _read(conn, stmt)  # driver rows, whole columns converted below
         if frame.empty:
             return
-        frame["as_of_date"] = frame["as_of_date"].map(_as_date)
+        frame.columns = HISTORY_COLUMNS
+        frame["as_of_date"] = frame["as_of_date"].map({d: _as_date(d) for d in frame["as_of_date"].unique()})
         for day, part in frame.groupby("as_of_date"):
             self.by_date[day] = part.reset_index(drop=True)
 
@@ -229,14 +248,20 @@ def score_range(
     *,
     block_days: int = 31,
     progress: Callable[[str], None] | None = None,
+    range_start: date | None = None,
 ) -> dict[str, Any]:
     """Score every date ``start`` .. ``end`` in order from the stored input; bulk-write history.
 
     Equal to ``engine.score_date`` run for each date in order (see the module docstring).
+
+    ``range_start`` (default ``start``) is the first date of the whole rebuild when this call
+    scores one of its later date blocks, in parallel with the earlier ones: the scores of the
+    rebuild's dates before ``start`` that the trends read are then derived here from their
+    stored input (``engine.history_scores``: the same computed score, score and zone), not
+    read from ``health_scores``, where the earlier block may not have written them yet.
     """
-    from customer_health.scoring.engine import ensure_model_registered, score_accounts
+    from customer_health.scoring.engine import ensure_model_registered, history_scores, score_accounts
     from customer_health.scoring.explain import signal_templates
-    from customer_health.scoring.history import read_signal_snapshot
     from customer_health.scoring.overrides import active_overrides
     from customer_health.scoring.rollup import compute_rollups
 
@@ -250,6 +275,20 @@ def score_range(
     keys = config.signal_keys
     templates = signal_templates(config)
     recent: dict[date, pd.DataFrame] = {}
+    warm_first = max(min(range_start or start, start), start - timedelta(days=reach))
+    if warm_first < start:
+        began = clock.monotonic()
+        earlier = read_signal_frames(engine, warm_first, start - timedelta(days=1))
+        for day in sorted(earlier):
+            history.put(day, history_scores(earlier[day], config, active_overrides(engine, day)))
+        recent.update({d: f for d, f in earlier.items() if d >= start - timedelta(days=window)})
+        say(
+            f"scores {config.version}: derived the scores of {len(earlier)} rebuilt dates {warm_first}..{start - timedelta(days=1)} "
+            f"for the trends of {start} onwards in {clock.monotonic() - began:.1f} s"
+        )
+    # The input of the dates the first "what changed" drivers compare with, in one query.
+    if start - timedelta(days=window) < warm_first:
+        recent.update(read_signal_frames(engine, start - timedelta(days=window), warm_first - timedelta(days=1)))
     total = (end - start).days + 1
     done = scored_rows = rollup_rows = 0
     zones: dict[str, int] = {}
@@ -262,10 +301,7 @@ def score_range(
         while day <= last:
             signals = frames.get(day)
             if signals is not None and len(signals):
-                before = day - timedelta(days=window)
-                previous = (
-                    _snapshot(recent.get(before), keys) if before >= start else read_signal_snapshot(engine, before, keys)
-                )
+                previous = _snapshot(recent.get(day - timedelta(days=window)), keys)
                 scored = score_accounts(
                     signals, config, history.for_date(day), active_overrides(engine, day),
                     previous_signals=previous, templates=templates,

@@ -35,6 +35,7 @@ CONTEXT_COLUMNS = (
 INPUT_COLUMNS = ("account_key", "as_of_date", *CONTEXT_COLUMNS, *SIGNALS)
 """The columns of a ``compute_signals`` frame, in order (what ``read_signal_frame`` returns)."""
 _SQL_KEY_LIMIT = 10_000
+_FLOAT_COLUMNS = frozenset(SIGNALS)
 
 if tuple(SIGNALS) != SIGNAL_VALUE_COLUMNS:  # pragma: no cover - caught by the unit tests too
     raise RuntimeError(
@@ -126,7 +127,7 @@ def _fetch(conn: Connection, first: date, last: date, account_keys: Sequence[str
         type_coerce(c, String).label(c.name) if c.name in ("as_of_date", "customer_since") and conn.dialect.name == "sqlite" else c
         for c in signal_values.columns
     ]  # fmt: skip
-    stmt = select(*columns).where(t.as_of_date.between(first, last))
+    stmt = select(*columns).where(t.as_of_date.between(first, last)).order_by(t.as_of_date, t.account_key)
     parts = []
     keys = None if account_keys is None else sorted(set(account_keys))
     chunks = [None] if keys is None else [keys[i : i + _SQL_KEY_LIMIT] for i in range(0, len(keys), _SQL_KEY_LIMIT)]
@@ -134,14 +135,25 @@ def _fetch(conn: Connection, first: date, last: date, account_keys: Sequence[str
         query = stmt if chunk is None else stmt.where(t.account_key.in_(chunk))
         result = conn.execute(query)
         names = list(result.keys())
-        rows = result.fetchall()
+        rows = result.cursor.fetchall() if result.cursor is not None else []  # driver rows, unprocessed
+        result.close()
         data = list(zip(*rows, strict=True)) if rows else [() for _ in names]
-        parts.append(pd.DataFrame({n: pd.Series(v, dtype=object) for n, v in zip(names, data, strict=True)}))
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        parts.append(
+            pd.DataFrame(
+                {
+                    n: np.array(v, dtype=float) if n in _FLOAT_COLUMNS else pd.Series(v, dtype=object)
+                    for n, v in zip(names, data, strict=True)
+                }
+            )
+        )
+    if len(parts) == 1:
+        return parts[0]
+    both = pd.concat(parts, ignore_index=True)
+    return both.sort_values(["as_of_date", "account_key"], kind="stable").reset_index(drop=True)
 
 
 def _as_input(raw: pd.DataFrame) -> pd.DataFrame:
-    """Stored rows -> the ``compute_signals`` frame (columns, dtypes), sorted by date, account."""
+    """Stored rows (sorted by date, account) -> the ``compute_signals`` frame (columns, dtypes)."""
     frame = raw.copy()
     frame["as_of_date"] = frame["as_of_date"].map({d: _day(d) for d in frame["as_of_date"].unique()})
     since = frame["customer_since"]
@@ -149,9 +161,6 @@ def _as_input(raw: pd.DataFrame) -> pd.DataFrame:
     frame["customer_since"] = since.map(lambda v: distinct.get(v) if v is not None and v == v else None)
     for col in ("seats", "arr", "tenure_days"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    for key in SIGNALS:
-        frame[key] = pd.to_numeric(frame[key], errors="coerce").astype(float)
-    frame = frame.sort_values(["as_of_date", "account_key"], kind="stable").reset_index(drop=True)
     return frame[list(INPUT_COLUMNS)]
 
 

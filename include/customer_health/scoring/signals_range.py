@@ -162,7 +162,10 @@ def _read(conn: Any, stmt: Select) -> pd.DataFrame:
         )
     result = conn.execute(stmt)
     keys = list(result.keys())
-    rows = result.fetchall()
+    # The driver's own rows: SQLAlchemy's per-row processing is skipped (dates arrive as text on
+    # SQLite, booleans as 0/1; every reader below converts whole columns itself).
+    rows = result.cursor.fetchall() if result.cursor is not None else []
+    result.close()
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in keys]
     return pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in zip(keys, columns, strict=True)})
 

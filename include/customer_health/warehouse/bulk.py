@@ -29,6 +29,20 @@ def _encoded_column(values: pd.Series, sql_type: Any, dialect: str) -> list[Any]
     ``YYYY-MM-DD HH:MM:SS.ffffff``, booleans as 0/1. PostgreSQL (COPY text) gets ISO dates and
     stamps; floats keep Python's shortest exact form (``repr``) either way.
     """
+    if isinstance(sql_type, Float) and values.dtype.kind in "fi":
+        # Fast path for a numeric column: SQLite stores a bound NaN as NULL.
+        numbers = values.to_numpy(dtype=float)
+        if dialect == "sqlite":
+            return numbers.tolist()
+        encoded = np.array(numbers.tolist(), dtype=object)
+        encoded[np.isnan(numbers)] = None
+        return encoded.tolist()
+    if isinstance(sql_type, Integer) and values.dtype.kind in "iu":
+        return values.to_numpy().tolist()  # an integer dtype holds no NULL
+    if not isinstance(sql_type, Date | DateTime | Boolean | Integer | Float) and values.dtype == object:
+        plain = values.to_numpy(dtype=object)
+        if not pd.isna(plain).any():
+            return plain.tolist()  # text without NULLs goes as it is
     column = values.astype(object)
     missing = column.isna().to_numpy()
     if isinstance(sql_type, DateTime):
