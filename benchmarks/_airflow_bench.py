@@ -22,12 +22,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # tests.airflow_home
 
 
 def use_private_airflow_home(home: Path) -> None:
@@ -43,19 +44,9 @@ def use_private_airflow_home(home: Path) -> None:
 
 def migrate_metadata() -> None:
     """``airflow db migrate`` on the current ``AIRFLOW_HOME``, then the scoring pool."""
-    home = Path(os.environ["AIRFLOW_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    exe = Path(sys.executable).with_name("airflow")
-    proc = subprocess.run([str(exe), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy())
-    if proc.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    from airflow import settings as airflow_settings
-    from airflow.models.pool import Pool
+    from tests.airflow_home import migrate_metadata as migrate
 
-    from customer_health.settings import SCORING_POOL, SCORING_POOL_DESCRIPTION
-
-    airflow_settings.configure_orm()
-    Pool.create_or_update_pool(SCORING_POOL, 1, SCORING_POOL_DESCRIPTION, include_deferred=False)
+    migrate()
 
 
 def scratch_company(company: Path, work: Path, link: Iterable[str] = ()) -> Path:

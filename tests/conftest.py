@@ -13,8 +13,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -158,19 +156,9 @@ def fresh_sandbox(company_dir, tmp_path):
 @pytest.fixture(scope="session")
 def airflow_metadata() -> Path:
     """Airflow's metadata DB for the tests, migrated (idempotent, a few seconds)."""
-    home = Path(os.environ["AIRFLOW_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    exe = Path(sys.executable).with_name("airflow")
-    proc = subprocess.run([str(exe), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy())
-    if proc.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    from customer_health.settings import SCORING_POOL, SCORING_POOL_DESCRIPTION
+    from tests.airflow_home import migrate_metadata
 
-    subprocess.run([str(exe), "pools", "set", SCORING_POOL, "1", SCORING_POOL_DESCRIPTION], check=True, capture_output=True)
-    from airflow import settings as airflow_settings
-
-    airflow_settings.configure_orm()
-    return home
+    return migrate_metadata()
 
 
 @pytest.fixture(scope="session")
