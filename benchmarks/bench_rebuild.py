@@ -248,6 +248,7 @@ def main() -> None:
         url = f"sqlite:///{work}"
     os.environ[settings.WAREHOUSE_URL_ENV] = url
     engine_for.cache_clear()
+    pipeline.migrate_warehouse()  # as the DAGs' first task: the extracted copy may predate a migration
 
     last = END
     first = last - timedelta(days=args.rebuild_days - 1)
