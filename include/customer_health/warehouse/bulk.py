@@ -29,7 +29,7 @@ def _encoded_column(values: pd.Series, sql_type: Any, dialect: str) -> list[Any]
     ``YYYY-MM-DD HH:MM:SS.ffffff``, booleans as 0/1. PostgreSQL (COPY text) gets ISO dates and
     stamps; floats keep Python's shortest exact form (``repr``) either way.
     """
-    if isinstance(sql_type, Float) and values.dtype.kind in "fi":
+    if isinstance(sql_type, Float) and isinstance(values.dtype, np.dtype) and values.dtype.kind in "fi":
         # Fast path for a numeric column: SQLite stores a bound NaN as NULL.
         numbers = values.to_numpy(dtype=float)
         if dialect == "sqlite":
@@ -37,8 +37,8 @@ def _encoded_column(values: pd.Series, sql_type: Any, dialect: str) -> list[Any]
         encoded = np.array(numbers.tolist(), dtype=object)
         encoded[np.isnan(numbers)] = None
         return encoded.tolist()
-    if isinstance(sql_type, Integer) and values.dtype.kind in "iu":
-        return values.to_numpy().tolist()  # an integer dtype holds no NULL
+    if isinstance(sql_type, Integer) and isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":
+        return values.to_numpy().tolist()  # a numpy integer dtype holds no NULL (pandas' Int64 can)
     if not isinstance(sql_type, Date | DateTime | Boolean | Integer | Float) and values.dtype == object:
         plain = values.to_numpy(dtype=object)
         if not pd.isna(plain).any():
