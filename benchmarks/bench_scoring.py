@@ -14,10 +14,20 @@ priority, top drivers, drivers JSON and the explanation sentence. Prints wall ti
 included). tracemalloc is not used: it slows allocation-heavy numpy code several-fold and
 would distort the timing. Run one N per process for a clean peak-memory figure.
 
-``--write postgres`` then upserts the scored rows with ``write_scores`` into a fresh
+``--write postgres`` then writes the scored rows with ``write_scores`` into a fresh
 PostgreSQL database (migrated to head, uniquely named, dropped afterwards) at ``--pg-url``
-(default: ``$CUSTOMER_HEALTH_TEST_PG`` or the local server the tests use) and prints the
-write's wall and client CPU time.
+(default: ``$CUSTOMER_HEALTH_TEST_PG`` or the local server the tests use), four times:
+
+1. *fresh date*: the first date in an empty ``health_scores`` (the issue's figure);
+2. *next date*: the same accounts one day later, the table holding the first date - the daily
+   run's case (each primary-key leaf page now holds both dates' keys);
+3. *re-run*: that date again (a cleared task: every row replaced);
+4. *refresh*: 1,000 of that date's accounts re-scored (the 15-minute refresh's partial write).
+
+Each line gives the write's wall time, the client's CPU time, the server backend's CPU time
+(read from /proc when the server runs on this host), the WAL it generated and the 1-minute
+load average: on a shared machine the wall time includes waiting for a CPU, the CPU figures
+do not. Every write includes ``write_scores``' recomputation of the dashboard summary.
 
 The machine is shared: wall time includes waiting for the CPU, so read it with the CPU
 figure. On hosts whose transparent huge pages use ``defrag=madvise`` (cat
@@ -35,6 +45,7 @@ import sys
 import time
 import uuid
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -132,6 +143,15 @@ def run(n: int, config: ModelConfig, write: str | None = None, pg_url: str | Non
 DEFAULT_PG_URL = os.environ.get("CUSTOMER_HEALTH_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 
+def _backend_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) of a PostgreSQL backend on this host, None when not visible."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def write_postgres(scored: pd.DataFrame, admin_url: str) -> None:
     """Time ``write_scores`` of the scored frame into a fresh, migrated PostgreSQL database."""
     from sqlalchemy import create_engine, func, select, text
@@ -145,19 +165,34 @@ def write_postgres(scored: pd.DataFrame, admin_url: str) -> None:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine = create_engine(admin_url.rsplit("/", 1)[0] + f"/{name}")
+    next_day = scored.assign(as_of_date=AS_OF + timedelta(days=1))
+    refresh = next_day.iloc[:: max(1, len(next_day) // 1000)].head(1000).assign(explanation="refreshed")
     try:
         upgrade_to_head(engine)
-        for attempt in ("fresh date", "re-run (every row conflicts)"):
-            started = time.perf_counter()
-            user0, sys0 = _cpu()
-            written = write_scores(engine, scored)
+        for attempt, frame in (
+            ("fresh date", scored),
+            ("next date (table holds the previous date)", next_day),
+            ("re-run of that date (every row replaced)", next_day),
+            (f"refresh of {len(refresh):,} accounts of that date", refresh),
+        ):
+            with engine.begin() as conn:
+                pid = conn.execute(select(func.pg_backend_pid())).scalar_one()
+                lsn = conn.execute(select(func.pg_current_wal_insert_lsn())).scalar_one()
+                server0 = _backend_cpu(pid)
+                started = time.perf_counter()
+                user0, sys0 = _cpu()
+                written = write_scores(conn, frame)
             elapsed = time.perf_counter() - started
             user1, sys1 = _cpu()
+            server1 = _backend_cpu(pid)
             with engine.connect() as conn:
                 stored = conn.execute(select(func.count()).select_from(health_scores)).scalar_one()
+                wal = conn.execute(select(func.pg_wal_lsn_diff(func.pg_current_wal_insert_lsn(), lsn))).scalar_one()
+            server = f"{server1 - server0:6.2f} s" if server0 is not None and server1 is not None else "   n/a"
             print(
-                f"N={len(scored):>9,}  write_scores postgres, {attempt}: wall {elapsed:6.2f} s  client cpu "
-                f"{(user1 - user0) + (sys1 - sys0):6.2f} s  ({written / elapsed:,.0f} rows/s)  rows stored {stored:,}  "
+                f"N={len(frame):>9,}  write_scores postgres, {attempt}: wall {elapsed:6.2f} s  client cpu "
+                f"{(user1 - user0) + (sys1 - sys0):6.2f} s  server cpu {server}  WAL {float(wal) / 1e6:5.0f} MB  "
+                f"({written / elapsed:,.0f} rows/s)  rows stored {stored:,}  load {os.getloadavg()[0]:.1f}  "
                 f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:6.0f} MiB",
                 flush=True,
             )

@@ -93,3 +93,64 @@ def history_rows(url: str, start: date, end: date, model_version: str | None = N
                 stmt = stmt.where(table.c.model_version == model_version)
             out[table.name] = [tuple(r) for r in conn.execute(stmt.order_by(*table.primary_key.columns))]
     return out
+
+
+def expected_derived_tables(engine, kept: int) -> tuple[dict, dict, set]:
+    """Summary, movers and episodes recomputed from every stored score (pandas and Python, not
+    the code under test)."""
+    with engine.connect() as conn:
+        rows = pd.DataFrame(
+            [tuple(r) for r in conn.execute(select(
+                s.health_scores.c.model_version, s.health_scores.c.as_of_date, s.health_scores.c.segment,
+                s.health_scores.c.zone, s.health_scores.c.arr, s.health_scores.c.delta_30, s.health_scores.c.account_key,
+                s.health_scores.c.previous_zone,
+            ))],
+            columns=["model_version", "as_of_date", "segment", "zone", "arr", "delta_30", "account_key",
+                     "previous_zone"],
+        )  # fmt: skip
+    episodes = set()
+    for (version, key), part in rows.groupby(["model_version", "account_key"]):
+        changes = part[part["previous_zone"].notna() & (part["zone"] != part["previous_zone"])].sort_values("as_of_date")
+        for row in changes.itertuples():
+            if row.zone in ("At Risk", "Critical") and row.previous_zone in ("Healthy", "Neutral"):
+                later = changes[(changes["as_of_date"] > row.as_of_date) & changes["zone"].isin(["Healthy", "Neutral"])]
+                episodes.add((version, key, row.as_of_date, later["as_of_date"].min() if len(later) else None))
+    summary = {}
+    movers = {}
+    for (version, day), part in rows.groupby(["model_version", "as_of_date"]):
+        for (segment, zone), group in part.assign(segment=part["segment"].fillna("")).groupby(["segment", "zone"]):
+            summary[(version, day, segment, zone)] = (len(group), float(group["arr"].fillna(0).sum()))
+        delta = part["delta_30"].astype(float)
+        for direction, chosen, sign in (("decline", part[delta < 0], 1), ("recovery", part[delta > 0], -1)):
+            ordered = sorted(zip(chosen["delta_30"] * sign, chosen["account_key"], strict=True))[:kept]
+            movers[(version, day, direction)] = [(key, value * sign) for value, key in ordered]
+    return summary, movers, episodes
+
+
+def stored_derived_tables(engine) -> tuple[dict, dict, set]:
+    with engine.connect() as conn:
+        summary = {
+            (r.model_version, r.as_of_date, r.segment, r.zone): (r.accounts, r.arr)
+            for r in conn.execute(select(s.health_score_summary))
+        }
+        movers: dict = {}
+        mv = s.health_score_movers.c
+        for r in conn.execute(select(s.health_score_movers).order_by(mv.model_version, mv.as_of_date, mv.direction, mv.rank)):
+            movers.setdefault((r.model_version, r.as_of_date, r.direction), []).append((r.account_key, r.delta_30))
+        episodes = {tuple(r) for r in conn.execute(select(s.health_score_episodes))}
+    return summary, movers, episodes
+
+
+def assert_derived_tables_match(engine, kept: int | None = None) -> None:
+    """The dashboard's derived tables equal a recomputation from every stored score (``kept``:
+    movers per direction, default ``history.MOVERS_KEPT``)."""
+    from customer_health.scoring.history import MOVERS_KEPT
+
+    want_summary, want_movers, want_episodes = expected_derived_tables(engine, MOVERS_KEPT if kept is None else kept)
+    got_summary, got_movers, got_episodes = stored_derived_tables(engine)
+    assert got_episodes == want_episodes
+    assert set(got_summary) == set(want_summary)
+    for key, (accounts, arr) in want_summary.items():
+        assert got_summary[key][0] == accounts, key
+        assert got_summary[key][1] == pytest.approx(arr, rel=1e-12, abs=1e-6), key
+    assert {k: v for k, v in got_movers.items() if v} == {k: v for k, v in want_movers.items() if v}

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -30,6 +28,7 @@ os.environ.setdefault("AIRFLOW_HOME", str(ROOT / ".local" / "airflow-test"))
 
 from sqlalchemy import select  # noqa: E402
 
+from customer_health.scoring.history import refresh_score_summary  # noqa: E402
 from customer_health.warehouse.engine import engine_for  # noqa: E402
 from customer_health.warehouse.io import upsert_rows  # noqa: E402
 from customer_health.warehouse.schema import (  # noqa: E402
@@ -44,7 +43,7 @@ from customer_health.warehouse.schema import (  # noqa: E402
 
 AS_OF = date(2026, 10, 31)
 DAYS = 120
-DECLINER, RECOVERER, STEADY, UNHELPED = (f"001A0000000000{i}AAA" for i in ("0001", "0002", "0003", "0004"))
+DECLINER, RECOVERER, STEADY, UNHELPED = (f"001A0000000{i}AAA" for i in ("0001", "0002", "0003", "0004"))
 ACCOUNTS = {DECLINER: "Acme Rockets", RECOVERER: "Globex", STEADY: "Initech", UNHELPED: "Umbrella Corp"}
 ARR = {DECLINER: 120_000.0, RECOVERER: 80_000.0, STEADY: 50_000.0, UNHELPED: 30_000.0}
 PLAN = {DECLINER: "enterprise", RECOVERER: "growth", STEADY: "growth", UNHELPED: "starter"}
@@ -143,13 +142,9 @@ def _action(account: str, action_type: str, day: date, status: str, **extra) -> 
 @pytest.fixture(scope="module")
 def airflow_metadata() -> Path:
     """Airflow's metadata DB (the auth manager checks revoked tokens there), migrated once."""
-    home = Path(os.environ["AIRFLOW_HOME"])
-    home.mkdir(parents=True, exist_ok=True)
-    exe = Path(sys.executable).with_name("airflow")
-    proc = subprocess.run([str(exe), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy())
-    if proc.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return home
+    from tests.airflow_home import migrate_metadata
+
+    return migrate_metadata(scoring_pool=False)
 
 
 def fill_warehouse(url: str, report_dir: Path) -> None:
@@ -198,6 +193,8 @@ def fill_warehouse(url: str, report_dir: Path) -> None:
             .where(health_scores.c.account_key == RECOVERER, health_scores.c.as_of_date == day(70))
             .values(previous_zone="Neutral")
         )
+    # Written around write_scores (row by row, then edited): derive the dashboard's summary.
+    refresh_score_summary(engine)
 
 
 @pytest.fixture()
@@ -390,6 +387,36 @@ def test_interventions_compare_recovery_with_and_without_action(warehouse, token
     assert checkin["statuses"] == {"sent": 2}
     pause = next(t for t in data["by_action_type"] if t["action_type"] == "campaign_pause")
     assert pause["statuses"] == {"failed": 1}
+
+
+def test_every_query_answers_alike_on_sqlite_and_postgresql(sqlite_warehouse_url, postgres_url, tmp_path):
+    """The same story on both warehouses: the same JSON from every page's queries."""
+    from fastapi.encoders import jsonable_encoder
+
+    from customer_health.dashboard import queries
+    from customer_health.warehouse.migrate import upgrade_to_head
+
+    upgrade_to_head(engine_for(postgres_url))
+    answers = []
+    for url in (sqlite_warehouse_url, postgres_url):
+        fill_warehouse(url, tmp_path)
+        with engine_for(url).connect() as conn:
+            view = queries.resolve_view(conn)
+            shadow = queries.resolve_view(conn, "v2")
+            answers.append(jsonable_encoder({
+                "portfolio": queries.portfolio(conn, view),
+                "by_plan": queries.portfolio(conn, view, plan="growth", points=5, step_days=7),
+                "shadow": queries.trending(conn, shadow, limit=3),
+                "trending": queries.trending(conn, view),
+                "account": queries.account_detail(conn, view, DECLINER),
+                "interventions": [queries.interventions(conn, view, window_days=w, horizon_days=h)
+                                  for w, h in ((180, 30), (60, 7), (730, 180))],
+                "model": queries.model_overview(conn, view),
+            }))  # fmt: skip
+    sqlite, postgres = answers
+    for key in sqlite:
+        assert sqlite[key] == postgres[key], key
+    assert sqlite["interventions"][0]["overall"]["episodes"] == 3
 
 
 # --------------------------------------------------------------------------- model

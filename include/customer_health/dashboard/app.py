@@ -101,9 +101,10 @@ class _TTLCache:
 
 
 # The intervention analysis joins half a year of At Risk episodes (100k on a 100k-account
-# portfolio) with their actions: seconds, not milliseconds. It is cached per (warehouse,
-# version, as-of date, parameters) and kept warm by a background refresher in the api-server
-# (see ``_keep_warm``); a new scoring date is a new key, so a new day is never served stale.
+# portfolio) with their actions: a few hundred milliseconds, the dashboard's heaviest query.
+# It is cached per (warehouse, version, as-of date, parameters) and kept warm by a background
+# refresher in the api-server (see ``_keep_warm``); a new scoring date is a new key, so a new
+# day is never served stale. (Action statuses change within the hour: the entry lives an hour.)
 _interventions_cache = _TTLCache(3600)
 WARM_EVERY_SECONDS = 300
 _salesforce_cache = _TTLCache(60)
@@ -227,6 +228,10 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
 
     ``warm_cache`` runs the intervention-analysis refresher while the app is served.
     """
+    # Look the Salesforce connection up once now: the first lookup in a process sets up
+    # Airflow's ORM (seconds in a bare process; done already in the api-server), which would
+    # otherwise land on the first account page.
+    _salesforce_instance_url()
     app = FastAPI(
         title="Customer health dashboard",
         description="Portfolio health, trends, accounts, interventions and model audits; Airflow login required.",

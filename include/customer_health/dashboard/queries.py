@@ -3,14 +3,15 @@
 The portfolio is large (100,000 accounts x 365 days = 36.5 million score rows), so no page
 scans the score history:
 
-* Counts, ARR and the 30-day movers of one (model version, date) come from the covering index
-  ``ix_health_scores_version_date_portfolio`` (model_version, as_of_date, zone, segment, arr,
-  delta_30, account_key) without reading the table; the "over time" chart reads weekly points.
-* A version's first and latest scored dates are one index seek each; the versions that have
-  scores are found by a skip scan over the same index (one seek per version).
-* Intervention analysis reads zone changes only - a few per account a year - through the
-  partial index ``ix_health_scores_zone_changes`` (``WHERE zone <> previous_zone``), and the
-  actions of those accounts through ``ix_action_outbox_account_trigger``.
+* Zone counts and ARR by segment of one (model version, date) - and the "over time" points,
+  and each version's first and latest scored date - come from ``health_score_summary`` (~50
+  rows a date); the biggest 30-day movers of a date from ``health_score_movers``. Both are
+  derived from health_scores by the scoring step itself (``scoring.history.write_scores`` ->
+  ``refresh_score_summary``, in the transaction that writes the scores), so health_scores
+  needs no wide covering index that every daily write of a million rows would maintain.
+* Intervention analysis reads At Risk episodes from ``health_score_episodes`` (also kept by the
+  scoring step: entry date and recovery date, ~1 per account per quarter) in account order,
+  and each episode's actions through ``ix_action_outbox_account_trigger`` - one statement.
 * The account page reads one account through primary keys and ``account_key`` indexes.
 
 Every function takes an open SQLAlchemy ``Connection`` and returns plain dicts and lists that
@@ -21,7 +22,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -29,13 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import Connection, Integer, and_, func, literal, select, union_all
+from sqlalchemy import Connection, Date, bindparam, func, select, text
 
 from customer_health.warehouse import schema
 from customer_health.warehouse.io import utcnow
 from customer_health.warehouse.schema import (
     account_crosswalk,
     action_outbox,
+    health_score_movers,
+    health_score_summary,
     health_scores,
     model_versions,
     raw_sf_account,
@@ -44,6 +48,8 @@ from customer_health.warehouse.schema import (
 )
 
 HS = health_scores.c
+SM = health_score_summary.c
+MV = health_score_movers.c
 
 # The zone names are fixed by the design (DESIGN.md, decision 8); their bounds come from the model.
 RISK_ZONES = ("At Risk", "Critical")
@@ -100,38 +106,35 @@ class View:
 
 # --------------------------------------------------------------------------- versions
 def scored_versions(conn: Connection) -> list[ScoredVersion]:
-    """Every model version with scores, with its first and latest scored date.
-
-    A skip scan: each step seeks the next version name in the portfolio index, so the cost is
-    a few index seeks per version, whatever the size of the history.
-    """
+    """Every model version with scores, with its first and latest scored date (from the summary)."""
     registry = {
         row.version: row
         for row in conn.execute(select(model_versions.c.version, model_versions.c.status, model_versions.c.created_at))
     }
     found: list[ScoredVersion] = []
-    previous: str | None = None
-    while True:
-        step = select(HS.model_version).order_by(HS.model_version).limit(1)
-        if previous is not None:
-            step = step.where(HS.model_version > previous)
-        version = conn.execute(step).scalar()
-        if version is None:
-            return found
-        dates = select(HS.as_of_date).where(HS.model_version == version).limit(1)
-        first = conn.execute(dates.order_by(HS.as_of_date)).scalar_one()
-        latest = conn.execute(dates.order_by(HS.as_of_date.desc())).scalar_one()
+    for version, first, latest in conn.execute(
+        select(SM.model_version, func.min(SM.as_of_date), func.max(SM.as_of_date))
+        .group_by(SM.model_version)
+        .order_by(SM.model_version)
+    ):
         entry = registry.get(version)
         found.append(
             ScoredVersion(
                 version=version,
                 status=entry.status if entry else None,
                 created_at=entry.created_at if entry else None,
-                first_date=first,
-                latest_date=latest,
+                first_date=_date(first),
+                latest_date=_date(latest),
             )
         )
-        previous = version
+    return found
+
+
+def _date(value: Any) -> date:
+    """A date read back from an aggregate (SQLite returns MIN/MAX of a date column as text)."""
+    if isinstance(value, datetime):
+        return value.date()
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 def default_version(versions: Sequence[ScoredVersion]) -> ScoredVersion:
@@ -217,9 +220,7 @@ def portfolio(
     breakdowns always cover everything.
     """
     today = conn.execute(
-        select(HS.zone, HS.segment, func.count().label("accounts"), func.sum(HS.arr).label("arr"))
-        .where(HS.model_version == view.version, HS.as_of_date == view.as_of)
-        .group_by(HS.zone, HS.segment)
+        select(SM.zone, SM.segment, SM.accounts, SM.arr).where(SM.model_version == view.version, SM.as_of_date == view.as_of)
     ).all()
     zones = _zone_counts(view)
     zone_arr: dict[str, float] = defaultdict(float)
@@ -243,18 +244,18 @@ def portfolio(
     first = next(v.first_date for v in view.versions if v.version == view.version)
     dates = [d for d in (view.as_of - timedelta(days=step_days * k) for k in range(points - 1, -1, -1)) if d >= first]
     history_stmt = (
-        select(HS.as_of_date, HS.zone, func.count().label("accounts"), func.sum(HS.arr).label("arr"))
-        .where(HS.model_version == view.version, HS.as_of_date.in_(dates))
-        .group_by(HS.as_of_date, HS.zone)
+        select(SM.as_of_date, SM.zone, func.sum(SM.accounts).label("accounts"), func.sum(SM.arr).label("arr"))
+        .where(SM.model_version == view.version, SM.as_of_date.in_(dates))
+        .group_by(SM.as_of_date, SM.zone)
     )
     if segment:
-        history_stmt = history_stmt.where(HS.segment == segment)
+        history_stmt = history_stmt.where(SM.segment == segment)
     if plan:
-        history_stmt = history_stmt.where(HS.segment.like(f"%/{plan}/%"))
+        history_stmt = history_stmt.where(SM.segment.like(f"%/{plan}/%"))
     history: dict[date, dict[str, Any]] = {}
     for row in conn.execute(history_stmt):
-        point = history.setdefault(row.as_of_date, {"as_of_date": row.as_of_date, "accounts": 0, "arr_at_risk": 0.0,
-                                                    "zones": _zone_counts(view)})
+        day = _date(row.as_of_date)
+        point = history.setdefault(day, {"as_of_date": day, "accounts": 0, "arr_at_risk": 0.0, "zones": _zone_counts(view)})
         point["accounts"] += row.accounts
         point["zones"][row.zone] = point["zones"].get(row.zone, 0) + row.accounts
         if row.zone in RISK_ZONES:
@@ -331,16 +332,21 @@ def _mover_rows(conn: Connection, view: View, keys: Sequence[str]) -> list[dict[
 def trending(conn: Connection, view: View, *, limit: int = 20) -> dict[str, Any]:
     """The biggest 30-day declines and recoveries, with their drivers and explanation.
 
-    The ranking reads only the portfolio index (``delta_30`` and ``account_key`` are in it);
-    the ``limit`` winners are then fetched by primary key.
+    The ranking is ``health_score_movers`` (the top ``MOVERS_KEPT`` each way, ranked by
+    ``delta_30`` then ``account_key`` when the date was scored); the ``limit`` winners are
+    then fetched by primary key.
     """
-    ranked = select(HS.account_key).where(HS.model_version == view.version, HS.as_of_date == view.as_of)
-    declines = conn.execute(
-        ranked.where(HS.delta_30 < 0).order_by(HS.delta_30.asc(), HS.account_key).limit(limit)
-    ).scalars().all()
-    recoveries = conn.execute(
-        ranked.where(HS.delta_30 > 0).order_by(HS.delta_30.desc(), HS.account_key).limit(limit)
-    ).scalars().all()
+    from customer_health.scoring.history import MOVERS_KEPT
+
+    def ranked(direction: str) -> list[str]:
+        return list(conn.execute(
+            select(MV.account_key)
+            .where(MV.model_version == view.version, MV.as_of_date == view.as_of, MV.direction == direction)
+            .order_by(MV.rank)
+            .limit(min(limit, MOVERS_KEPT))
+        ).scalars())  # fmt: skip
+
+    declines, recoveries = ranked("decline"), ranked("recovery")
     return {
         "model_version": view.version,
         "as_of_date": view.as_of,
@@ -536,46 +542,99 @@ def search_accounts(conn: Connection, text: str, *, limit: int = 20) -> list[dic
 
 
 # --------------------------------------------------------------------------- interventions
-def _days_between(conn: Connection, later: Any, earlier: Any) -> Any:
-    """``later - earlier`` in whole days, in the warehouse's own SQL."""
-    if conn.dialect.name == "sqlite":
-        return func.cast(func.julianday(later) - func.julianday(earlier), Integer)
-    return later - earlier  # PostgreSQL: date - date is an integer number of days
+# Per-episode action counts are packed up to three statuses of one action type to a 64-bit
+# column, 16 bits each: an account gets at most one action of a type a day (the outbox key),
+# so a count passes 65,535 only for an episode of 179 years.
+_PAIRS_PER_COLUMN = 3
+_PAIR_BITS = 16
 
 
-def _episodes_cte(conn: Connection, view: View, start: date) -> Any:
-    """At Risk episodes that began after ``start``, with the date each recovered (or NULL).
+def _intervention_sql(dialect: str, pairs: Sequence[tuple[str, str]]) -> tuple[str, dict[str, Any]]:
+    """The intervention analysis in one statement, and its parameters (but the view's).
 
-    An episode starts when an account enters At Risk or Critical from Healthy or Neutral and
-    ends at its next change into Healthy or Neutral. Both come from the partial index of zone
-    changes (``zone <> previous_zone``): the entries by one range scan, each recovery by one
-    seek on (model_version, account_key, as_of_date) - no window function, no sort.
+    Per episode of the window: days to recover, mature or not, and how many actions of each
+    (action type, status) pair of ``pairs`` it got (packed, see ``_PAIR_BITS``), its actions
+    read through ``ix_action_outbox_account_trigger``; then the episodes of each combination
+    are counted: a few thousand rows, whatever the size of the portfolio. SQLite walks the
+    episodes in account order (``health_score_episodes``' primary key; ``LEFT JOIN`` keeps
+    them the outer loop, so each action seek lands next to the previous one) and groups per
+    episode as it goes (no sort); PostgreSQL aggregates each episode's actions in a LATERAL
+    subquery.
     """
-    later = health_scores.alias("later")
-    recovered_on = (
-        select(func.min(later.c.as_of_date))
-        .where(
-            later.c.model_version == HS.model_version,
-            later.c.account_key == HS.account_key,
-            later.c.as_of_date > HS.as_of_date,
-            later.c.as_of_date <= view.as_of,
-            later.c.zone != later.c.previous_zone,
-            later.c.zone.in_(SAFE_ZONES),
-        )
-        .scalar_subquery()
+    recovered = "CASE WHEN e.recovered_on <= :as_of THEN e.recovered_on END"
+    if dialect == "sqlite":
+        days = f"CAST(julianday({recovered}) - julianday(e.started) AS INTEGER)"
+    else:
+        days = f"({recovered} - e.started)"  # PostgreSQL: date - date is a whole number of days
+    params: dict[str, Any] = {}
+    packed = []
+    for column, chunk in enumerate(_pair_columns(pairs)):
+        action_type = pairs[chunk[0]][0]
+        params[f"a{column}"] = action_type
+        whens = []
+        for slot, index in enumerate(chunk):
+            params[f"s{index}"] = pairs[index][1]
+            whens.append(f"WHEN :s{index} THEN {1 << (_PAIR_BITS * slot)}")
+        # One comparison of the type per action and column; the statuses only for its own type.
+        packed.append(f"SUM(CASE WHEN o.action_type = :a{column} THEN CASE o.status {' '.join(whens)} ELSE 0 END "
+                      f"ELSE 0 END) AS p{column}")
+    names = "".join(f", p{i}" for i in range(len(packed)))
+    mature = "CASE WHEN e.started <= :mature_by THEN 1 ELSE 0 END"
+    window = "e.model_version = :version AND e.started > :start AND e.started <= :as_of"
+    during = (
+        "o.account_key = e.account_key AND o.trigger_date >= e.started "
+        f"AND o.trigger_date <= COALESCE({recovered}, :as_of)"
     )
-    return (
-        select(HS.account_key, HS.as_of_date.label("started"), recovered_on.label("recovered_on"))
-        .where(
-            HS.model_version == view.version,
-            HS.zone != HS.previous_zone,
-            HS.as_of_date > start,
-            HS.as_of_date <= view.as_of,
-            HS.zone.in_(RISK_ZONES),
-            HS.previous_zone.in_(SAFE_ZONES),
-        )
-        .cte("episodes")
-    )
+    if dialect == "postgresql":
+        # Each episode's actions aggregated by a LATERAL subquery (an index-only range scan):
+        # no grouping by the episode's text key afterwards.
+        lateral = ", ".join(packed) if packed else "0 AS none"
+        keys = "".join(f", a.p{i}" for i in range(len(packed)))
+        sql = f"""
+            SELECT {days} AS days, {mature} AS mature{keys}, COUNT(*) AS n
+            FROM health_score_episodes e
+            CROSS JOIN LATERAL (SELECT {lateral} FROM action_outbox o WHERE {during}) a
+            WHERE {window}
+            GROUP BY 1, 2{keys}
+        """
+        return sql, params
+    inner = "".join(f", {p}" for p in packed)
+    sql = f"""
+        SELECT days, mature{names}, COUNT(*) AS n
+        FROM (
+            SELECT {days} AS days, {mature} AS mature{inner}
+            FROM health_score_episodes e
+            LEFT JOIN action_outbox o ON {during}
+            WHERE {window}
+            GROUP BY e.model_version, e.account_key, e.started
+        ) episodes
+        GROUP BY days, mature{names}
+    """
+    return sql, params
+
+
+def _pair_columns(pairs: Sequence[tuple[str, str]]) -> list[list[int]]:
+    """``pairs`` (sorted by action type) grouped into packed columns: indexes of one action
+    type, at most ``_PAIRS_PER_COLUMN`` to a column."""
+    columns: list[list[int]] = []
+    for index, (action_type, _) in enumerate(pairs):
+        last = columns[-1] if columns else None
+        if last and pairs[last[0]][0] == action_type and len(last) < _PAIRS_PER_COLUMN:
+            last.append(index)
+        else:
+            columns.append([index])
+    return columns
+
+
+def _unpack(packed: Sequence[Any], pairs: Sequence[tuple[str, str]]) -> list[int]:
+    """The per-pair counts of one result row (see ``_intervention_sql``)."""
+    counts = [0] * len(pairs)
+    field = (1 << _PAIR_BITS) - 1
+    for value, chunk in zip(packed, _pair_columns(pairs), strict=True):
+        value = int(value or 0)
+        for slot, index in enumerate(chunk):
+            counts[index] = (value >> (_PAIR_BITS * slot)) & field
+    return counts
 
 
 def _median_from_histogram(histogram: dict[int, int]) -> float | None:
@@ -630,6 +689,28 @@ class _Outcome:
         }
 
 
+# PostgreSQL, for the intervention statement only: every episode's key is distinct, so a
+# Memoize cache in front of the LATERAL scan (which the planner's estimates suggest) would
+# only miss; and compiling the per-row expressions (JIT) costs more than the 100k rows save.
+_INTERVENTION_SETTINGS = {"enable_memoize": "off", "jit": "off"}
+
+
+@contextmanager
+def _planner_settings(conn: Connection, settings: dict[str, str]) -> Iterator[None]:
+    """PostgreSQL: ``settings`` for the statements of the block, then the previous values."""
+    if conn.dialect.name != "postgresql":
+        yield
+        return
+    before = {name: conn.execute(select(func.current_setting(name))).scalar_one() for name in settings}
+    for name, value in settings.items():
+        conn.execute(select(func.set_config(name, value, True)))
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            conn.execute(select(func.set_config(name, value, True)))
+
+
 def interventions(conn: Connection, view: View, *, window_days: int = 180, horizon_days: int = 60) -> dict[str, Any]:
     """At Risk recovery: overall, per action type, and for episodes that got no action at all.
 
@@ -637,51 +718,34 @@ def interventions(conn: Connection, view: View, *, window_days: int = 180, horiz
     the last ``window_days`` and ends when it is back in Healthy or Neutral. An action counts
     for an episode when triggered between its start and its recovery (or today). Recovery rates
     compare like with like: among episodes that began at least ``horizon_days`` ago, the share
-    that recovered within ``horizon_days``. Everything is aggregated in SQL; Python receives a
-    histogram of days-to-recover per group.
+    that recovered within ``horizon_days``. Everything is aggregated in SQL (one statement, see
+    ``_intervention_sql``); Python receives a histogram of days-to-recover per group.
     """
     start = view.as_of - timedelta(days=window_days)
-    episodes = _episodes_cte(conn, view, start)
-    oa = action_outbox.c
-    during = and_(
-        oa.account_key == episodes.c.account_key,
-        oa.trigger_date >= episodes.c.started,
-        oa.trigger_date <= func.coalesce(episodes.c.recovered_on, view.as_of),
+    pairs = [tuple(r) for r in conn.execute(
+        select(action_outbox.c.action_type, action_outbox.c.status).distinct()
+        .order_by(action_outbox.c.action_type, action_outbox.c.status)
+    )]  # fmt: skip
+    sql, params = _intervention_sql(conn.dialect.name, pairs)
+    statement = text(sql).bindparams(
+        bindparam("version", view.version),
+        bindparam("start", start, type_=Date),
+        bindparam("as_of", view.as_of, type_=Date),
+        bindparam("mature_by", view.as_of - timedelta(days=horizon_days), type_=Date),
+        *(bindparam(name, value) for name, value in params.items()),
     )
-    days = _days_between(conn, episodes.c.recovered_on, episodes.c.started).label("days")
-    mature = (episodes.c.started <= view.as_of - timedelta(days=horizon_days)).label("mature")
-    typed = (
-        select(episodes.c.account_key, episodes.c.started, episodes.c.recovered_on, oa.action_type)
-        .select_from(episodes.outerjoin(action_outbox, during))
-        .distinct()
-        .subquery("typed")
-    )
-    t_days = _days_between(conn, typed.c.recovered_on, typed.c.started).label("days")
-    t_mature = (typed.c.started <= view.as_of - timedelta(days=horizon_days)).label("mature")
-    has_action = select(oa.idempotency_key).where(during).exists()
-    # One statement, so the episodes are computed once: outcome histograms per group, and
-    # (tagged "status") the delivery status counts of the actions taken during episodes.
-    groups = union_all(
-        select(literal("*all").label("grp"), literal(None).label("status"), days, mature, func.count().label("n"))
-        .group_by(days, mature),
-        select(literal("*any").label("grp"), literal(None).label("status"), days, mature, func.count().label("n"))
-        .where(has_action)
-        .group_by(days, mature),
-        select(func.coalesce(typed.c.action_type, "*none").label("grp"), literal(None).label("status"), t_days,
-               t_mature, func.count().label("n"))
-        .group_by(typed.c.action_type, t_days, t_mature),
-        select(oa.action_type.label("grp"), oa.status.label("status"), literal(None).label("days"),
-               literal(None).label("mature"), func.count().label("n"))
-        .select_from(episodes.join(action_outbox, during))
-        .group_by(oa.action_type, oa.status),
-    )
+    with _planner_settings(conn, _INTERVENTION_SETTINGS):
+        rows = conn.execute(statement).all()
     outcomes: dict[str, _Outcome] = defaultdict(_Outcome)
     statuses: dict[str, dict[str, int]] = defaultdict(dict)
-    for row in conn.execute(groups):
-        if row.status is not None:
-            statuses[row.grp][row.status] = row.n
-        else:
-            outcomes[row.grp].add(row.days, bool(row.mature), horizon_days, row.n)
+    for days, mature, *packed, n in rows:
+        counts = _unpack(packed, pairs)
+        got = sorted({action_type for (action_type, _), count in zip(pairs, counts, strict=True) if count})
+        for group in ["*all", "*any" if got else "*none", *got]:
+            outcomes[group].add(days, bool(mature), horizon_days, n)
+        for (action_type, status), count in zip(pairs, counts, strict=True):
+            if count:
+                statuses[action_type][status] = statuses[action_type].get(status, 0) + count * n
     return {
         "model_version": view.version,
         "as_of_date": view.as_of,

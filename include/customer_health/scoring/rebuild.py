@@ -43,6 +43,7 @@ from sqlalchemy import (
     select,
 )
 
+from customer_health.scoring.history import refresh_score_episodes, refresh_score_summary
 from customer_health.scoring.model_config import ModelConfig
 from customer_health.scoring.signal_store import (
     clear_signal_input,
@@ -321,6 +322,9 @@ def score_range(
                 columns = [c.name for c in health_scores.columns if c.name in scores.columns]
                 scores = scores[columns].assign(computed_at=stamp)
                 scored_rows += bulk_upsert(conn, health_scores, scores)
+                # The dashboard's summary and movers of these dates, in the same transaction.
+                pairs = [(config.version, d) for d in sorted(set(scores["as_of_date"].map(_as_date)))]
+                refresh_score_summary(conn, pairs, episodes=False)
             rollups = [r for r in rollup_parts if len(r)]
             if rollups:
                 frame = pd.concat(rollups, ignore_index=True)
@@ -332,6 +336,9 @@ def score_range(
             f"scores {config.version}: {done}/{total} dates, {scored_rows:,} scores and {rollup_rows:,} rollups "
             f"written, {done / max(elapsed, 1e-9):.1f} dates/s"
         )
+    # At Risk episodes span dates: recomputed once, from every stored zone change of the version
+    # (a later block scored in parallel finishing first is covered by the last one's recompute).
+    refresh_score_episodes(engine, config.version)
     return {
         "from_date": start.isoformat(),
         "to_date": end.isoformat(),

@@ -417,22 +417,65 @@ health_scores = Table(
     Column("drivers", Text),  # JSON: top negative/positive contributions and biggest changes
     Column("explanation", Text),  # one sentence a CSM reads
     Column("computed_at", DateTime, nullable=False),
+    # Deliberately few indexes: every one is maintained for each of the million rows a daily
+    # run writes (benchmarks/bench_scoring.py --write postgres). The primary key serves one
+    # account's history; this index a date's rows (trend inputs, actions, writeback, audits).
+    # The dashboard's portfolio pages read health_score_summary and health_score_movers
+    # instead of a covering index (scoring.history.refresh_score_summary keeps them).
     Index("ix_health_scores_as_of_date_model", "as_of_date", "model_version"),
-    # The dashboard's portfolio pages: zone counts, ARR and the 30-day movers of one (version,
-    # date) answered from the index alone, and a version's latest date found by one seek.
-    Index(
-        "ix_health_scores_version_date_portfolio",
-        "model_version", "as_of_date", "zone", "segment", "arr", "delta_30", "account_key",
-    ),
-    # Zone changes only (a few per account a year, not one per day): the dashboard's
-    # intervention analysis finds every entry into At Risk, and seeks each account's next
-    # recovery, through it.
+    # Zone changes only (a few per account a year, not one per day): recomputing the At Risk
+    # episodes (health_score_episodes) finds every entry into At Risk, and seeks each
+    # account's next recovery, through it.
     Index(
         "ix_health_scores_zone_changes",
         "model_version", "account_key", "as_of_date", "zone", "previous_zone",
         sqlite_where=text("zone <> previous_zone"),
         postgresql_where=text("zone <> previous_zone"),
     ),
+)
+
+health_score_summary = Table(
+    # Accounts and ARR per (model version, date, segment, zone): the dashboard's portfolio
+    # pages (zone mix today and over time, by segment and plan, ARR at risk, the scored
+    # versions and dates) read ~50 rows a date here instead of the date's scores. Derived:
+    # ``scoring.history.refresh_score_summary`` recomputes a (version, date) from
+    # health_scores, in the transaction that wrote it (``write_scores`` does it itself).
+    "health_score_summary",
+    metadata,
+    Column("model_version", String(40), primary_key=True),
+    Column("as_of_date", Date, primary_key=True),
+    Column("segment", String(60), primary_key=True),  # '' for scores without a segment
+    Column("zone", String(20), primary_key=True),
+    Column("accounts", Integer, nullable=False),
+    Column("arr", Float, nullable=False),  # sum of the accounts' ARR (0 when none is known)
+)
+
+health_score_movers = Table(
+    # The biggest 30-day declines and recoveries of each (model version, date), ranked as the
+    # trending page shows them (``delta_30``, then ``account_key``), the top
+    # ``scoring.history.MOVERS_KEPT`` each way. Derived like health_score_summary.
+    "health_score_movers",
+    metadata,
+    Column("model_version", String(40), primary_key=True),
+    Column("as_of_date", Date, primary_key=True),
+    Column("direction", String(10), primary_key=True),  # decline | recovery
+    Column("rank", Integer, primary_key=True),  # 1 = the biggest move
+    Column("account_key", String(18), nullable=False),
+    Column("delta_30", Float, nullable=False),
+)
+
+health_score_episodes = Table(
+    # At Risk episodes: an account entering At Risk or Critical from Healthy or Neutral (a
+    # score row with zone <> previous_zone), and the date of its next change into Healthy or
+    # Neutral (NULL while it lasts). The dashboard's intervention analysis reads a window of
+    # them in account order and joins each to its actions. Derived like health_score_summary.
+    "health_score_episodes",
+    metadata,
+    Column("model_version", String(40), primary_key=True),
+    Column("account_key", String(18), primary_key=True),
+    Column("started", Date, primary_key=True),
+    Column("recovered_on", Date),
+    sqlite_with_rowid=False,  # SQLite: the rows live in the key's order (one covering scan)
 )
 
 health_score_rollups = Table(
