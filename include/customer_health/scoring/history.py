@@ -434,6 +434,34 @@ def refresh_score_summary(
     return written
 
 
+def scored_dates(conn: Connection, model_version: str, first: date, last: date) -> set[date]:
+    """The dates ``first`` .. ``last`` that hold scores of ``model_version`` (read from the summary)."""
+    sm = health_score_summary.c
+    rows = conn.execute(
+        select(sm.as_of_date).distinct().where(sm.model_version == model_version, sm.as_of_date.between(first, last))
+    )
+    return {_as_date(r[0]) for r in rows}
+
+
+def summarize_bulk_write(conn: Connection, frame: pd.DataFrame, stored_before: set[tuple[str, date]]) -> None:
+    """Bring the summary and movers up to date after a bulk writer upserted ``frame``.
+
+    For writers that bypass ``write_scores`` (the rebuild), in their transaction, after the
+    write. ``stored_before``: the frame's (model version, date) pairs that held scores before
+    it (``scored_dates``). A pair that did not is summarized from the frame itself - its rows
+    are the date's only rows - instead of re-reading the date from health_scores.
+    """
+    _lock_score_writes(conn)
+    columns = [c for c in SUMMARY_SOURCE if c in frame.columns]
+    complete = len(columns) == len(SUMMARY_SOURCE)
+    for (version, day), new in frame.groupby(["model_version", "as_of_date"], sort=True):
+        day = _as_date(day)
+        if complete and (version, day) not in stored_before:
+            _update_summary(conn, version, day, new[columns], None)
+        else:
+            _refresh_summary(conn, [(version, day)])
+
+
 def refresh_score_episodes(target: Engine | Connection, model_version: str) -> None:
     """Recompute ``model_version``'s At Risk episodes from its stored zone changes.
 

@@ -43,7 +43,7 @@ from sqlalchemy import (
     select,
 )
 
-from customer_health.scoring.history import refresh_score_episodes, refresh_score_summary
+from customer_health.scoring.history import refresh_score_episodes, scored_dates, summarize_bulk_write
 from customer_health.scoring.model_config import ModelConfig
 from customer_health.scoring.signal_store import (
     clear_signal_input,
@@ -154,16 +154,22 @@ def rebuild_signals(
     say = progress or log.info
     total_days = (last - first).days + 1
     done = accounts = rows = 0
-    began = clock.monotonic()
+    began = mark = clock.monotonic()
+    computing = writing = 0.0
     for frame in iter_signal_chunks(engine, first, last, account_keys, chunk_days=chunk_days):
+        computing += clock.monotonic() - mark
+        mark = clock.monotonic()
         rows += write_signal_rows(engine, frame)
+        writing += clock.monotonic() - mark
         accounts += len(frame)
         done = min(total_days, done + chunk_days)
         elapsed = clock.monotonic() - began
         say(
             f"signals {first}..{last}: {done}/{total_days} dates, {accounts:,} account-dates, "
-            f"{rows:,} rows written, {accounts / max(elapsed, 1e-9):,.0f} account-dates/s"
+            f"{rows:,} rows written, {accounts / max(elapsed, 1e-9):,.0f} account-dates/s "
+            f"(read and compute {computing:.1f} s, write {writing:.1f} s)"
         )
+        mark = clock.monotonic()
     return {
         "first": first.isoformat(),
         "last": last.isoformat(),
@@ -294,8 +300,12 @@ def score_range(
     done = scored_rows = rollup_rows = 0
     zones: dict[str, int] = {}
     began = clock.monotonic()
+    spent = {"read": 0.0, "score": 0.0, "write": 0.0}  # seconds per phase, for the progress log
     for first, last in date_blocks(start, end, block_days):
+        mark = clock.monotonic()
         frames = read_signal_frames(engine, first, last)
+        spent["read"] += clock.monotonic() - mark
+        mark = clock.monotonic()
         recent.update(frames)
         score_parts, rollup_parts = [], []
         day = first
@@ -316,25 +326,30 @@ def score_range(
         for old in [d for d in recent if d < last - timedelta(days=window)]:
             del recent[old]
         stamp = utcnow()
+        spent["score"] += clock.monotonic() - mark
+        mark = clock.monotonic()
         with engine.begin() as conn:
             if score_parts:
                 scores = pd.concat(score_parts, ignore_index=True)
                 columns = [c.name for c in health_scores.columns if c.name in scores.columns]
                 scores = scores[columns].assign(computed_at=stamp)
+                # The dashboard's summary and movers of these dates, in the same transaction
+                # (from the frame for the dates that held no scores of this version before).
+                before = {(config.version, d) for d in scored_dates(conn, config.version, first, last)}
                 scored_rows += bulk_upsert(conn, health_scores, scores)
-                # The dashboard's summary and movers of these dates, in the same transaction.
-                pairs = [(config.version, d) for d in sorted(set(scores["as_of_date"].map(_as_date)))]
-                refresh_score_summary(conn, pairs, episodes=False)
+                summarize_bulk_write(conn, scores, before)
             rollups = [r for r in rollup_parts if len(r)]
             if rollups:
                 frame = pd.concat(rollups, ignore_index=True)
                 columns = [c.name for c in health_score_rollups.columns if c.name in frame.columns]
                 rollup_rows += bulk_upsert(conn, health_score_rollups, frame[columns].assign(computed_at=stamp))
+        spent["write"] += clock.monotonic() - mark
         done += (last - first).days + 1
         elapsed = clock.monotonic() - began
         say(
             f"scores {config.version}: {done}/{total} dates, {scored_rows:,} scores and {rollup_rows:,} rollups "
-            f"written, {done / max(elapsed, 1e-9):.1f} dates/s"
+            f"written, {done / max(elapsed, 1e-9):.1f} dates/s ("
+            + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in spent.items()) + ")"
         )
     # At Risk episodes span dates: recomputed once, from every stored zone change of the version
     # (a later block scored in parallel finishing first is covered by the last one's recompute).

@@ -43,6 +43,12 @@ def _encoded_column(values: pd.Series, sql_type: Any, dialect: str) -> list[Any]
         plain = values.to_numpy(dtype=object)
         if not pd.isna(plain).any():
             return plain.tolist()  # text without NULLs goes as it is
+    if isinstance(sql_type, DateTime) and values.dtype.kind == "M":
+        # A stamp column (one value for a whole write): format each distinct stamp once.
+        fmt = "%Y-%m-%d %H:%M:%S.%f" if dialect == "sqlite" else "%Y-%m-%dT%H:%M:%S.%f"
+        codes, uniques = pd.factorize(values)
+        texts = np.array([*(pd.Timestamp(v).strftime(fmt) for v in uniques), None], dtype=object)
+        return texts[np.where(codes < 0, len(uniques), codes)].tolist()
     column = values.astype(object)
     missing = column.isna().to_numpy()
     if isinstance(sql_type, DateTime):
