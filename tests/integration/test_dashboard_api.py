@@ -389,6 +389,22 @@ def test_interventions_compare_recovery_with_and_without_action(warehouse, token
     assert pause["statuses"] == {"failed": 1}
 
 
+@pytest.mark.parametrize("slices", [1, 2, 3, 5])
+def test_interventions_sliced_by_account_equal_one_pass(warehouse, monkeypatch, slices):
+    """SQLite runs the intervention statement over slices of the episodes side by side: any
+    number of slices (more than there are accounts, too) adds up to the one-pass answer."""
+    from customer_health.dashboard import queries
+    from customer_health.warehouse.engine import engine_for
+
+    with engine_for(warehouse).connect() as conn:
+        view = queries.resolve_view(conn)
+        monkeypatch.setattr(queries, "INTERVENTION_SLICES", 1)
+        whole = queries.interventions(conn, view, horizon_days=30)
+        monkeypatch.setattr(queries, "INTERVENTION_SLICES", slices)
+        assert queries.interventions(conn, view, horizon_days=30) == whole
+    assert whole["overall"]["episodes"] == 3
+
+
 def test_every_query_answers_alike_on_sqlite_and_postgresql(sqlite_warehouse_url, postgres_url, tmp_path):
     """The same story on both warehouses: the same JSON from every page's queries."""
     from fastapi.encoders import jsonable_encoder

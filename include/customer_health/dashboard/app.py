@@ -232,6 +232,10 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
     # Airflow's ORM (seconds in a bare process; done already in the api-server), which would
     # otherwise land on the first account page.
     _salesforce_instance_url()
+    # Compile every page template now (Jinja caches them per process): the api-server pays
+    # it at start-up, not each page's first visitor.
+    for name in templates.env.list_templates(extensions=["html"]):
+        templates.env.get_template(name)
     app = FastAPI(
         title="Customer health dashboard",
         description="Portfolio health, trends, accounts, interventions and model audits; Airflow login required.",

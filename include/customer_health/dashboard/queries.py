@@ -38,6 +38,7 @@ from customer_health.warehouse.io import utcnow
 from customer_health.warehouse.schema import (
     account_crosswalk,
     action_outbox,
+    health_score_episodes,
     health_score_movers,
     health_score_summary,
     health_scores,
@@ -581,6 +582,9 @@ def _intervention_sql(dialect: str, pairs: Sequence[tuple[str, str]]) -> tuple[s
     names = "".join(f", p{i}" for i in range(len(packed)))
     mature = "CASE WHEN e.started <= :mature_by THEN 1 ELSE 0 END"
     window = "e.model_version = :version AND e.started > :start AND e.started <= :as_of"
+    if dialect == "sqlite":
+        # One slice of the episodes by account key (see _sqlite_slices): slices run side by side.
+        window += " AND e.account_key >= :key_from AND e.account_key < :key_to"
     during = (
         "o.account_key = e.account_key AND o.trigger_date >= e.started "
         f"AND o.trigger_date <= COALESCE({recovered}, :as_of)"
@@ -711,6 +715,56 @@ def _planner_settings(conn: Connection, settings: dict[str, str]) -> Iterator[No
             conn.execute(select(func.set_config(name, value, True)))
 
 
+INTERVENTION_SLICES = 2
+"""SQLite: slices of the episodes (by account key) whose intervention statements run at once,
+on their own connections and threads (the driver releases the GIL while SQLite steps), so
+the page uses the machine's cores; PostgreSQL plans parallel workers itself."""
+
+
+def _sqlite_slices(conn: Connection, version: str, slices: int) -> list[tuple[str, str]]:
+    """``slices`` account-key ranges [from, to) holding about as many of the version's episodes."""
+    ep = health_score_episodes.c
+    total = conn.execute(select(func.count()).where(ep.model_version == version)).scalar_one()
+    bounds = [""]
+    for k in range(1, slices):
+        key = conn.execute(
+            select(ep.account_key).where(ep.model_version == version).order_by(ep.account_key)
+            .offset(total * k // slices).limit(1)
+        ).scalar()  # fmt: skip
+        if key is not None and key > bounds[-1]:
+            bounds.append(key)
+    bounds.append("\U0010ffff")  # above every key
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _sqlite_sliced(conn: Connection, statement: Any, version: str) -> list[tuple]:
+    """Run the intervention statement over slices of the episodes side by side; the grouped
+    rows of the slices added up (same groups, counts summed)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ranges = _sqlite_slices(conn, version, INTERVENTION_SLICES)
+
+    def one(bounds: tuple[str, str], own: bool) -> list[tuple]:
+        bound = statement.bindparams(key_from=bounds[0], key_to=bounds[1])
+        if not own:
+            return [tuple(r) for r in conn.execute(bound)]
+        with conn.engine.connect() as other:
+            return [tuple(r) for r in other.execute(bound)]
+
+    memory = conn.engine.url.database in (None, "", ":memory:")
+    if len(ranges) == 1 or memory:  # an in-memory database is private to its connection
+        parts = [one(r, False) for r in ranges]
+    else:
+        with ThreadPoolExecutor(len(ranges) - 1) as pool:
+            others = [pool.submit(one, r, True) for r in ranges[1:]]
+            parts = [one(ranges[0], False), *(f.result() for f in others)]
+    totals: dict[tuple, int] = defaultdict(int)
+    for part in parts:
+        for *group, n in part:
+            totals[tuple(group)] += n
+    return [(*group, n) for group, n in totals.items()]
+
+
 def interventions(conn: Connection, view: View, *, window_days: int = 180, horizon_days: int = 60) -> dict[str, Any]:
     """At Risk recovery: overall, per action type, and for episodes that got no action at all.
 
@@ -734,8 +788,11 @@ def interventions(conn: Connection, view: View, *, window_days: int = 180, horiz
         bindparam("mature_by", view.as_of - timedelta(days=horizon_days), type_=Date),
         *(bindparam(name, value) for name, value in params.items()),
     )
-    with _planner_settings(conn, _INTERVENTION_SETTINGS):
-        rows = conn.execute(statement).all()
+    if conn.dialect.name == "sqlite":
+        rows = _sqlite_sliced(conn, statement, view.version)
+    else:
+        with _planner_settings(conn, _INTERVENTION_SETTINGS):
+            rows = conn.execute(statement).all()
     outcomes: dict[str, _Outcome] = defaultdict(_Outcome)
     statuses: dict[str, dict[str, int]] = defaultdict(dict)
     for days, mature, *packed, n in rows:
