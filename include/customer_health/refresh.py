@@ -78,7 +78,6 @@ STRIPE_OBJECTS: tuple[str, ...] = ("invoices", "disputes")
 # re-read would dominate every refresh (all invoices of the company, every 15 minutes), so the
 # refresh re-reads only the last few days' and leaves older objects' changes to the daily run.
 STRIPE_INTRADAY_LOOKBACK = timedelta(days=3)
-_KEY_CHUNK = 500
 
 
 # ----------------------------------------------------------------------------- the window
@@ -311,25 +310,12 @@ def rescore_accounts(engine: Engine, as_of: date, account_keys: Sequence[str], c
 
 def _current_zones(engine: Engine, as_of: date, version: str, keys: Sequence[str]) -> dict[str, str]:
     """Each account's zone as last scored on or before ``as_of`` (what a CSM sees now)."""
+    from customer_health.scoring.history import latest_account_scores
+
     hs = health_scores.c
-    zones: dict[str, tuple[date, str]] = {}
     with engine.connect() as conn:
-        for start in range(0, len(keys), _KEY_CHUNK):
-            chunk = list(keys[start : start + _KEY_CHUNK])
-            latest = (
-                select(hs.account_key, func.max(hs.as_of_date).label("d"))
-                .where(hs.model_version == version, hs.as_of_date <= as_of, hs.account_key.in_(chunk))
-                .group_by(hs.account_key)
-                .subquery()
-            )
-            rows = conn.execute(
-                select(hs.account_key, hs.as_of_date, hs.zone).join(
-                    latest, and_(latest.c.account_key == hs.account_key, latest.c.d == hs.as_of_date)
-                ).where(hs.model_version == version)
-            )
-            for key, day, zone in rows:
-                zones[key] = (day, zone)
-    return {k: z for k, (_, z) in zones.items()}
+        latest = latest_account_scores(conn, version, keys, as_of, [hs.account_key, hs.as_of_date, hs.zone])
+    return {key: row.zone for key, row in latest.items()}
 
 
 # ----------------------------------------------------------------------------- actions

@@ -160,3 +160,20 @@ def test_bulk_write_stores_nulls_and_any_text_and_upserts_on_rewrite(warehouse_u
         assert write_scores(conn, scored) == len(scored)
     assert count(engine, health_scores) == len(scored)
     assert set(read_scores(engine, START, "v1")["explanation"]) == {"rewritten"}
+
+
+def test_key_lists_reach_postgresql_as_one_array_literal_that_round_trips_any_text(postgres_url):
+    """Account keys are bound as one text[] literal (pgcopy.text_array), not an element each."""
+    from sqlalchemy import Text, cast, literal
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    from customer_health.warehouse.pgcopy import text_array
+
+    awkward = ["001A", "a,b", "NULL", 'x"y', "b\\c", "{}", " s ", "", "é", 7]
+    assert text_array([]) == "{}"
+    assert text_array(["001A", "001B"]) == '{"001A","001B"}'
+    engine = engine_for(postgres_url)
+    with engine.connect() as conn:
+        for values in ([], ["001A"], awkward, [f"001{i:015d}" for i in range(50_000)]):
+            stored = conn.execute(select(cast(literal(text_array(values), Text), ARRAY(Text)))).scalar_one()
+            assert stored == [str(v) for v in values]

@@ -165,6 +165,32 @@ def test_postgres_binary_copy_stores_exactly_what_sqlalchemy_stores(postgres_url
     assert [math.copysign(1.0, row[16]) for row in via_copy] == [-1.0] * len(keys)
 
 
+def test_postgres_binary_copy_encodes_each_chunk_on_its_own_and_stores_the_same(postgres_url, monkeypatch):
+    """Chunks whose values differ in kind from the first rows' (the layout is fixed from those):
+    a constant that varies later, short text that turns long, NULLs that turn into values."""
+    from customer_health.warehouse import pgcopy
+    from customer_health.warehouse.migrate import upgrade_to_head
+
+    engine = engine_for(postgres_url)
+    upgrade_to_head(engine)
+    keys = [f"001E{i:011d}AAA" for i in range(23)]
+    frame = scores(keys, DAY, seed=11)
+    frame["segment"] = ["enterprise"] * 10 + [f"segment {i}" for i in range(13)]  # constant, then distinct
+    frame["previous_zone"] = [None] * 12 + ["At Risk"] * 11  # NULL, then a value
+    frame["explanation"] = ["short"] * 7 + ["long " * 40] * 8 + [None] * 8  # short, long, NULL
+    frame["drivers"] = [None] * 7 + ['{"down": []}'] * 16
+    frame["override_id"] = pd.array([None] * 7 + list(range(16)), dtype="Int64")
+    monkeypatch.setattr(pgcopy, "CHUNK_ROWS", 7)
+    write_scores(engine, frame)
+    via_copy = _read(engine)
+    with engine.begin() as conn:
+        conn.execute(health_scores.delete())
+        rows = history._records(frame.assign(computed_at=datetime(2026, 10, 2)), [*frame.columns, "computed_at"])
+        upsert_rows(conn, health_scores, rows)
+    assert via_copy == _read(engine)
+    assert len(via_copy) == len(keys)
+
+
 def _read(engine) -> list[tuple]:
     columns = [c for c in health_scores.columns if c.name != "computed_at"]
     assert columns[16].name == "slope_90"

@@ -112,3 +112,42 @@ def test_migration_0002_carries_long_signal_values_into_the_wide_table_and_back(
     assert values[("A1", "2026-11-01", "nps")] == 7.5 and values[("A2", "2026-11-01", "nps")] == 3.0
     assert values[("A1", "2026-11-01", "csat")] is None
     engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migration_0004_keys_scores_by_version_and_date_and_keeps_every_row(backend, request, tmp_path):
+    """A warehouse at 0003 keeps its scores; the key becomes (version, date, account), one index less."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from customer_health.warehouse.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = engine_for(url)
+    command.upgrade(alembic_config(engine), "0003")
+    rows = [("A1", "2026-11-01", "v1", 70, "Healthy"), ("A1", "2026-11-02", "v1", 40, "At Risk"),
+            ("A2", "2026-11-01", "v1", 55, "Neutral"), ("A1", "2026-11-01", "v2", 65, "Neutral")]  # fmt: skip
+    with engine.begin() as conn:
+        for key, day, version, score, zone in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO health_scores (account_key, as_of_date, model_version, score, computed_score, zone, "
+                    "previous_zone, coverage, computed_at) VALUES (:k, :d, :v, :s, :s, :z, 'Neutral', 1.0, :t)"
+                ),
+                {"k": key, "d": day, "v": version, "s": score, "z": zone, "t": "2026-11-02 06:00:00"},
+            )
+    upgrade_to_head(engine)
+    inspector = inspect(engine)
+    assert inspector.get_pk_constraint("health_scores")["constrained_columns"] == ["model_version", "as_of_date", "account_key"]
+    assert "ix_health_scores_as_of_date_model" not in {i["name"] for i in inspector.get_indexes("health_scores")}
+    with engine.connect() as conn:
+        stored = {(r[0], str(r[1]), r[2], r[3], r[4]) for r in conn.execute(
+            text("SELECT account_key, as_of_date, model_version, score, zone FROM health_scores"))}  # fmt: skip
+    assert stored == set(rows)
+    command.downgrade(alembic_config(engine), "0003")
+    inspector = inspect(engine)
+    assert inspector.get_pk_constraint("health_scores")["constrained_columns"] == ["account_key", "as_of_date", "model_version"]
+    assert "ix_health_scores_as_of_date_model" in {i["name"] for i in inspector.get_indexes("health_scores")}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM health_scores")).scalar_one() == len(rows)
+    engine.dispose()

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 from sqlalchemy import Connection, Date, bindparam, func, select, text
 
+from customer_health.scoring import history as history_store
 from customer_health.warehouse import schema
 from customer_health.warehouse.io import utcnow
 from customer_health.warehouse.schema import (
@@ -389,32 +390,22 @@ def account_detail(conn: Connection, view: View | None, account_key: str, *, day
             raw_sf_account.c.parent_id, raw_sf_account.c.is_deleted,
         ).where(raw_sf_account.c.id == account_key)
     ).first()
+    # health_scores is keyed by (version, date, account): the account's rows are probed on the
+    # version's scored dates (history.account_scores), one index descent each.
     latest = None
     if view is not None:
-        latest = conn.execute(
-            select(health_scores)
-            .where(HS.account_key == account_key, HS.model_version == view.version, HS.as_of_date <= view.as_of)
-            .order_by(HS.as_of_date.desc())
-            .limit(1)
-        ).first()
+        latest = history_store.latest_account_scores(
+            conn, view.version, [account_key], view.as_of, list(health_scores.c)
+        ).get(account_key)
     if crosswalk is None and salesforce is None and latest is None:
         return None
     history = []
     if view is not None and latest is not None:
-        since = view.as_of - timedelta(days=days)
-        history = [
-            row._asdict()
-            for row in conn.execute(
-                select(HS.as_of_date, HS.score, HS.computed_score, HS.zone, HS.override_id)
-                .where(
-                    HS.account_key == account_key,
-                    HS.model_version == view.version,
-                    HS.as_of_date > since,
-                    HS.as_of_date <= view.as_of,
-                )
-                .order_by(HS.as_of_date)
-            )
-        ]
+        since = view.as_of - timedelta(days=days - 1)
+        dates = history_store.scored_dates_desc(conn, view.version, view.as_of, since)
+        columns = [HS.as_of_date, HS.score, HS.computed_score, HS.zone, HS.override_id]
+        rows = history_store.account_scores(conn, view.version, [account_key], dates, columns)
+        history = sorted((row._asdict() for row in rows), key=lambda r: _date(r["as_of_date"]))
     score = None
     signals: list[dict[str, Any]] = []
     if view is not None and latest is not None:
@@ -520,9 +511,11 @@ def account_known(conn: Connection, account_key: str) -> bool:
     for stmt in (
         select(account_crosswalk.c.account_key).where(account_crosswalk.c.account_key == account_key),
         select(raw_sf_account.c.id).where(raw_sf_account.c.id == account_key),
-        select(HS.account_key).where(HS.account_key == account_key).limit(1),
     ):
         if conn.execute(stmt).first() is not None:
+            return True
+    for version in {v.version for v in scored_versions(conn)}:
+        if history_store.latest_account_scores(conn, version, [account_key], date.max, [HS.account_key, HS.as_of_date]):
             return True
     return False
 

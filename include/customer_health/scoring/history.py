@@ -29,10 +29,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Date, Engine, String, any_, bindparam, func, literal, or_, select
+from sqlalchemy import (
+    Connection,
+    Date,
+    Engine,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from customer_health.scoring.model_config import ModelConfig
+from customer_health.warehouse import pgcopy
 from customer_health.warehouse.io import upsert_rows, utcnow
 from customer_health.warehouse.schema import (
     health_score_episodes,
@@ -132,9 +145,17 @@ def _bound(values: np.ndarray, processor) -> np.ndarray:
 def _in_key_order(frame: pd.DataFrame, table) -> pd.DataFrame:
     """The frame sorted by the table's primary key, so the key's index is filled in one sweep."""
     pk = [c.name for c in table.primary_key.columns]
-    if not set(pk) <= set(frame.columns) or len(frame) < 2 or frame[pk[0]].is_monotonic_increasing:
+    if not set(pk) <= set(frame.columns) or len(frame) < 2:
         return frame
-    return frame.sort_values(pk, kind="stable", ignore_index=True)
+    try:
+        varying = list(pk)  # a day's frame: one model version and date, so only the last column varies
+        while len(varying) > 1 and (frame[varying[0]] == frame[varying[0]].iloc[0]).all():
+            varying.pop(0)
+        if len(varying) == 1 and frame[varying[0]].is_monotonic_increasing:
+            return frame
+        return frame.sort_values(pk, kind="stable", ignore_index=True)
+    except TypeError:  # a key column mixing incomparable types (Timestamp and date): the order is only a speed-up
+        return frame
 
 
 # What a write reports about the rows it replaced, for the dashboard summary: "fresh" (the
@@ -164,8 +185,6 @@ def _pg_write(conn: Connection, table, frame: pd.DataFrame, names: list[str], st
     All of them leave the same rows as a row-by-row upsert would.
     """
     import psycopg2.errors
-
-    from customer_health.warehouse import pgcopy
 
     prep = conn.dialect.identifier_preparer
     target = prep.format_table(table)
@@ -244,7 +263,7 @@ def _delete_keys(conn: Connection, cursor, table, frame: pd.DataFrame, totals: b
         setting = cursor.fetchone()[0]
     rows: list[tuple] = []
     for (day, version), keys in frame.groupby(["as_of_date", "model_version"], sort=False)[key]:
-        params = {"day": _as_date(day), "version": version, "keys": keys.tolist()}
+        params = {"day": _as_date(day), "version": version, "keys": pgcopy.text_array(keys)}
         cursor.execute(few if len(keys) <= _FEW_KEYS else many, params)
         if totals:
             rows.extend(cursor.fetchall())
@@ -255,7 +274,10 @@ def _delete_keys(conn: Connection, cursor, table, frame: pd.DataFrame, totals: b
 
 
 def _indexed_by_date(table) -> bool:
-    """Whether an index of ``table`` leads with as_of_date/model_version (a cheap existence check)."""
+    """Whether the primary key or an index of ``table`` leads with as_of_date/model_version (a
+    cheap existence check)."""
+    if {c.name for c in list(table.primary_key.columns)[:2]} == {"as_of_date", "model_version"}:
+        return True
     for index in table.indexes:
         lead = [c.name for c in index.columns][:2]
         if set(lead) == {"as_of_date", "model_version"} and index.dialect_options["postgresql"].get("where") is None:
@@ -441,6 +463,66 @@ def scored_dates(conn: Connection, model_version: str, first: date, last: date) 
         select(sm.as_of_date).distinct().where(sm.model_version == model_version, sm.as_of_date.between(first, last))
     )
     return {_as_date(r[0]) for r in rows}
+
+
+def scored_dates_desc(conn: Connection, model_version: str, last: date, first: date | None = None) -> list[date]:
+    """The dates ``first`` (or the first ever) .. ``last`` that hold scores of ``model_version``,
+    newest first (read from the summary: ~50 rows a date, not the date's scores)."""
+    sm = health_score_summary.c
+    where = [sm.model_version == model_version, sm.as_of_date <= last]
+    if first is not None:
+        where.append(sm.as_of_date >= first)
+    rows = conn.execute(select(sm.as_of_date).distinct().where(*where).order_by(sm.as_of_date.desc()))
+    return [_as_date(r[0]) for r in rows]
+
+
+_DATES_PER_PROBE = 31
+
+
+def account_scores(
+    conn: Connection, model_version: str, keys: Sequence[str], dates: Sequence[date], columns: Sequence[Any]
+) -> list[Any]:
+    """The stored scores (``columns`` of health_scores) of ``keys`` on ``dates`` of ``model_version``.
+
+    health_scores is keyed by (model_version, as_of_date, account_key): a few accounts' rows
+    are found by one index descent per (date, account) - the dates named, never a scan of
+    the table for the accounts.
+    """
+    hs = health_scores.c
+    rows: list[Any] = []
+    for start in range(0, len(dates), _DATES_PER_PROBE):
+        days = list(dates[start : start + _DATES_PER_PROBE])
+        for first in range(0, len(keys), _KEY_CHUNK):
+            chunk = list(keys[first : first + _KEY_CHUNK])
+            where = [hs.model_version == model_version, hs.as_of_date.in_(days), hs.account_key.in_(chunk)]
+            rows.extend(conn.execute(select(*columns).where(*where)))
+    return rows
+
+
+def latest_account_scores(
+    conn: Connection, model_version: str, keys: Sequence[str], as_of: date, columns: Sequence[Any]
+) -> dict[str, Any]:
+    """Each of ``keys``' latest stored score of ``model_version`` on or before ``as_of``.
+
+    ``columns`` must include health_scores' account_key and as_of_date. The scored dates are
+    probed newest first - the newest alone, then a month at a time - until every account is
+    found or the dates run out (an account never scored is absent from the result).
+    """
+    hs = health_scores.c
+    names = [c.name for c in columns]
+    key_at, day_at = names.index(hs.account_key.name), names.index(hs.as_of_date.name)
+    dates = scored_dates_desc(conn, model_version, as_of)
+    found: dict[str, Any] = {}
+    remaining = list(dict.fromkeys(keys))
+    start, step = 0, 1
+    while remaining and start < len(dates):
+        for row in account_scores(conn, model_version, remaining, dates[start : start + step], columns):
+            key = row[key_at]
+            if key not in found or _as_date(row[day_at]) > _as_date(found[key][day_at]):
+                found[key] = row
+        remaining = [k for k in remaining if k not in found]
+        start, step = start + step, _DATES_PER_PROBE
+    return found
 
 
 def summarize_bulk_write(conn: Connection, frame: pd.DataFrame, stored_before: set[tuple[str, date]]) -> None:
@@ -674,8 +756,13 @@ def _key_conditions(conn: Connection, keys: Sequence[str]) -> list[Any]:
     if not keys:
         return []
     if conn.dialect.name == "postgresql":
-        return [column == any_(bindparam("keys", list(keys), type_=ARRAY(String)))]
+        return [column == any_(_pg_text_array(keys))]
     return [column.in_(list(keys[start : start + _KEY_CHUNK])) for start in range(0, len(keys), _KEY_CHUNK)]
+
+
+def _pg_text_array(keys: Sequence[str]) -> Any:
+    """``keys`` as one bound ``text[]`` literal (see ``pgcopy.text_array``: not an element per key)."""
+    return cast(bindparam("keys", pgcopy.text_array(keys), type_=Text), ARRAY(Text))
 
 
 def _for_keys(conn: Connection, keys: Sequence[str], statement: Callable[[Any], Any]) -> None:
@@ -718,7 +805,7 @@ def _update_episodes(conn: Connection, version: str, day: date, new: pd.DataFram
         mine, ep.c.recovered_on.is_(None), ep.c.started < day, chosen).values(recovered_on=day))  # fmt: skip
     if entered:
         if conn.dialect.name == "postgresql":
-            keys = bindparam("keys", entered, type_=ARRAY(String))
+            keys = _pg_text_array(entered)
             conn.execute(ep.insert().from_select(
                 ["model_version", "account_key", "started"],
                 select(literal(version), func.unnest(keys), literal(day, Date)),

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -394,9 +395,9 @@ signal_values = Table(
 health_scores = Table(
     "health_scores",
     metadata,
-    Column("account_key", String(18), primary_key=True),
-    Column("as_of_date", Date, primary_key=True),
-    Column("model_version", String(40), primary_key=True),
+    Column("account_key", String(18), nullable=False),
+    Column("as_of_date", Date, nullable=False),
+    Column("model_version", String(40), nullable=False),
     Column("segment", String(60)),
     Column("score", Integer, nullable=False),  # effective score (override applied)
     Column("computed_score", Integer, nullable=False),  # what the model computed
@@ -418,11 +419,14 @@ health_scores = Table(
     Column("explanation", Text),  # one sentence a CSM reads
     Column("computed_at", DateTime, nullable=False),
     # Deliberately few indexes: every one is maintained for each of the million rows a daily
-    # run writes (benchmarks/bench_scoring.py --write postgres). The primary key serves one
-    # account's history; this index a date's rows (trend inputs, actions, writeback, audits).
-    # The dashboard's portfolio pages read health_score_summary and health_score_movers
-    # instead of a covering index (scoring.history.refresh_score_summary keeps them).
-    Index("ix_health_scores_as_of_date_model", "as_of_date", "model_version"),
+    # run writes (benchmarks/bench_scoring.py --write postgres). The primary key leads with
+    # (model version, date): a day's rows are appended at the right edge of the tree instead of
+    # one leaf per account across a year of history, and it serves a date's rows (trend
+    # inputs, actions, writeback, audits, re-run deletes) without a second index. One
+    # account's history is read by probing the scored dates (health_score_summary) on it, a
+    # few hundred index descents (dashboard.queries.account_detail, refresh._current_zones).
+    # The dashboard's portfolio pages read health_score_summary and health_score_movers.
+    PrimaryKeyConstraint("model_version", "as_of_date", "account_key"),
     # Zone changes only (a few per account a year, not one per day): recomputing the At Risk
     # episodes (health_score_episodes) finds every entry into At Risk, and seeks each
     # account's next recovery, through it.
