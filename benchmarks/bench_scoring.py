@@ -22,7 +22,8 @@ At Risk episodes), and the random history above changes ~75 % of them - no portf
 the written frame is *a typical day*: the same signals scored again (untimed) with yesterday's
 scores equal to today's, but for ``--zone-change-rate`` of the accounts (default
 ``ZONE_CHANGE_RATE``, the synthetic company's median daily rate - ``--measure-zone-changes``
-prints it for any scored warehouse), whose yesterday is the nearest score in another zone. It is written four times:
+prints it for any scored warehouse), whose yesterday is the nearest score in another zone.
+It is written four times:
 
 1. *fresh date*: the first date in an empty ``health_scores`` (the issue's figure);
 2. *next date*: the same accounts one day later, the table holding the first date - the daily

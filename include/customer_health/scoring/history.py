@@ -458,11 +458,7 @@ def refresh_score_summary(
 
 def scored_dates(conn: Connection, model_version: str, first: date, last: date) -> set[date]:
     """The dates ``first`` .. ``last`` that hold scores of ``model_version`` (read from the summary)."""
-    sm = health_score_summary.c
-    rows = conn.execute(
-        select(sm.as_of_date).distinct().where(sm.model_version == model_version, sm.as_of_date.between(first, last))
-    )
-    return {_as_date(r[0]) for r in rows}
+    return set(scored_dates_desc(conn, model_version, last, first))
 
 
 def scored_dates_desc(conn: Connection, model_version: str, last: date, first: date | None = None) -> list[date]:

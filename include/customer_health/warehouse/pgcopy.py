@@ -345,7 +345,7 @@ class BinaryCopy:
         self._constants = [_Column(name, pd.Series([value], dtype=object, name=name), types[name], constant=True)
                            for name, value in (extra or {}).items()]  # fmt: skip
         head = frame.iloc[:20_000]
-        free = {name for name in names if _Column(name, head[name], types[name]).free_text}
+        free = {name for name in names if types[name] in _TEXT and _Column(name, head[name], types[name]).free_text}
         self._matrix_names = [name for name in names if name not in free]
         self._free_names = [name for name in names if name in free]
         self.columns = [c.name for c in self._constants] + self._matrix_names + self._free_names
