@@ -21,6 +21,8 @@ Steps, each timed and printed:
    for ``--changed`` accounts (NPS 0, two urgent complaint tickets) stamped D+1 09:00 and the
    refresh at D+1 12:00: the wall time of that run is the event-to-score latency on top of the
    schedule's wait (at most 15 minutes).
+6. ``customer_health_daily`` for D+1: the run of every night after the first (incremental
+   extraction, the whole population scored, actions decided), wall time and slowest tasks.
 
 The machine is shared: wall time includes waiting for the CPU. Airflow metadata lives in a
 private SQLite home under the output folder (``_airflow_bench``: the set-up shared with
@@ -195,6 +197,24 @@ def main() -> int:
         started = time.perf_counter()
         idle = refresh.test(logical_date=morning + timedelta(hours=12, minutes=15))
         print(f"state {idle.state}; wall {time.perf_counter() - started:,.1f} s")
+
+        # The next night: the warehouse holds every source up to D+1's refreshes, so this is a
+        # daily run as it goes every day after the first (incremental extraction, the whole
+        # population re-scored, actions decided), replacing the refreshes' scores of D+1.
+        _section(f"customer_health_daily for {d + timedelta(days=1)} (steady state: the day after the first run)")
+        started = time.perf_counter()
+        nightly = bag.dags["customer_health_daily"].test(logical_date=morning + timedelta(days=1))
+        wall = time.perf_counter() - started
+        print(f"state {nightly.state}; wall {wall:,.1f} s")
+        for key, secs in task_durations(nightly)[:10]:
+            print(f"  {key:<40} {secs:8.1f} s")
+        with eng.connect() as conn:
+            scored = conn.execute(
+                select(func.count())
+                .select_from(s.health_scores)
+                .where(s.health_scores.c.as_of_date == d + timedelta(days=1))
+            ).scalar_one()
+        print(f"scored {scored:,} accounts for {d + timedelta(days=1)}")
     finally:
         sandbox.stop()
         engine_for.cache_clear()

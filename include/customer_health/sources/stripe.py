@@ -315,16 +315,32 @@ class StripePages:
             raise _explain(exc, describe) from exc
 
     def pages(self, name: str, params: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
-        """Each page of ``GET /v1/<name>`` with ``params``, as plain dicts, newest first."""
-        service = getattr(self.client.v1, name)
+        """Each page of ``GET /v1/<name>`` with ``params``, as plain dicts, newest first.
+
+        Pages are requested through the SDK (``StripeClient.raw_request``: its authentication,
+        network retries and error types) but read as the JSON they are: building a
+        ``StripeObject`` for every nested value only to turn it back into a dict cost about
+        60% of the extraction's time (a 5,000-account company: 31 s of 52 s).
+        Pagination is Stripe's: ``starting_after`` the last id of the previous page.
+        """
         describe = f"Stripe GET /v1/{name} created {dict(params.get('created', {}))}"
-        page = self._fetch(lambda: service.list(params=dict(params)), describe)
+        query = dict(params)
         while True:
-            yield [item.to_dict() for item in page.data]
-            if not page.has_more or not page.data:
+            response = self._fetch(
+                lambda: self.client.raw_request("get", f"/v1/{name}", **query),  # noqa: B023 - called at once
+                describe,
+            )
+            body = response.data
+            if not isinstance(body, dict) or body.get("object") != "list" or not isinstance(body.get("data"), list):
+                got = f"keys {sorted(body)[:8]}" if isinstance(body, dict) else type(body).__name__
+                raise StripeExtractionError(
+                    f"{describe}: the response is not a Stripe list ({got}); check that api_base points at the Stripe API"
+                )
+            items = body["data"]
+            yield items
+            if not body.get("has_more") or not items:
                 return
-            current = page
-            page = self._fetch(lambda: current.next_page(), describe)  # noqa: B023 - called at once
+            query = {**dict(params), "starting_after": items[-1]["id"]}
 
 
 def created_windows(
