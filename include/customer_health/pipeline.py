@@ -293,15 +293,32 @@ def rebuild_scores(
     return score_range(warehouse(), _day(from_date), _day(to_date), config, progress=progress)
 
 
-def _in_workers(workers: int, calls: list[tuple[Any, ...]]) -> list[Any]:
-    """Run ``(function, *args)`` calls on ``workers`` processes (as mapped tasks on workers)."""
-    if workers <= 1 or len(calls) <= 1:
-        return [fn(*args) for fn, *args in calls]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+class _Workers:
+    """``workers`` processes (as mapped tasks on worker slots) that run ``(function, *args)``
+    calls, kept for several rounds of calls (the rebuild's signal then score tasks) so the
+    processes start, and import the package, once."""
 
-    with ProcessPoolExecutor(min(workers, len(calls)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(fn, *args) for fn, *args in calls]
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool = None
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def run(self, calls: list[tuple[Any, ...]]) -> list[Any]:
+        """Each call's result, in order (in this process when one worker or one call)."""
+        if self.workers <= 1 or len(calls) <= 1:
+            return [fn(*args) for fn, *args in calls]
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        futures = [self._pool.submit(fn, *args) for fn, *args in calls]
         return [f.result() for f in futures]
 
 
@@ -326,10 +343,11 @@ def rebuild_history(
 
     began = clock.monotonic()
     work = plan_rebuild(start, end, shards, None, accounts, blocks=workers)
-    signals = _in_workers(workers, [(rebuild_signal_block, item, accounts, chunk_days) for item in work])
-    signal_wall = clock.monotonic() - began
-    blocks = plan_scoring(start, end, workers, model_version)
-    scores = _in_workers(workers, [(rebuild_score_block, block, model_version) for block in blocks])
+    with _Workers(workers) as pool:
+        signals = pool.run([(rebuild_signal_block, item, accounts, chunk_days) for item in work])
+        signal_wall = clock.monotonic() - began
+        blocks = plan_scoring(start, end, workers, model_version)
+        scores = pool.run([(rebuild_score_block, block, model_version) for block in blocks])
     return {
         "from_date": _day(start).isoformat(),
         "to_date": _day(end).isoformat(),

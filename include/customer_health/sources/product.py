@@ -3,7 +3,9 @@
 Product events are the largest source by far (billions of rows at a large customer), so they
 never leave the product database: the aggregation to one row per account and day (active
 users, logins, events) and per account, day and feature runs *in the source's SQL engine*, and
-only those aggregates are streamed into the warehouse, in day chunks.
+only those aggregates are streamed into the warehouse, in day chunks, in bulk
+(``bulk_upsert``: ``COPY`` on PostgreSQL; at 100,000 accounts a month is millions of
+account-feature-days).
 
 Incremental by day: the watermark is the last fully aggregated day. Each run re-aggregates a
 short trailing window (``LATE_EVENT_DAYS``) because events can arrive late; the upsert makes
@@ -18,8 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+import pandas as pd
 from sqlalchemy import Engine, bindparam, text
 
+from customer_health.warehouse.bulk import bulk_upsert
 from customer_health.warehouse.io import (
     get_watermark,
     quarantine_records,
@@ -37,7 +41,7 @@ from customer_health.warehouse.schema import (
 SOURCE = "product"
 LATE_EVENT_DAYS = 2
 CHUNK_DAYS = 31
-FETCH_ROWS = 5000
+FETCH_ROWS = 50_000
 
 log = logging.getLogger(__name__)
 
@@ -181,10 +185,10 @@ def extract_product(
         with product.connect() as src, warehouse.begin() as dst:
             result = src.execution_options(stream_results=True).execute(USAGE_SQL, bounds)
             while batch := result.fetchmany(FETCH_ROWS):
-                usage_n += upsert_rows(
+                usage_n += bulk_upsert(
                     dst,
                     raw_product_usage_daily,
-                    [
+                    pd.DataFrame([
                         {
                             "account_id": str(r.account_id),
                             "day": _as_date(r.day),
@@ -194,14 +198,14 @@ def extract_product(
                             "extracted_at": now,
                         }
                         for r in batch
-                    ],
+                    ]),
                 )
             result = src.execution_options(stream_results=True).execute(FEATURE_SQL, bounds)
             while batch := result.fetchmany(FETCH_ROWS):
-                feature_n += upsert_rows(
+                feature_n += bulk_upsert(
                     dst,
                     raw_product_feature_daily,
-                    [
+                    pd.DataFrame([
                         {
                             "account_id": str(r.account_id),
                             "day": _as_date(r.day),
@@ -211,7 +215,7 @@ def extract_product(
                             "extracted_at": now,
                         }
                         for r in batch
-                    ],
+                    ]),
                 )
             covered = chunk_end - timedelta(days=1)
             # A re-run of an earlier date must not move the watermark backwards.
