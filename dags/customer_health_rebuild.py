@@ -11,15 +11,19 @@ still scored over the whole population), `shards` (account shards of the signal 
 `blocks` (date blocks run in parallel; match the worker slots) and `chunk_days` (dates per
 vectorized pass).
 
-1. **Plan**: clear the range's stored signal input; cut the range into date blocks x shards.
-2. **Signals** (one mapped task per block and shard): point-in-time signals of every date of
-   the block, vectorized over dates (`scoring/signals_range.py`, equal to the daily run's
-   per-date SQL), bulk-written to `signal_values` (one row per account and date).
-3. **Scores** (one mapped task per date block): each block's dates in order over all accounts
-   (normalization is per date over the whole population). Trends read earlier dates' scores:
-   a later block derives those of the rebuild's dates before it from their stored input (the
-   same computed score and zone), so blocks run in parallel. Bulk-written to `health_scores`
-   (an Asset) and `health_score_rollups`. Progress is logged as it goes.
+1. **Plan**: clear the range's stored signal input; cut the range into date blocks (x account
+   shards when `shards` > 1 or `accounts` is set).
+2. **Every account, one shard** (the default): `rebuild_blocks`, one mapped task per date
+   block, computes the block's signals chunk by chunk, vectorized over dates
+   (`scoring/signals_range.py`, equal to the daily run's per-date SQL), bulk-writes them to
+   `signal_values`, and scores the same chunk's dates in order over all accounts from the frame
+   in memory - exactly what the stored input reads back - bulk-writing `health_scores` (an
+   Asset) and `health_score_rollups`. Trends read earlier dates' scores: a later block also
+   computes the signals of the up to 90 rebuilt dates before it and derives their scores (the
+   same computed score and zone), so blocks run in parallel.
+3. **Sharded** (`shards` > 1, or an account filter): **signals** (one mapped task per block
+   and shard), then **scores** (one mapped task per date block) from the stored input, since
+   normalization is per date over the whole population. Progress is logged as it goes.
 
 Reads and writes the warehouse (`health_warehouse`, default `.local/warehouse.db`) only.
 Owner: data engineering. Logic lives in `include/customer_health`; this file only wires it.
@@ -77,14 +81,32 @@ def customer_health_rebuild():
         return pipeline.migrate_warehouse()
 
     @task
-    def plan(params=None) -> list[dict]:
-        """Clear the range's stored signal input; one work item per (date block, account shard)."""
+    def plan(params=None) -> dict:
+        """Clear the range's stored signal input; the date blocks done in one pass, or the
+        (date block, account shard) signal work items (one of the two lists is empty)."""
         from customer_health import pipeline
 
         return pipeline.plan_rebuild(
             params["from_date"], params["to_date"], params["shards"], accounts=params.get("accounts"),
-            blocks=params.get("blocks", 1),
+            blocks=params.get("blocks", 1), model_version=params.get("model_version"),
         )  # fmt: skip
+
+    @task
+    def one_pass_blocks(planned: dict) -> list[dict]:
+        """The date blocks done in one pass (empty when sharded)."""
+        return planned["blocks"]
+
+    @task
+    def signal_work(planned: dict) -> list[dict]:
+        """The (date block, account shard) signal work items (empty in one pass)."""
+        return planned["signals"]
+
+    @task(outlets=[HEALTH_SCORES], max_active_tis_per_dagrun=8)
+    def rebuild_blocks(block: dict, params=None) -> dict:
+        """One date block's signals and scores in one pass → signal_values, health_scores, rollups."""
+        from customer_health import pipeline
+
+        return pipeline.rebuild_date_block(block, params.get("model_version"), params["chunk_days"])
 
     @task(max_active_tis_per_dagrun=8)
     def compute_signals(work: dict, params=None) -> dict:
@@ -111,8 +133,10 @@ def customer_health_rebuild():
 
     work = plan()
     migrate_warehouse() >> work
+    # Only one of the two paths has work; the other's mapped tasks expand to nothing (skipped).
+    rebuild_blocks.expand(block=one_pass_blocks(work))
     blocks = plan_scoring()
-    compute_signals.expand(work=work) >> blocks
+    compute_signals.expand(work=signal_work(work)) >> blocks
     score_dates.expand(block=blocks)
 
 

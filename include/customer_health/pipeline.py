@@ -235,16 +235,50 @@ def plan_rebuild(
     block_days: int | None = None,
     accounts: list[str] | None = None,
     blocks: int = 1,
-) -> list[dict[str, Any]]:
-    """Clear the range's stored signal input and cut the work into (date block, shard) items
-    (``blocks`` date blocks, unless ``block_days`` sets their length)."""
-    from customer_health.scoring.rebuild import blocks_of, clear_signal_range, plan_signal_work
+    model_version: str | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Clear the range's stored signal input and plan the work, cut into ``blocks`` date blocks
+    (unless ``block_days`` sets their length):
+
+    * every account in one shard: ``{"blocks": [...], "signals": []}``, one item per date block
+      whose signals and scores one task computes in one pass (``rebuild_date_block``); the
+      model version is registered here, once;
+    * account shards or an account filter: ``{"signals": [...], "blocks": []}``, one item per
+      (date block, shard) (``rebuild_signal_block``), scored afterwards (``plan_scoring``).
+    """
+    from customer_health.scoring.rebuild import blocks_of, clear_signal_range, date_blocks, plan_signal_work
 
     start, end = _day(from_date), _day(to_date)
-    work = plan_signal_work(start, end, shards, block_days or blocks_of(start, end, blocks))
+    length = block_days or blocks_of(start, end, blocks)
+    one_pass = shards == 1 and not accounts
+    work = [] if one_pass else plan_signal_work(start, end, shards, length)
     removed = clear_signal_range(warehouse(), start, end, accounts or None)
+    if one_pass:
+        from customer_health.scoring.engine import ensure_model_registered
+
+        ensure_model_registered(warehouse(), active_model_config(model_version))
+        date_work = [
+            {"first": a.isoformat(), "last": b.isoformat(), "range_start": start.isoformat()}
+            for a, b in date_blocks(start, end, length)
+        ]
+        log.info("rebuild %s..%s: cleared %s; %d date blocks, signals and scores in one pass each",
+                 start, end, removed, len(date_work))  # fmt: skip
+        return {"blocks": date_work, "signals": []}
     log.info("rebuild %s..%s: cleared %s; %d signal work items", start, end, removed, len(work))
-    return work
+    return {"signals": work, "blocks": []}
+
+
+def rebuild_date_block(
+    block: dict[str, Any], model_version: str | None = None, chunk_days: int = 31, progress=None
+) -> dict[str, Any]:
+    """Signals and scores of one date block of a rebuild of every account, in one pass."""
+    from customer_health.scoring.rebuild import rebuild_block
+
+    config = active_model_config(model_version)
+    return rebuild_block(
+        warehouse(), _day(block["first"]), _day(block["last"]), config,
+        range_start=_day(block["range_start"]), chunk_days=chunk_days, progress=progress,
+    )  # fmt: skip
 
 
 def rebuild_signal_block(
@@ -322,6 +356,14 @@ class _Workers:
         return [f.result() for f in futures]
 
 
+def _summed_phases(reports: list[dict[str, Any]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for report in reports:
+        for phase, seconds in report.get("phases", {}).items():
+            total[phase] = round(total.get(phase, 0.0) + seconds, 2)
+    return total
+
+
 def rebuild_history(
     start: date | str,
     end: date | str,
@@ -342,22 +384,32 @@ def rebuild_history(
     import time as clock
 
     began = clock.monotonic()
-    work = plan_rebuild(start, end, shards, None, accounts, blocks=workers)
+    plan = plan_rebuild(start, end, shards, None, accounts, blocks=workers, model_version=model_version)
     with _Workers(workers) as pool:
-        signals = pool.run([(rebuild_signal_block, item, accounts, chunk_days) for item in work])
-        signal_wall = clock.monotonic() - began
-        blocks = plan_scoring(start, end, workers, model_version)
-        scores = pool.run([(rebuild_score_block, block, model_version) for block in blocks])
+        if plan["blocks"]:
+            done = pool.run([(rebuild_date_block, block, model_version, chunk_days) for block in plan["blocks"]])
+            signals = [{"account_dates": d["signal_rows"], "rows": d["signal_rows"]} for d in done]
+            scores = done
+            signal_wall = None
+        else:
+            signals = pool.run([(rebuild_signal_block, item, accounts, chunk_days) for item in plan["signals"]])
+            signal_wall = clock.monotonic() - began
+            blocks = plan_scoring(start, end, workers, model_version)
+            scores = pool.run([(rebuild_score_block, block, model_version) for block in blocks])
     return {
         "from_date": _day(start).isoformat(),
         "to_date": _day(end).isoformat(),
         "model_version": scores[0]["model_version"],
         "workers": workers,
+        "one_pass": bool(plan["blocks"]),
         "account_dates": sum(s["account_dates"] for s in signals),
         "signal_rows": sum(s["rows"] for s in signals),
         "scores": sum(s["scores"] for s in scores),
         "rollups": sum(s["rollups"] for s in scores),
-        "signal_seconds": round(signal_wall, 2),
-        "score_seconds": round(clock.monotonic() - began - signal_wall, 2),
+        # Two rounds (signals, then scores) when sharded; in one pass, the seconds each block
+        # spent in each phase, summed over the blocks (they overlap in time).
+        "signal_seconds": round(signal_wall, 2) if signal_wall is not None else None,
+        "score_seconds": round(clock.monotonic() - began - signal_wall, 2) if signal_wall is not None else None,
+        "phase_seconds": _summed_phases(scores) if signal_wall is None else None,
         "seconds": round(clock.monotonic() - began, 2),
     }

@@ -73,3 +73,25 @@ def test_a_shard_of_the_range_equals_the_daily_signals_of_that_shard(template, s
         assert_same_signals(
             compute_signals(engine, day, keys), history[history["as_of_date"] == day].reset_index(drop=True), day
         )
+
+
+def test_a_range_frame_as_stored_equals_what_the_store_reads_back(template, warehouse_url):
+    """The one-pass rebuild scores ``as_stored(frame)`` instead of reading its own write back:
+    it must be the very frame ``read_signal_frames`` returns - same dates, rows, columns,
+    dtypes and values (NaN and None where the database gives them)."""
+    from customer_health.scoring.signal_store import as_stored, read_signal_frames, write_signal_frame
+
+    load_warehouse(template, warehouse_url)
+    engine = engine_for(warehouse_url)
+    frame = compute_signals_range(engine, FIRST, FIRST + timedelta(days=9), chunk_days=10)
+    # Values the store must round-trip: a context column the frame lacks, NaN signals and text.
+    frame = frame.drop(columns=["owner_id"])
+    frame.loc[frame.index[::7], "seats"] = np.nan
+    write_signal_frame(engine, frame)
+
+    expected = read_signal_frames(engine, FIRST, FIRST + timedelta(days=9))
+    actual = as_stored(frame, engine.dialect.name)
+
+    assert list(actual) == list(expected) and len(expected) == 10
+    for day, stored in expected.items():
+        pd.testing.assert_frame_equal(actual[day], stored, check_exact=True, obj=str(day))

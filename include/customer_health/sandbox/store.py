@@ -25,6 +25,7 @@ from sqlalchemy import (
     DateTime,
     Engine,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -262,6 +263,9 @@ mk_membership = Table(
     Column("email", String(255), primary_key=True),
     Column("status", String(20)),  # active | paused
     Column("updated_at", DateTime),
+    # "every list membership of one contact" (GET /marketing/v1/memberships?email=) is looked up
+    # by email alone: without this index each lookup scans every membership of the company.
+    Index("ix_mk_membership_email", "email"),
 )
 
 # ----------------------------------------------------------------------------- bookkeeping
@@ -330,4 +334,8 @@ def store_engine(path: str | Path) -> Engine:
     eng = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30, "check_same_thread": False})
     event.listen(eng, "connect", _pragmas)
     store_metadata.create_all(eng)
+    # Indexes added after a company was generated are created on its existing tables too.
+    for table in store_metadata.sorted_tables:
+        for index in table.indexes:
+            index.create(eng, checkfirst=True)
     return eng

@@ -247,6 +247,114 @@ def _snapshot(frame: pd.DataFrame | None, signal_keys: list[str]) -> pd.DataFram
     return frame[["account_key", *signal_keys]].sort_values("account_key").reset_index(drop=True)
 
 
+class _DateScorer:
+    """Scores one model version's dates in order, as ``engine.score_date`` would one by one,
+    keeping in memory what later dates read (the trend history and the inputs the "what
+    changed" drivers compare with), and bulk-writes the scored dates in chunks."""
+
+    def __init__(self, engine: Engine, config: ModelConfig, start: date, end: date, say: Callable[[str], None]) -> None:
+        from customer_health.scoring.explain import signal_templates
+
+        self.engine = engine
+        self.config = config
+        self.say = say
+        tc = config.trends
+        self.reach = max([*tc.history_offsets(), tc.previous_zone_lookback_days])
+        self.window = config.explanations.change_window_days
+        self.history = _History(config)
+        self.history.load(engine, start - timedelta(days=self.reach), end)
+        self.templates = signal_templates(config)
+        self.recent: dict[date, pd.DataFrame] = {}
+        self.zones: dict[str, int] = {}
+        self.scored_rows = self.rollup_rows = 0
+
+    def warm_first(self, start: date, range_start: date | None) -> date:
+        """The first of the rebuild's dates before ``start`` whose scores the trends of ``start``
+        onwards read (``start`` itself when there are none)."""
+        return max(min(range_start or start, start), start - timedelta(days=self.reach))
+
+    def derive(self, frames: dict[date, pd.DataFrame], start: date) -> None:
+        """Take the history of earlier rebuilt dates from their input (``engine.history_scores``:
+        the same computed score, score and zone), not from ``health_scores``."""
+        from customer_health.scoring.engine import history_scores
+        from customer_health.scoring.overrides import active_overrides
+
+        for day in sorted(frames):
+            self.history.put(day, history_scores(frames[day], self.config, active_overrides(self.engine, day)))
+        self.recent.update({d: f for d, f in frames.items() if d >= start - timedelta(days=self.window)})
+
+    def read_recent(self, start: date, warm_first: date) -> None:
+        """The stored input of the dates the first "what changed" drivers compare with, not
+        otherwise at hand (before ``warm_first``), in one query."""
+        if start - timedelta(days=self.window) < warm_first:
+            self.recent.update(
+                read_signal_frames(self.engine, start - timedelta(days=self.window), warm_first - timedelta(days=1))
+            )
+
+    def score(self, frames: dict[date, pd.DataFrame], first: date, last: date) -> tuple[list, list]:
+        """Score ``first`` .. ``last`` in order from ``frames``; the scored and rollup frames."""
+        from customer_health.scoring.engine import score_accounts
+        from customer_health.scoring.overrides import active_overrides
+        from customer_health.scoring.rollup import compute_rollups
+
+        keys = self.config.signal_keys
+        self.recent.update(frames)
+        score_parts, rollup_parts = [], []
+        day = first
+        while day <= last:
+            signals = frames.get(day)
+            if signals is not None and len(signals):
+                previous = _snapshot(self.recent.get(day - timedelta(days=self.window)), keys)
+                scored = score_accounts(
+                    signals, self.config, self.history.for_date(day), active_overrides(self.engine, day),
+                    previous_signals=previous, templates=self.templates,
+                )  # fmt: skip
+                self.history.put(day, scored)
+                score_parts.append(scored)
+                rollup_parts.append(compute_rollups(scored, self.config))
+                for zone, count in scored["zone"].value_counts().items():
+                    self.zones[zone] = self.zones.get(zone, 0) + int(count)
+            day += timedelta(days=1)
+        for old in [d for d in self.recent if d < last - timedelta(days=self.window)]:
+            del self.recent[old]
+        return score_parts, rollup_parts
+
+    def write(self, score_parts: list, rollup_parts: list, first: date, last: date) -> None:
+        """Bulk-write scored dates and their rollups, with the dashboard's summary and movers of
+        these dates, in one transaction."""
+        stamp = utcnow()
+        with self.engine.begin() as conn:
+            if score_parts:
+                scores = pd.concat(score_parts, ignore_index=True)
+                columns = [c.name for c in health_scores.columns if c.name in scores.columns]
+                scores = scores[columns].assign(computed_at=stamp)
+                # Summarized from the frame for the dates that held no scores of this version before.
+                before = {(self.config.version, d) for d in scored_dates(conn, self.config.version, first, last)}
+                self.scored_rows += bulk_upsert(conn, health_scores, scores)
+                summarize_bulk_write(conn, scores, before)
+            rollups = [r for r in rollup_parts if len(r)]
+            if rollups:
+                frame = pd.concat(rollups, ignore_index=True)
+                columns = [c.name for c in health_score_rollups.columns if c.name in frame.columns]
+                self.rollup_rows += bulk_upsert(conn, health_score_rollups, frame[columns].assign(computed_at=stamp))
+
+    def finish(self, start: date, end: date, began: float) -> dict[str, Any]:
+        """Recompute the version's At Risk episodes (they span dates) once; the report."""
+        # From every stored zone change of the version: a later block scored in parallel
+        # finishing first is covered by the last one's recompute.
+        refresh_score_episodes(self.engine, self.config.version)
+        return {
+            "from_date": start.isoformat(),
+            "to_date": end.isoformat(),
+            "model_version": self.config.version,
+            "dates": (end - start).days + 1,
+            "scores": self.scored_rows,
+            "rollups": self.rollup_rows,
+            "zones": self.zones,
+            "seconds": round(clock.monotonic() - began, 2),
+        }
+
+
 def score_range(
     engine: Engine,
     start: date,
@@ -267,38 +375,23 @@ def score_range(
     stored input (``engine.history_scores``: the same computed score, score and zone), not
     read from ``health_scores``, where the earlier block may not have written them yet.
     """
-    from customer_health.scoring.engine import ensure_model_registered, history_scores, score_accounts
-    from customer_health.scoring.explain import signal_templates
-    from customer_health.scoring.overrides import active_overrides
-    from customer_health.scoring.rollup import compute_rollups
+    from customer_health.scoring.engine import ensure_model_registered
 
     say = progress or log.info
     ensure_model_registered(engine, config)
-    tc = config.trends
-    reach = max([*tc.history_offsets(), tc.previous_zone_lookback_days])
-    history = _History(config)
-    history.load(engine, start - timedelta(days=reach), end)
-    window = config.explanations.change_window_days
-    keys = config.signal_keys
-    templates = signal_templates(config)
-    recent: dict[date, pd.DataFrame] = {}
-    warm_first = max(min(range_start or start, start), start - timedelta(days=reach))
+    scorer = _DateScorer(engine, config, start, end, say)
+    warm_first = scorer.warm_first(start, range_start)
     if warm_first < start:
         began = clock.monotonic()
         earlier = read_signal_frames(engine, warm_first, start - timedelta(days=1))
-        for day in sorted(earlier):
-            history.put(day, history_scores(earlier[day], config, active_overrides(engine, day)))
-        recent.update({d: f for d, f in earlier.items() if d >= start - timedelta(days=window)})
+        scorer.derive(earlier, start)
         say(
             f"scores {config.version}: derived the scores of {len(earlier)} rebuilt dates {warm_first}..{start - timedelta(days=1)} "
             f"for the trends of {start} onwards in {clock.monotonic() - began:.1f} s"
         )
-    # The input of the dates the first "what changed" drivers compare with, in one query.
-    if start - timedelta(days=window) < warm_first:
-        recent.update(read_signal_frames(engine, start - timedelta(days=window), warm_first - timedelta(days=1)))
+    scorer.read_recent(start, warm_first)
     total = (end - start).days + 1
-    done = scored_rows = rollup_rows = 0
-    zones: dict[str, int] = {}
+    done = 0
     began = clock.monotonic()
     spent = {"read": 0.0, "score": 0.0, "write": 0.0}  # seconds per phase, for the progress log
     for first, last in date_blocks(start, end, block_days):
@@ -306,63 +399,89 @@ def score_range(
         frames = read_signal_frames(engine, first, last)
         spent["read"] += clock.monotonic() - mark
         mark = clock.monotonic()
-        recent.update(frames)
-        score_parts, rollup_parts = [], []
-        day = first
-        while day <= last:
-            signals = frames.get(day)
-            if signals is not None and len(signals):
-                previous = _snapshot(recent.get(day - timedelta(days=window)), keys)
-                scored = score_accounts(
-                    signals, config, history.for_date(day), active_overrides(engine, day),
-                    previous_signals=previous, templates=templates,
-                )  # fmt: skip
-                history.put(day, scored)
-                score_parts.append(scored)
-                rollup_parts.append(compute_rollups(scored, config))
-                for zone, count in scored["zone"].value_counts().items():
-                    zones[zone] = zones.get(zone, 0) + int(count)
-            day += timedelta(days=1)
-        for old in [d for d in recent if d < last - timedelta(days=window)]:
-            del recent[old]
-        stamp = utcnow()
+        parts = scorer.score(frames, first, last)
         spent["score"] += clock.monotonic() - mark
         mark = clock.monotonic()
-        with engine.begin() as conn:
-            if score_parts:
-                scores = pd.concat(score_parts, ignore_index=True)
-                columns = [c.name for c in health_scores.columns if c.name in scores.columns]
-                scores = scores[columns].assign(computed_at=stamp)
-                # The dashboard's summary and movers of these dates, in the same transaction
-                # (from the frame for the dates that held no scores of this version before).
-                before = {(config.version, d) for d in scored_dates(conn, config.version, first, last)}
-                scored_rows += bulk_upsert(conn, health_scores, scores)
-                summarize_bulk_write(conn, scores, before)
-            rollups = [r for r in rollup_parts if len(r)]
-            if rollups:
-                frame = pd.concat(rollups, ignore_index=True)
-                columns = [c.name for c in health_score_rollups.columns if c.name in frame.columns]
-                rollup_rows += bulk_upsert(conn, health_score_rollups, frame[columns].assign(computed_at=stamp))
+        scorer.write(*parts, first, last)
         spent["write"] += clock.monotonic() - mark
         done += (last - first).days + 1
         elapsed = clock.monotonic() - began
         say(
-            f"scores {config.version}: {done}/{total} dates, {scored_rows:,} scores and {rollup_rows:,} rollups "
-            f"written, {done / max(elapsed, 1e-9):.1f} dates/s ("
+            f"scores {config.version}: {done}/{total} dates, {scorer.scored_rows:,} scores and {scorer.rollup_rows:,} "
+            f"rollups written, {done / max(elapsed, 1e-9):.1f} dates/s ("
             + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in spent.items()) + ")"
         )
-    # At Risk episodes span dates: recomputed once, from every stored zone change of the version
-    # (a later block scored in parallel finishing first is covered by the last one's recompute).
-    refresh_score_episodes(engine, config.version)
-    return {
-        "from_date": start.isoformat(),
-        "to_date": end.isoformat(),
-        "model_version": config.version,
-        "dates": total,
-        "scores": scored_rows,
-        "rollups": rollup_rows,
-        "zones": zones,
-        "seconds": round(clock.monotonic() - began, 2),
+    return scorer.finish(start, end, began)
+
+
+def rebuild_block(
+    engine: Engine,
+    start: date,
+    end: date,
+    config: ModelConfig,
+    *,
+    range_start: date | None = None,
+    chunk_days: int = 31,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Signals and scores of the dates ``start`` .. ``end`` in one pass, every account.
+
+    What ``rebuild_signals`` then ``score_range`` write for the block, without reading the
+    block's stored input back: each chunk of dates is computed (``signals_range``), its signal
+    rows bulk-written, and the same frame - as the stored input reads back
+    (``signal_store.as_stored``) - scored in order and bulk-written. Only for a rebuild of every
+    account in one shard: scoring normalizes each date over the whole population.
+
+    A later block of a rebuild (``range_start`` < ``start``) also computes the signals of the up
+    to ``reach`` earlier dates its trends read, to derive their scores in memory (they are the
+    earlier block's to store, and are not written here).
+    """
+    from customer_health.scoring.engine import ensure_model_registered
+    from customer_health.scoring.signal_store import as_stored
+    from customer_health.scoring.signals_range import iter_signal_chunks
+
+    say = progress or log.info
+    ensure_model_registered(engine, config)
+    scorer = _DateScorer(engine, config, start, end, say)
+    warm_first = scorer.warm_first(start, range_start)
+    scorer.read_recent(start, warm_first)
+    dialect = engine.dialect.name
+    total = (end - start).days + 1
+    done = signal_rows = 0
+    began = clock.monotonic()
+    spent = {"signals": 0.0, "signal write": 0.0, "score": 0.0, "score write": 0.0}
+    mark = clock.monotonic()
+    for frame in iter_signal_chunks(engine, warm_first, end, None, chunk_days=chunk_days):
+        spent["signals"] += clock.monotonic() - mark
+        mark = clock.monotonic()
+        frames = as_stored(frame, dialect)
+        earlier = {d: f for d, f in frames.items() if d < start}
+        if earlier:
+            scorer.derive(earlier, start)
+        mine = {d: f for d, f in frames.items() if d >= start}
+        if mine:
+            first, last = min(mine), max(mine)
+            in_block = frame[frame["as_of_date"].map(_as_date) >= start] if earlier else frame
+            signal_rows += write_signal_rows(engine, in_block)
+            spent["signal write"] += clock.monotonic() - mark
+            mark = clock.monotonic()
+            parts = scorer.score(mine, first, last)
+            spent["score"] += clock.monotonic() - mark
+            mark = clock.monotonic()
+            scorer.write(*parts, first, last)
+            spent["score write"] += clock.monotonic() - mark
+            done += len(mine)
+        elapsed = clock.monotonic() - began
+        say(
+            f"rebuild {config.version} {start}..{end}: {done}/{total} dates, {signal_rows:,} signal rows, "
+            f"{scorer.scored_rows:,} scores and {scorer.rollup_rows:,} rollups written, "
+            f"{done / max(elapsed, 1e-9):.1f} dates/s ("
+            + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in spent.items()) + ")"
+        )
+        mark = clock.monotonic()
+    return scorer.finish(start, end, began) | {
+        "signal_rows": signal_rows,
+        "phases": {phase: round(seconds, 2) for phase, seconds in spent.items()},
     }
 
 

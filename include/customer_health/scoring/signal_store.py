@@ -164,6 +164,45 @@ def _as_input(raw: pd.DataFrame) -> pd.DataFrame:
     return frame[list(INPUT_COLUMNS)]
 
 
+def as_stored(frame: pd.DataFrame, dialect: str) -> dict[date, pd.DataFrame]:
+    """A ``compute_signals`` frame (any number of dates) exactly as ``read_signal_frames``
+    returns it once ``write_signal_frame`` has stored it, per date, without the round trip.
+
+    The values are those the bulk write hands the driver (``warehouse.bulk``: the same
+    encoding, the same primary-key order), as the database gives them back: a NaN comes back
+    NULL, a column the frame lacks is NULL, dates come back as dates. A rebuild that computes
+    a date's signals and scores it in one pass scores what the daily run reads back.
+    """
+    from customer_health.warehouse.bulk import _encoded_column
+
+    if frame.empty:
+        return {}
+    rows = input_rows(frame).sort_values(["as_of_date", "account_key"], kind="stable").reset_index(drop=True)
+    raw = {}
+    for column in signal_values.columns:
+        name = column.name
+        if name not in rows.columns:
+            values: list[Any] = [None] * len(rows)
+        else:
+            values = _encoded_column(rows[name], column.type, dialect)
+        if name in _FLOAT_COLUMNS:
+            raw[name] = np.array([np.nan if v is None else v for v in values], dtype=float)
+        else:
+            raw[name] = pd.Series([None if isinstance(v, float) and v != v else v for v in values], dtype=object)
+    return _per_date(_as_input(pd.DataFrame(raw)))
+
+
+def _per_date(frame: pd.DataFrame) -> dict[date, pd.DataFrame]:
+    """A frame sorted by date, cut into one frame per date."""
+    days = frame["as_of_date"].to_numpy()
+    bounds = [*np.flatnonzero(np.r_[True, days[1:] != days[:-1]]).tolist(), len(frame)]
+    frames = {}
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        part = frame.iloc[start:stop].reset_index(drop=True)
+        frames[part["as_of_date"].iloc[0]] = part
+    return frames
+
+
 def read_signal_frames(
     engine: Engine, first: date, last: date, account_keys: Sequence[str] | None = None
 ) -> dict[date, pd.DataFrame]:
@@ -172,14 +211,7 @@ def read_signal_frames(
         raw = _fetch(conn, first, last, account_keys)
     if raw.empty:
         return {}
-    frame = _as_input(raw)
-    days = frame["as_of_date"].to_numpy()
-    bounds = [*np.flatnonzero(np.r_[True, days[1:] != days[:-1]]).tolist(), len(frame)]
-    frames = {}
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-        part = frame.iloc[start:stop].reset_index(drop=True)
-        frames[part["as_of_date"].iloc[0]] = part
-    return frames
+    return _per_date(_as_input(raw))
 
 
 def read_signal_frame(engine: Engine, as_of: date, account_keys: Sequence[str] | None = None) -> pd.DataFrame:
