@@ -269,7 +269,9 @@ def rescore_accounts(engine: Engine, as_of: date, account_keys: Sequence[str], c
 
     Recomputes the accounts' signals (point in time, up to now), stores them over the date's
     input, scores the date's whole input with the daily engine and writes only these accounts'
-    ``health_scores`` rows. Returns counts and the zone moves, for XCom.
+    ``health_scores`` rows. The date's input of every account is stored first if it is not
+    there yet (the day's first refresh, with or without changes). Returns counts and the zone
+    moves, for XCom.
     """
     from customer_health.scoring.engine import ensure_model_registered, score_accounts
     from customer_health.scoring.history import read_score_history, read_signal_snapshot, write_scores
@@ -280,10 +282,12 @@ def rescore_accounts(engine: Engine, as_of: date, account_keys: Sequence[str], c
     keys = sorted(set(account_keys))
     result: dict[str, Any] = {"as_of": as_of.isoformat(), "affected": len(keys), "population_computed": 0,
                               "scored": 0, "zone_changes": []}  # fmt: skip
+    # The day's first refresh stores the whole population's input even when nothing changed, so
+    # the refresh that carries the day's first event pays only for its own accounts.
+    result["population_computed"] = ensure_population_input(engine, as_of)
     if not keys:
         return result
     ensure_model_registered(engine, config)
-    result["population_computed"] = ensure_population_input(engine, as_of)
     if not result["population_computed"]:
         write_signal_frame(engine, compute_signals(engine, as_of, keys))
     signals = read_signal_frame(engine, as_of)
