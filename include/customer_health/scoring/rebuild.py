@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import logging
 import time as clock
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -247,6 +248,24 @@ def _snapshot(frame: pd.DataFrame | None, signal_keys: list[str]) -> pd.DataFram
     return frame[["account_key", *signal_keys]].sort_values("account_key").reset_index(drop=True)
 
 
+class _Phases:
+    """Seconds spent per phase of a long loop, for its progress log."""
+
+    def __init__(self, *names: str) -> None:
+        self.seconds = dict.fromkeys(names, 0.0)
+
+    @contextmanager
+    def timing(self, name: str) -> Iterator[None]:
+        began = clock.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] += clock.monotonic() - began
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.seconds.items())
+
+
 class _DateScorer:
     """Scores one model version's dates in order, as ``engine.score_date`` would one by one,
     keeping in memory what later dates read (the trend history and the inputs the "what
@@ -393,23 +412,19 @@ def score_range(
     total = (end - start).days + 1
     done = 0
     began = clock.monotonic()
-    spent = {"read": 0.0, "score": 0.0, "write": 0.0}  # seconds per phase, for the progress log
+    phases = _Phases("read", "score", "write")
     for first, last in date_blocks(start, end, block_days):
-        mark = clock.monotonic()
-        frames = read_signal_frames(engine, first, last)
-        spent["read"] += clock.monotonic() - mark
-        mark = clock.monotonic()
-        parts = scorer.score(frames, first, last)
-        spent["score"] += clock.monotonic() - mark
-        mark = clock.monotonic()
-        scorer.write(*parts, first, last)
-        spent["write"] += clock.monotonic() - mark
+        with phases.timing("read"):
+            frames = read_signal_frames(engine, first, last)
+        with phases.timing("score"):
+            parts = scorer.score(frames, first, last)
+        with phases.timing("write"):
+            scorer.write(*parts, first, last)
         done += (last - first).days + 1
         elapsed = clock.monotonic() - began
         say(
             f"scores {config.version}: {done}/{total} dates, {scorer.scored_rows:,} scores and {scorer.rollup_rows:,} "
-            f"rollups written, {done / max(elapsed, 1e-9):.1f} dates/s ("
-            + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in spent.items()) + ")"
+            f"rollups written, {done / max(elapsed, 1e-9):.1f} dates/s ({phases})"
         )
     return scorer.finish(start, end, began)
 
@@ -449,39 +464,37 @@ def rebuild_block(
     total = (end - start).days + 1
     done = signal_rows = 0
     began = clock.monotonic()
-    spent = {"signals": 0.0, "signal write": 0.0, "score": 0.0, "score write": 0.0}
-    mark = clock.monotonic()
-    for frame in iter_signal_chunks(engine, warm_first, end, None, chunk_days=chunk_days):
-        spent["signals"] += clock.monotonic() - mark
-        mark = clock.monotonic()
-        frames = as_stored(frame, dialect)
+    phases = _Phases("signals", "warm-up", "signal write", "score", "score write")
+    chunks = iter_signal_chunks(engine, warm_first, end, None, chunk_days=chunk_days)
+    while True:
+        with phases.timing("signals"):
+            frame = next(chunks, None)
+            if frame is None:
+                break
+            frames = as_stored(frame, dialect)
         earlier = {d: f for d, f in frames.items() if d < start}
         if earlier:
-            scorer.derive(earlier, start)
+            with phases.timing("warm-up"):
+                scorer.derive(earlier, start)
         mine = {d: f for d, f in frames.items() if d >= start}
         if mine:
-            first, last = min(mine), max(mine)
-            in_block = frame[frame["as_of_date"].map(_as_date) >= start] if earlier else frame
-            signal_rows += write_signal_rows(engine, in_block)
-            spent["signal write"] += clock.monotonic() - mark
-            mark = clock.monotonic()
-            parts = scorer.score(mine, first, last)
-            spent["score"] += clock.monotonic() - mark
-            mark = clock.monotonic()
-            scorer.write(*parts, first, last)
-            spent["score write"] += clock.monotonic() - mark
+            with phases.timing("signal write"):
+                in_block = frame[frame["as_of_date"].map(_as_date) >= start] if earlier else frame
+                signal_rows += write_signal_rows(engine, in_block)
+            with phases.timing("score"):
+                parts = scorer.score(mine, min(mine), max(mine))
+            with phases.timing("score write"):
+                scorer.write(*parts, min(mine), max(mine))
             done += len(mine)
         elapsed = clock.monotonic() - began
         say(
             f"rebuild {config.version} {start}..{end}: {done}/{total} dates, {signal_rows:,} signal rows, "
             f"{scorer.scored_rows:,} scores and {scorer.rollup_rows:,} rollups written, "
-            f"{done / max(elapsed, 1e-9):.1f} dates/s ("
-            + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in spent.items()) + ")"
+            f"{done / max(elapsed, 1e-9):.1f} dates/s ({phases})"
         )
-        mark = clock.monotonic()
     return scorer.finish(start, end, began) | {
         "signal_rows": signal_rows,
-        "phases": {phase: round(seconds, 2) for phase, seconds in spent.items()},
+        "phases": {phase: round(seconds, 2) for phase, seconds in phases.seconds.items()},
     }
 
 
