@@ -12,6 +12,7 @@ The same set-up as ``make`` and the DAG tests (``tests/conftest.py``, ``tests/da
 * ``point_connections(sandbox, url)`` - every ``AIRFLOW_CONN_*`` at the sandbox and the
   warehouse ``url``, resolved through the Airflow connection as in production;
 * ``task_durations(run)`` - a finished DAG run's task durations, slowest first;
+  ``task_totals(run)`` - the same per task, mapped runs summed;
 * ``output_to(path)`` - everything written to stdout and stderr (Airflow's task logs) into a file.
 
 Nothing here imports Airflow at module level.
@@ -83,6 +84,16 @@ def task_durations(run) -> list[tuple[str, float]]:
             key = ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else "")
             out.append((key, (ti.end_date - ti.start_date).total_seconds()))
     return sorted(out, key=lambda kv: -kv[1])
+
+
+def task_totals(run) -> list[tuple[str, int, float]]:
+    """``(task id, task runs, seconds)`` of a finished DAG run, mapped runs summed, slowest first."""
+    totals: dict[str, list] = {}
+    for key, seconds in task_durations(run):
+        entry = totals.setdefault(key.split("[")[0], [0, 0.0])
+        entry[0] += 1
+        entry[1] += seconds
+    return sorted(((k, n, s) for k, (n, s) in totals.items()), key=lambda t: -t[2])
 
 
 @contextlib.contextmanager

@@ -45,6 +45,7 @@ from _airflow_bench import (
     point_connections,
     scratch_company,
     task_durations,
+    task_totals,
     use_private_airflow_home,
 )
 
@@ -155,8 +156,8 @@ def main() -> int:
         )
         wall = time.perf_counter() - started
         print(f"state {run.state}; wall {wall:,.1f} s")
-        for key, secs in task_durations(run)[:10]:
-            print(f"  {key:<40} {secs:8.1f} s")
+        for key, runs, secs in task_totals(run)[:12]:
+            print(f"  {key:<40} {secs:8.1f} s  ({runs} task run{'s' if runs > 1 else ''})")
         eng = engine_for(url)
         with eng.connect() as conn:
             scored = conn.execute(
@@ -206,8 +207,8 @@ def main() -> int:
         nightly = bag.dags["customer_health_daily"].test(logical_date=morning + timedelta(days=1))
         wall = time.perf_counter() - started
         print(f"state {nightly.state}; wall {wall:,.1f} s")
-        for key, secs in task_durations(nightly)[:10]:
-            print(f"  {key:<40} {secs:8.1f} s")
+        for key, runs, secs in task_totals(nightly)[:12]:
+            print(f"  {key:<40} {secs:8.1f} s  ({runs} task run{'s' if runs > 1 else ''})")
         with eng.connect() as conn:
             scored = conn.execute(
                 select(func.count())
