@@ -34,6 +34,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.schema import CreateIndex
 
 store_metadata = MetaData()
 
@@ -334,8 +335,10 @@ def store_engine(path: str | Path) -> Engine:
     eng = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30, "check_same_thread": False})
     event.listen(eng, "connect", _pragmas)
     store_metadata.create_all(eng)
-    # Indexes added after a company was generated are created on its existing tables too.
-    for table in store_metadata.sorted_tables:
-        for index in table.indexes:
-            index.create(eng, checkfirst=True)
+    # Indexes added after a company was generated are created on its existing tables too
+    # (IF NOT EXISTS: several processes may open the same store at once).
+    with eng.begin() as conn:
+        for table in store_metadata.sorted_tables:
+            for index in table.indexes:
+                conn.execute(CreateIndex(index, if_not_exists=True))
     return eng
