@@ -271,12 +271,11 @@ class _DateScorer:
     keeping in memory what later dates read (the trend history and the inputs the "what
     changed" drivers compare with), and bulk-writes the scored dates in chunks."""
 
-    def __init__(self, engine: Engine, config: ModelConfig, start: date, end: date, say: Callable[[str], None]) -> None:
+    def __init__(self, engine: Engine, config: ModelConfig, start: date, end: date) -> None:
         from customer_health.scoring.explain import signal_templates
 
         self.engine = engine
         self.config = config
-        self.say = say
         tc = config.trends
         self.reach = max([*tc.history_offsets(), tc.previous_zone_lookback_days])
         self.window = config.explanations.change_window_days
@@ -398,7 +397,7 @@ def score_range(
 
     say = progress or log.info
     ensure_model_registered(engine, config)
-    scorer = _DateScorer(engine, config, start, end, say)
+    scorer = _DateScorer(engine, config, start, end)
     warm_first = scorer.warm_first(start, range_start)
     if warm_first < start:
         began = clock.monotonic()
@@ -457,7 +456,7 @@ def rebuild_block(
 
     say = progress or log.info
     ensure_model_registered(engine, config)
-    scorer = _DateScorer(engine, config, start, end, say)
+    scorer = _DateScorer(engine, config, start, end)
     warm_first = scorer.warm_first(start, range_start)
     scorer.read_recent(start, warm_first)
     dialect = engine.dialect.name

@@ -173,7 +173,7 @@ def as_stored(frame: pd.DataFrame, dialect: str) -> dict[date, pd.DataFrame]:
     NULL, a column the frame lacks is NULL, dates come back as dates. A rebuild that computes
     a date's signals and scores it in one pass scores what the daily run reads back.
     """
-    from customer_health.warehouse.bulk import _encoded_column
+    from customer_health.warehouse.bulk import encoded_column
 
     if frame.empty:
         return {}
@@ -181,14 +181,12 @@ def as_stored(frame: pd.DataFrame, dialect: str) -> dict[date, pd.DataFrame]:
     raw = {}
     for column in signal_values.columns:
         name = column.name
-        if name not in rows.columns:
-            values: list[Any] = [None] * len(rows)
-        else:
-            values = _encoded_column(rows[name], column.type, dialect)
+        values = encoded_column(rows[name], column.type, dialect) if name in rows.columns else [None] * len(rows)
         if name in _FLOAT_COLUMNS:
-            raw[name] = np.array([np.nan if v is None else v for v in values], dtype=float)
+            raw[name] = np.array(values, dtype=float)  # None -> NaN, as _fetch reads a NULL signal
         else:
-            raw[name] = pd.Series([None if isinstance(v, float) and v != v else v for v in values], dtype=object)
+            stored = pd.Series(values, dtype=object)
+            raw[name] = stored.where(stored.notna(), None)  # a bound NaN is stored NULL
     return _per_date(_as_input(pd.DataFrame(raw)))
 
 

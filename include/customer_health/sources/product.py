@@ -117,6 +117,18 @@ def _as_datetime(value) -> datetime | None:
     return datetime.fromisoformat(str(value))
 
 
+def _aggregates(rows: list, columns: list[str], counts: tuple[str, ...], now: datetime) -> pd.DataFrame:
+    """One fetched batch of aggregates as warehouse rows, converted column by column: text
+    account ids, dates, integer counts (a NULL count is 0), the extraction stamp."""
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    frame["account_id"] = frame["account_id"].astype(str)
+    frame["day"] = frame["day"].map({d: _as_date(d) for d in frame["day"].unique()})
+    for name in counts:
+        frame[name] = pd.to_numeric(frame[name]).fillna(0).astype("int64")
+    frame["extracted_at"] = now
+    return frame
+
+
 def extract_product(
     product: Engine,
     warehouse: Engine,
@@ -185,38 +197,12 @@ def extract_product(
         with product.connect() as src, warehouse.begin() as dst:
             result = src.execution_options(stream_results=True).execute(USAGE_SQL, bounds)
             while batch := result.fetchmany(FETCH_ROWS):
-                usage_n += bulk_upsert(
-                    dst,
-                    raw_product_usage_daily,
-                    pd.DataFrame([
-                        {
-                            "account_id": str(r.account_id),
-                            "day": _as_date(r.day),
-                            "active_users": int(r.active_users),
-                            "logins": int(r.logins or 0),
-                            "events": int(r.events),
-                            "extracted_at": now,
-                        }
-                        for r in batch
-                    ]),
-                )
+                frame = _aggregates(batch, list(result.keys()), ("active_users", "logins", "events"), now)
+                usage_n += bulk_upsert(dst, raw_product_usage_daily, frame)
             result = src.execution_options(stream_results=True).execute(FEATURE_SQL, bounds)
             while batch := result.fetchmany(FETCH_ROWS):
-                feature_n += bulk_upsert(
-                    dst,
-                    raw_product_feature_daily,
-                    pd.DataFrame([
-                        {
-                            "account_id": str(r.account_id),
-                            "day": _as_date(r.day),
-                            "feature_key": r.feature_key,
-                            "users": int(r.users),
-                            "events": int(r.events),
-                            "extracted_at": now,
-                        }
-                        for r in batch
-                    ]),
-                )
+                frame = _aggregates(batch, list(result.keys()), ("users", "events"), now)
+                feature_n += bulk_upsert(dst, raw_product_feature_daily, frame)
             covered = chunk_end - timedelta(days=1)
             # A re-run of an earlier date must not move the watermark backwards.
             previous = get_watermark(dst, SOURCE, "usage_daily")

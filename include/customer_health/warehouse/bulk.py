@@ -22,7 +22,7 @@ import pandas as pd
 from sqlalchemy import Boolean, Connection, Date, DateTime, Float, Integer, Table
 
 
-def _encoded_column(values: pd.Series, sql_type: Any, dialect: str) -> list[Any]:
+def encoded_column(values: pd.Series, sql_type: Any, dialect: str) -> list[Any]:
     """One column as the DB-API driver takes it (a list, None for NULL), converted per column.
 
     SQLite gets what SQLAlchemy would store: dates as ``YYYY-MM-DD``, stamps as
@@ -96,7 +96,7 @@ def bulk_upsert(conn: Connection, table: Table, frame: pd.DataFrame) -> int:
     )
     frame = frame.sort_values(pk, kind="stable").reset_index(drop=True)
     dialect = conn.dialect.name
-    encoded = [_encoded_column(frame[c], table.c[c].type, dialect) for c in columns]
+    encoded = [encoded_column(frame[c], table.c[c].type, dialect) for c in columns]
     dbapi = conn.connection.driver_connection
     if dialect == "postgresql":
         buffer = io.StringIO()
