@@ -168,3 +168,13 @@ def dagbag(airflow_metadata):
     bag = DagBag(str(_ROOT / "dags"))
     assert bag.import_errors == {}
     return bag
+
+
+@pytest.fixture(scope="session")
+def scored_company(company_dir, tmp_path_factory):
+    """The test company extracted, scored and acted on by the real code (``tests/scored_company.py``)."""
+    from tests.scored_company import score_company
+
+    scored = score_company(company_dir, tmp_path_factory.mktemp("scored"), TEST_END_DATE)
+    yield scored
+    scored.sandbox.stop()

@@ -8,6 +8,7 @@ is decided.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,7 @@ class ActionRules:
     default_queue_user_id: str
     vp_customer_success_role: str
     email_from: str
+    escalation_recipients: tuple[str, ...]
     improving_min_slope: float
     declining_max_slope: float
     feature_usage_window_days: int
@@ -280,12 +282,27 @@ def parse_action_rules(data: Any, source: str = "<memory>") -> ActionRules:
         default_queue_user_id=r.get(routing, "default_queue_user_id", "routing", str),
         vp_customer_success_role=r.get(routing, "vp_customer_success_role", "routing", str),
         email_from=r.get(routing, "email_from", "routing", str),
+        escalation_recipients=_addresses(r, r.get(routing, "escalation_recipients", "routing", list, []),
+                                         "routing.escalation_recipients"),
         improving_min_slope=improving,
         declining_max_slope=declining,
         feature_usage_window_days=window,
         actions=actions,
         triggers=triggers,
     )
+
+
+_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+
+
+def _addresses(r: Any, values: list[Any], where: str) -> tuple[str, ...]:
+    """Validated, lower-cased e-mail addresses (a typo fails at load, not at the first escalation)."""
+    out = []
+    for i, value in enumerate(values):
+        if not isinstance(value, str) or not _ADDRESS.match(value.strip()):
+            raise r.fail(f"{where}[{i}]", f"{value!r} is not an e-mail address")
+        out.append(value.strip().lower())
+    return tuple(dict.fromkeys(out))
 
 
 def load_action_rules(path: str | Path | None = None) -> ActionRules:

@@ -10,7 +10,6 @@ nothing new, and never touches a row already written.
 
 from __future__ import annotations
 
-import json
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Collection, Sequence
@@ -20,9 +19,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, case, func, or_, select
 
+from customer_health import wording
 from customer_health.actions import outbox
 from customer_health.actions.config import ActionRules, ActionSpec
 from customer_health.actions.rules import AccountHealth, PastAction, decide_for_account
+from customer_health.scoring.drivers import read_drivers
 from customer_health.warehouse.schema import (
     account_crosswalk,
     action_outbox,
@@ -83,19 +84,15 @@ class AccountContext:
     owner_id: str
     owner_is_queue: bool
     contact_emails: list[str]
-    sponsor: Person | None
+    sponsor: Person | None  # the customer's executive sponsor (a Contact): named, never written to
+
+    @property
+    def customer_domains(self) -> set[str]:
+        """The e-mail domains of the account's contacts: the customer's own, never internal."""
+        return {email.rsplit("@", 1)[1] for email in self.contact_emails if "@" in email}
 
 
 # ----------------------------------------------------------------------------- reading
-def _load_drivers(text: str | None) -> Any:
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def load_account_health(conn: Connection, as_of: date, model_version: str, rules: ActionRules) -> list[AccountHealth]:
     """Every account scored on ``as_of`` by ``model_version``, as the rules see it."""
     hs = health_scores
@@ -118,6 +115,7 @@ def load_account_health(conn: Connection, as_of: date, model_version: str, rules
         return []
     scores = sorted(r.score for r in rows)
     n = len(scores)
+    previous_date, previous = _previous_scores(conn, as_of, model_version)
     streaks = _healthy_streaks(conn, as_of, model_version)
     unused = _unused_core_features(conn, as_of, rules.feature_usage_window_days)
     accounts = []
@@ -136,13 +134,29 @@ def load_account_health(conn: Connection, as_of: date, model_version: str, rules
                 arr=r.arr if r.arr is not None else r.account_arr,
                 plan=r.plan,
                 explanation=r.explanation,
-                drivers=_load_drivers(r.drivers),
+                drivers=read_drivers(r.drivers),
                 healthy_streak_days=streaks.get(r.account_key, 0) if r.zone == "Healthy" else 0,
                 share_scoring_higher=higher / n,
                 unused_core_features=unused.get(r.product_account_id, ()) if r.product_account_id else (),
+                previous_score=previous.get(r.account_key),
+                previous_date=previous_date if r.account_key in previous else None,
             )
         )
     return accounts
+
+
+def _previous_scores(conn: Connection, as_of: date, model_version: str) -> tuple[date | None, dict[str, int]]:
+    """The scores of the last scored date before ``as_of`` (what a zone change stepped from)."""
+    hs = health_scores
+    day = conn.execute(
+        select(func.max(hs.c.as_of_date)).where(hs.c.model_version == model_version, hs.c.as_of_date < as_of)
+    ).scalar_one_or_none()
+    if day is None:
+        return None, {}
+    rows = conn.execute(
+        select(hs.c.account_key, hs.c.score).where(hs.c.model_version == model_version, hs.c.as_of_date == day)
+    )
+    return _as_date(day), {key: score for key, score in rows}
 
 
 def _count_at_or_below(sorted_scores: list[int], score: int) -> int:
@@ -271,9 +285,9 @@ def load_contexts(conn: Connection, account_keys: list[str], rules: ActionRules)
     return contexts
 
 
-def load_vp_customer_success(conn: Connection, rules: ActionRules) -> Person | None:
-    """The active user holding the VP of Customer Success role."""
-    row = conn.execute(
+def load_vps_customer_success(conn: Connection, rules: ActionRules) -> list[Person]:
+    """Every active Salesforce User holding the VP of Customer Success role (first: the task owner)."""
+    rows = conn.execute(
         select(raw_sf_user.c.id, raw_sf_user.c.name, raw_sf_user.c.email)
         .where(
             raw_sf_user.c.role == rules.vp_customer_success_role,
@@ -281,8 +295,20 @@ def load_vp_customer_success(conn: Connection, rules: ActionRules) -> Person | N
             raw_sf_user.c.is_deleted.is_(False),
         )
         .order_by(raw_sf_user.c.id)
-    ).first()
-    return Person(row.id, row.name, row.email) if row else None
+    )
+    return [Person(r.id, r.name, r.email) for r in rows]
+
+
+def escalation_recipients(vps: Sequence[Person], ctx: AccountContext, rules: ActionRules) -> list[str]:
+    """Who receives an internal escalation: the VPs of Customer Success and the configured addresses.
+
+    Internal people only. The customer's contacts (their executive sponsor included) are never
+    addressed, and any address in a domain of the account's contacts is dropped, configured or
+    not: an internal message with internal drivers must not reach the customer.
+    """
+    customer = ctx.customer_domains
+    wanted = [p.email.strip().lower() for p in vps if p.email] + list(rules.escalation_recipients)
+    return sorted({a for a in wanted if a.rsplit("@", 1)[-1] not in customer})
 
 
 # ----------------------------------------------------------------------------- payloads
@@ -292,12 +318,13 @@ def build_payload(
     reason: str,
     key: str,
     ctx: AccountContext,
-    vp: Person | None,
+    vps: Sequence[Person],
     related: tuple[str, ...],
     rules: ActionRules,
 ) -> tuple[dict[str, Any] | None, str | None]:
     """The payload the dispatcher delivers, or ``(None, why)`` when there is nobody to address."""
     features = list(account.unused_core_features)
+    vp = vps[0] if vps else None
     if spec.kind == "salesforce_task":
         due = account.as_of + timedelta(days=spec.due_in_days)
         owner = vp.id if spec.action_type == "emergency_review_task" and vp and vp.id else ctx.owner_id
@@ -305,13 +332,14 @@ def build_payload(
         if spec.action_type == "checkin_task":
             lines.append("Call the customer within 48 hours: confirm what changed and agree next steps.")
         if spec.action_type == "emergency_review_task":
-            sponsor = ctx.sponsor.name if ctx.sponsor else "no executive sponsor on record"
+            sponsor = ctx.sponsor.name if ctx.sponsor else "none on record"
             vp_name = vp.name if vp else "the VP of Customer Success"
-            lines.append(f"Emergency review with {vp_name} and the executive sponsor ({sponsor}).")
+            lines.append(f"Emergency review with {vp_name} and the account team. Customer's executive sponsor: {sponsor}.")
         if spec.action_type == "recovery_plan_task":
             lines.append("Prepare a custom recovery plan: potential concessions or service adjustments.")
-        if features and spec.action_type in ("expansion_task", "adoption_review_task"):
-            lines.append(f"Core features not used in 30 days: {', '.join(features)}.")
+        if features and spec.action_type == "adoption_review_task" and "Core features not used" not in reason:
+            window = wording.days(rules.feature_usage_window_days)
+            lines.append(f"Core features not used in the last {window}: {', '.join(features)}.")
         if ctx.owner_is_queue:
             lines.append("The account has no active owner: assigned to the customer-success queue.")
         fields = {
@@ -346,24 +374,35 @@ def build_payload(
         }
         payload.update(spec.content)
         return payload, None
+    sponsor = f"{ctx.sponsor.name} (customer contact)" if ctx.sponsor else "none on record"
+    vp_names = ", ".join(p.name for p in vps) or f"no active Salesforce User with the role {rules.vp_customer_success_role!r}"
     if spec.kind == "slack":
-        mentions = [f"VP of Customer Success: {vp.name}" if vp else "VP of Customer Success: not found in Salesforce"]
-        mentions.append(f"Executive sponsor: {ctx.sponsor.name}" if ctx.sponsor else "Executive sponsor: none on record")
-        text = f":rotating_light: Executive escalation - {account.name} is Critical.\n{reason}\n" + " | ".join(mentions)
-        return {"text": text, "account_key": account.account_key}, None
+        lines = [
+            f":rotating_light: *Executive escalation: {wording.slack(account.name)} is Critical* "
+            f"(health score {account.score})",
+            *(wording.slack(line) for line in reason.splitlines()),
+            f"VP of Customer Success: {wording.slack(vp_names)} | Customer's executive sponsor: {wording.slack(sponsor)}",
+        ]
+        return {"text": "\n".join(lines), "account_key": account.account_key}, None
     if spec.kind == "email":
-        to = [p.email for p in (vp, ctx.sponsor) if p is not None and p.email]
+        to = escalation_recipients(vps, ctx, rules)
         if not to:
-            return None, "no VP of Customer Success or executive sponsor with an e-mail address; add one in Salesforce"
-        body = (
-            f"<p>{account.name} has entered the Critical health zone.</p><p>{reason}</p>"
-            "<p>An emergency review and a recovery plan have been scheduled with the account team.</p>"
-        )
+            return None, (
+                f"no internal recipient for the escalation: no active Salesforce User with the role "
+                f"{rules.vp_customer_success_role!r} has an e-mail address and routing.escalation_recipients is empty"
+            )
+        paragraphs = [
+            f"{wording.html(account.name)} has entered the Critical health zone (health score {account.score}).",
+            "<br>".join(wording.html(line) for line in reason.splitlines()),
+            f"Customer's executive sponsor: {wording.html(sponsor)}.",
+            "An emergency review and a recovery plan have been scheduled with the account team.",
+            "<small>Internal: customer-health escalation. Do not forward to the customer.</small>",
+        ]
         return {
             "from": rules.email_from,
-            "to": sorted(set(to)),
-            "subject": f"Executive escalation: {account.name} is Critical (health score {account.score})",
-            "html": body,
+            "to": to,
+            "subject": f"Executive escalation: {' '.join(account.name.split())} is Critical (health score {account.score})",
+            "html": "".join(f"<p>{p}</p>" for p in paragraphs),
             "message_id": outbox.email_message_id(key),
         }, None
     raise ValueError(f"no payload builder for action kind {spec.kind!r} ({spec.action_type})")
@@ -402,7 +441,7 @@ def decide_actions(
         keys = [a.account_key for a in accounts]
         history = load_history(conn, keys, as_of, rules)
         contexts = load_contexts(conn, keys, rules)
-        vp = load_vp_customer_success(conn, rules)
+        vps = load_vps_customer_success(conn, rules)
         pending_by_key = {p.idempotency_key: p for ps in history.values() for p in ps if p.status == outbox.PENDING}
         rows = []
         withdrawn: list[str] = []
@@ -425,7 +464,7 @@ def decide_actions(
                 spec = rules.action(action_type)
                 key = outbox.idempotency_key(account.account_key, action_type, as_of, model_version)
                 payload, why_not = build_payload(
-                    spec, account, decision.action.reason, key, contexts[account.account_key], vp, related, rules
+                    spec, account, decision.action.reason, key, contexts[account.account_key], vps, related, rules
                 )
                 if payload is None:
                     report.suppressed.append((account.account_key, action_type, why_not or "nothing to deliver"))

@@ -10,13 +10,13 @@ Nothing here touches the warehouse or a target system; ``decide.py`` gathers the
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
 
+from customer_health import wording
 from customer_health.actions.config import ActionRules, TriggerSpec
+from customer_health.scoring.drivers import NO_DRIVERS, ScoreDrivers, describe_drivers
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,12 @@ class AccountHealth:
     arr: float | None = None
     plan: str | None = None
     explanation: str | None = None
-    drivers: Any = None
+    drivers: ScoreDrivers = NO_DRIVERS
     healthy_streak_days: int = 0  # consecutive days Healthy up to and including as_of
     share_scoring_higher: float = 1.0  # fraction of the day's population with a higher score
     unused_core_features: tuple[str, ...] = ()
+    previous_score: int | None = None  # the score on the previous scored date
+    previous_date: date | None = None
 
     @property
     def name(self) -> str:
@@ -79,86 +81,82 @@ def is_high_value(account: AccountHealth, rules: ActionRules) -> bool:
     return rules.is_high_value(account.arr, account.plan)
 
 
-def describe_drivers(drivers: Any, limit: int = 3) -> str:
-    """Top drivers as a short phrase, from the score's drivers JSON (whatever its shape)."""
-    if isinstance(drivers, str):
-        try:
-            drivers = json.loads(drivers)
-        except ValueError:
-            return drivers.strip()
-    items: list[Any] = []
-    if isinstance(drivers, dict):
-        for key in ("negative", "pulled_down", "down", "top_negative", "positive", "pulled_up", "changes"):
-            value = drivers.get(key)
-            if isinstance(value, list):
-                items.extend(value)
-        if not items:
-            items = [{"label": k, "value": v} for k, v in drivers.items() if not isinstance(v, (list, dict))]
-    elif isinstance(drivers, list):
-        items = drivers
-    phrases: list[str] = []
-    for item in items[:limit]:
-        if isinstance(item, dict):
-            text = item.get("text") or item.get("description") or item.get("explanation")
-            if not text:
-                label = item.get("label") or item.get("signal") or item.get("name") or "?"
-                impact = next((item[k] for k in ("impact", "contribution", "points", "value") if k in item), None)
-                text = f"{label} ({impact:+.0f})" if isinstance(impact, (int, float)) else str(label)
-            phrases.append(str(text).replace("_", " "))
-        else:
-            phrases.append(str(item))
-    return "; ".join(phrases)
-
-
 def _trajectory(account: AccountHealth) -> str:
+    """The score's 30-day change and 90-day slope, in words (``"down 12 points over 30 days"``)."""
     parts = []
-    if account.delta_30 is not None and round(account.delta_30) != 0:
-        direction = "down" if account.delta_30 < 0 else "up"
-        parts.append(f"{direction} {abs(account.delta_30):.0f} points in 30 days")
+    if account.delta_30 is not None:
+        change = round(account.delta_30)
+        parts.append(
+            "unchanged over 30 days" if change == 0
+            else f"{'down' if change < 0 else 'up'} {wording.points(abs(change))} over 30 days"
+        )
     if account.slope_90 is not None and abs(account.slope_90) >= 1:
         direction = "falling" if account.slope_90 < 0 else "rising"
-        parts.append(f"{direction} {abs(account.slope_90):.1f} points a month over 90 days")
-    return ", ".join(parts) or "little change over 30 days"
+        parts.append(f"{direction} {wording.points(abs(account.slope_90))} a month over 90 days")
+    return ", ".join(parts)
 
 
-def _why(account: AccountHealth) -> str:
-    pieces = []
+def _move(account: AccountHealth) -> str:
+    """How the score got where it is: the step from the previous score, then the 30-day trend.
+
+    A zone change is a step across a bound, so the step is what a reader needs first; the
+    30-day trend follows as context (it may point the other way: a score that dipped from 75
+    to 74 today can still be a point above where it was a month ago).
+    """
+    head = f"score {account.score}"
+    if account.previous_score is not None and account.previous_date is not None:
+        step = account.score - account.previous_score
+        if step:
+            head += (
+                f", {'down' if step < 0 else 'up'} {wording.points(abs(step))} from "
+                f"{account.previous_score} on {account.previous_date.isoformat()}"
+            )
+    trend = _trajectory(account)
+    return f"{head}; {trend}" if trend else head
+
+
+def _why(account: AccountHealth) -> list[str]:
+    """The explanation sentence and the drivers pulling the score down, as lines."""
+    lines = []
     if account.explanation:
-        pieces.append(account.explanation.rstrip("."))
-    drivers = describe_drivers(account.drivers)
-    if drivers:
-        pieces.append(f"Top drivers: {drivers}")
-    return ". ".join(pieces) + "." if pieces else ""
+        lines.append(f"Why: {account.explanation.rstrip('.')}.")
+    pulling = describe_drivers(account.drivers, limit=3, kind="down")
+    if pulling:
+        lines.append(f"Pulling the score down: {pulling}.")
+    return lines
 
 
 def reason_for(trigger: str, account: AccountHealth, rules: ActionRules) -> str:
-    """The CSM-readable reason a trigger fired for this account."""
+    """The CSM-readable reason a trigger fired for this account (one or more lines)."""
     tier = "high-value (white-glove)" if is_high_value(account, rules) else "standard (automated)"
     who = f"{account.name} [{tier}]"
-    features = ", ".join(account.unused_core_features) or "none"
+    window = wording.days(rules.feature_usage_window_days)
+    unused = f"Core features not used in the last {window}: {', '.join(account.unused_core_features)}."
     if trigger == "healthy_to_neutral":
-        head = f"{who} slipped from Healthy to Neutral: score {account.score}, {_trajectory(account)}."
-        return f"{head} {_why(account)} Core features not used in 30 days: {features}.".replace("  ", " ")
+        lines = [f"{who} slipped from Healthy to Neutral: {_move(account)}.", *_why(account)]
+        if account.unused_core_features:
+            lines.append(unused)
+        return "\n".join(lines)
     if trigger in ("entering_at_risk", "entering_critical"):
         zone = "At Risk" if trigger == "entering_at_risk" else "Critical"
         origin = f"from {account.previous_zone}" if account.previous_zone else "on its first score"
-        head = f"{who} entered {zone} {origin}: score {account.score}, {_trajectory(account)}."
-        return f"{head} {_why(account)}".strip()
+        return "\n".join([f"{who} entered {zone} {origin}: {_move(account)}.", *_why(account)])
     if trigger == "sustained_healthy":
+        trend = _trajectory(account)
         return (
-            f"{who} has been Healthy for {account.healthy_streak_days} days in a row (score {account.score}, "
-            f"{_trajectory(account)}): a candidate for referrals, a case study, the beta programme and reviews."
+            f"{who} has been Healthy for {wording.days(account.healthy_streak_days)} in a row (score {account.score}"
+            f"{'; ' + trend if trend else ''}): a candidate for referrals, a case study, the beta programme and reviews."
         )
     if trigger == "top_quartile_expansion":
         top = max(1, round(100 * account.share_scoring_higher + 0.5))
         return (
-            f"{who} scores {account.score}, in the top {top}% of customers today, and has not used these core "
-            f"features in 30 days: {features}. Open an expansion conversation grounded in that usage."
+            f"{who} scores {account.score}, in the top {top}% of customers today.\n{unused}\n"
+            "Open an expansion conversation grounded in that usage."
         )
     if trigger == "recovery":
         return (
-            f"{who} recovered from {account.previous_zone} to {account.zone}: score {account.score}, "
-            f"{_trajectory(account)}. Resume paused campaigns and close the rescue tasks."
+            f"{who} recovered from {account.previous_zone} to {account.zone}: {_move(account)}.\n"
+            "Resume paused campaigns and close the rescue tasks."
         )
     raise ValueError(f"unknown trigger {trigger!r}; known triggers are defined in actions/config.py TRIGGERS")
 

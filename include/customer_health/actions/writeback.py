@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from customer_health.actions.config import ActionRules
-from customer_health.actions.rules import describe_drivers
 from customer_health.actions.targets import RetryPolicy, TransientDeliveryError, translated_errors
+from customer_health.scoring.drivers import describe_drivers, read_drivers
 from customer_health.warehouse.io import upsert_rows, utcnow
 from customer_health.warehouse.schema import crm_writeback_state, health_scores
 
@@ -52,7 +52,7 @@ class WritebackReport:
 
 def account_health_fields(row: Any, rules: ActionRules) -> dict[str, Any]:
     """The four Account fields for one health_scores row."""
-    drivers = describe_drivers(row.drivers, limit=5)
+    drivers = describe_drivers(read_drivers(row.drivers), limit=5)
     text = " ".join(p for p in ((row.explanation or "").strip(), f"Drivers: {drivers}." if drivers else "") if p)
     return {
         "Health_Score__c": float(row.score),

@@ -129,9 +129,14 @@ def _salesforce_instance_url() -> str | None:
     return url.rstrip("/") if isinstance(url, str) and url.startswith(("https://", "http://")) else None
 
 
+def salesforce_instance() -> str | None:
+    """The Salesforce instance URL, looked up at most once a minute per process."""
+    return _salesforce_cache.get(("instance",), _salesforce_instance_url)
+
+
 def salesforce_account_url(account_key: str) -> str | None:
     """The account's record in Salesforce (Lightning), or None without an instance URL."""
-    instance = _salesforce_cache.get(("instance",), _salesforce_instance_url)
+    instance = salesforce_instance()
     return f"{instance}/lightning/r/Account/{account_key}/view" if instance else None
 
 
@@ -211,9 +216,21 @@ def _keep_warm(stop: threading.Event) -> None:
         stop.wait(WARM_EVERY_SECONDS)
 
 
+def _first_use() -> None:
+    """Work a served app does once, off the request path: look the Salesforce connection up.
+
+    The first connection lookup in a process sets up Airflow's ORM (seconds in a bare process),
+    which would otherwise land on the first account page. It runs here, in the lifespan's
+    background thread, never at import: an Airflow plugin that touches the metadata DB while
+    Airflow imports it breaks Airflow's own session (DESIGN.md, "Nothing at import").
+    """
+    salesforce_instance()
+
+
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     """In the api-server (which enters mounted apps' lifespans): run the cache refresher."""
+    threading.Thread(target=_first_use, name="customer-health-first-use", daemon=True).start()
     stop = threading.Event()
     refresher = threading.Thread(target=_keep_warm, args=(stop,), name="customer-health-warm", daemon=True)
     refresher.start()
@@ -228,10 +245,6 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
 
     ``warm_cache`` runs the intervention-analysis refresher while the app is served.
     """
-    # Look the Salesforce connection up once now: the first lookup in a process sets up
-    # Airflow's ORM (seconds in a bare process; done already in the api-server), which would
-    # otherwise land on the first account page.
-    _salesforce_instance_url()
     # Compile every page template now (Jinja caches them per process): the api-server pays
     # it at start-up, not each page's first visitor.
     for name in templates.env.list_templates(extensions=["html"]):

@@ -34,6 +34,7 @@ import yaml
 from sqlalchemy import Connection, Date, bindparam, func, select, text
 
 from customer_health.scoring import history as history_store
+from customer_health.scoring.drivers import read_drivers
 from customer_health.warehouse import schema
 from customer_health.warehouse.io import utcnow
 from customer_health.warehouse.schema import (
@@ -294,17 +295,11 @@ def portfolio(
 
 # --------------------------------------------------------------------------- trending
 def parse_drivers(raw: str | None) -> dict[str, list[dict[str, Any]]]:
-    """The drivers JSON of a score (``down``, ``up``, ``changes``); empty lists when missing."""
-    empty: dict[str, list[dict[str, Any]]] = {"down": [], "up": [], "changes": []}
-    if not raw:
-        return empty
-    try:
-        parsed = json.loads(raw)
-    except (TypeError, ValueError):
-        return empty
-    if not isinstance(parsed, dict):
-        return empty
-    return {key: [d for d in parsed.get(key) or [] if isinstance(d, dict)] for key in empty}
+    """The drivers of a score for the pages and the API (``scoring.drivers.read_drivers``).
+
+    ``{"down": [{"signal", "label", "points", "score"}, ...], "up": [...], "changes": [...]}``.
+    """
+    return read_drivers(raw).as_dict()
 
 
 def _mover_rows(conn: Connection, view: View, keys: Sequence[str]) -> list[dict[str, Any]]:
@@ -467,13 +462,10 @@ def _signal_breakdown(
         for d in drivers.get(kind, []):
             entry = described.setdefault(str(d.get("signal")), {})
             if kind == "changes":
-                entry.setdefault("change_points", d.get("points"))
-                entry.setdefault("was_score", d.get("was_score"))
-                entry.setdefault("change_text", d.get("text"))
+                entry.setdefault("change_points", d["points"])
             else:
-                entry.setdefault("points", d.get("points"))
-                entry.setdefault("normalized", d.get("score"))
-                entry.setdefault("text", d.get("text"))
+                entry.setdefault("points", d["points"])
+                entry.setdefault("normalized", d["score"])
                 entry.setdefault("direction", kind)
     breakdown = []
     stored = conn.execute(

@@ -20,7 +20,6 @@ with array concatenation, so a million accounts cost a few hundred milliseconds.
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,20 +27,16 @@ import numpy as np
 
 from customer_health.scoring.model_config import ModelConfig
 from customer_health.scoring.score import zones
+from customer_health.scoring.signal_catalog import SIGNALS, fill_template, value_spec
 
 _FIXED_SPEC = re.compile(r"[^.]*\.(\d+)([f%])")
 
 
 def signal_templates(config: ModelConfig) -> dict[str, str]:
-    """Description template per model signal, from the signal catalogue when available.
+    """Description template per model signal, from the signal catalogue.
 
-    Imported lazily: the scoring engine works on a frame and does not need the catalogue;
-    without it a signal reads as its key and value (``"login frequency 3.2"``).
+    A signal the catalogue does not know reads as its key and value (``"login frequency 3.2"``).
     """
-    try:
-        from customer_health.scoring.signal_catalog import SIGNALS
-    except ImportError:
-        SIGNALS = {}  # noqa: N806 - same name as the catalogue's constant
     templates = {}
     for key in config.signal_keys:
         spec = SIGNALS.get(key)
@@ -194,13 +189,6 @@ def join_rows(parts: list[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
     return out
 
 
-def _spec_of(template: str) -> str:
-    for _literal, field, spec, _conv in string.Formatter().parse(template):
-        if field == "value":
-            return spec or ""
-    return ".3g"
-
-
 def _decimals(spec: str) -> int | None:
     """Decimals a fixed-point spec prints (a percentage prints two more), None otherwise."""
     match = _FIXED_SPEC.fullmatch(spec)
@@ -243,14 +231,14 @@ def _fill(template: str, value: float) -> str:
     if np.isnan(value):
         return "no data"
     try:
-        return template.format(value=value)
+        return fill_template(template, value)
     except (KeyError, IndexError, ValueError):  # a template we cannot fill stays readable
         return f"{template} ({value:.3g})"
 
 
 def describe_values(values: np.ndarray, template: str) -> np.ndarray:
     """The template filled with each value (``"active users 34% of seats"``), vectorized."""
-    labels, uniques = _value_codes(_rounding_key(np.asarray(values, dtype=float), _spec_of(template)))
+    labels, uniques = _value_codes(_rounding_key(np.asarray(values, dtype=float), value_spec(template)))
     table = np.array([_fill(template, float(u)) for u in uniques] + ["no data"], dtype=object)
     return table[labels]
 
@@ -275,7 +263,7 @@ def _signal_piece(
     if not len(rows):
         return [(empty, text_labels), (empty, was_labels)]
     sig = signal[rows]
-    specs = [_spec_of(templates[key]) for key in keys]
+    specs = [value_spec(templates[key]) for key in keys]
     value = raw[rows, sig]
     has_was = with_was[rows] if previous_raw is not None else np.zeros(len(rows), dtype=bool)
     was_rows, was_sig = rows[has_was], sig[has_was]

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, and_, select
 
+from customer_health.scoring.drivers import read_drivers
 from customer_health.scoring.model_config import ModelConfig, load_model_config
 from customer_health.validation.metrics import DEFAULT_THRESHOLD, evaluate_scores, json_safe
 from customer_health.validation.outcomes import read_outcomes
@@ -235,25 +236,8 @@ def build_cohort(
 
 # --------------------------------------------------------------------------- drivers for FN/FP
 def driver_texts(drivers_json: Any, kind: str = "down", limit: int = 3) -> list[str]:
-    """The driver sentences of one ``health_scores.drivers`` JSON (``down``: pulling it down)."""
-    if not drivers_json or (isinstance(drivers_json, float) and np.isnan(drivers_json)):
-        return []
-    try:
-        parsed = json.loads(drivers_json) if isinstance(drivers_json, str) else drivers_json
-    except (TypeError, ValueError):
-        return []
-    items = parsed.get(kind, []) if isinstance(parsed, dict) else []
-    texts = []
-    # Items are {"signal", "points", "text", ...} or compact [signal, points, score] lists.
-    for item in items[:limit]:
-        if isinstance(item, dict):
-            label, points = item.get("text") or str(item.get("signal", "")).replace("_", " "), item.get("points")
-        elif isinstance(item, list | tuple) and item:
-            label, points = str(item[0]).replace("_", " "), item[1] if len(item) > 1 else None
-        else:
-            continue
-        texts.append(f"{label} ({float(points):+.1f} pts)" if isinstance(points, int | float) else label)
-    return texts
+    """The driver phrases of one ``health_scores.drivers`` value (``down``: pulling it down)."""
+    return [d.phrase() for d in getattr(read_drivers(drivers_json), kind)[:limit]]
 
 
 def _listing(frame: pd.DataFrame, sort_ascending: bool) -> list[dict[str, Any]]:
