@@ -42,9 +42,7 @@ def points(value: float, *, signed: bool = False) -> str:
     Whole numbers print without decimals; others with one. ``signed`` prints a ``+`` on gains.
     """
     rounded = round(float(value), 1)
-    if rounded == 0:
-        rounded = 0.0  # never "-0"
-    text = f"{rounded:+.1f}" if signed else f"{rounded:.1f}"
+    text = "0.0" if rounded == 0 else f"{rounded:+.1f}" if signed else f"{rounded:.1f}"  # never "-0" or "+0"
     if text.endswith(".0"):
         text = text[:-2]
     return f"{text} {'point' if text.lstrip('+-') == '1' else 'points'}"

@@ -19,6 +19,7 @@ from customer_health.actions import outbox
 from customer_health.actions.config import ActionRulesError, load_action_rules, parse_action_rules
 from customer_health.actions.decide import decide_actions
 from customer_health.actions.rules import AccountHealth, PastAction, decide_for_account, triggered_actions
+from customer_health.scoring.drivers import read_drivers
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.schema import (
     account_crosswalk,
@@ -30,6 +31,7 @@ from customer_health.warehouse.schema import (
     raw_sf_contact,
     raw_sf_user,
 )
+from tests.drivers_helpers import engine_drivers
 
 RULES = load_action_rules()
 D = date(2026, 10, 1)
@@ -145,12 +147,30 @@ def test_no_expansion_without_unused_features_outside_the_top_quartile_or_while_
 
 
 def test_the_reason_tells_a_csm_why_in_words():
+    drivers = read_drivers(engine_drivers(down=[("login_frequency", -22.0, 8.0), ("csat", -1.5, 31.0)]))
     account = health("At Risk", "Neutral", 41, delta_30=-18.0, explanation="Logins fell by half since August",
-                     drivers=json.dumps({"negative": [{"signal": "login_frequency", "impact": -22}]}))
+                     drivers=drivers, previous_score=52, previous_date=D - timedelta(days=1))
     [checkin] = [a for a in triggered_actions(account, RULES) if a.action_type == "checkin_task"]
-    assert "entered At Risk from Neutral" in checkin.reason
-    assert "down 18 points in 30 days" in checkin.reason
-    assert "Logins fell by half" in checkin.reason and "login frequency (-22)" in checkin.reason
+    assert checkin.reason.splitlines() == [
+        "Acme [standard (automated)] entered At Risk from Neutral: score 41, down 11 points from 52 on "
+        "2026-09-30; down 18 points over 30 days.",
+        "Why: Logins fell by half since August.",
+        "Pulling the score down: login frequency (-22 points; 8/100 vs similar accounts); "
+        "CSAT (-1.5 points; 31/100 vs similar accounts).",
+    ]
+
+
+def test_a_zone_drop_is_told_as_a_drop_even_when_the_month_rose():
+    """74 today, 75 yesterday, 73 a month ago: the CSM reads the step down first, then the month."""
+    account = health("Neutral", "Healthy", 74, delta_30=1.0, previous_score=75, previous_date=D - timedelta(days=1),
+                     explanation="Score 74 (Neutral), held down by: 1 open support ticket")
+    [action] = triggered_actions(account, RULES)
+    first = action.reason.splitlines()[0]
+    assert first == (
+        "Acme [standard (automated)] slipped from Healthy to Neutral: score 74, down 1 point from 75 on "
+        "2026-09-30; up 1 point over 30 days."
+    )
+    assert "Why: Score 74 (Neutral), held down by: 1 open support ticket." in action.reason
 
 
 # ----------------------------------------------------------------------------- anti-fatigue
@@ -258,7 +278,7 @@ class Warehouse:
                 account_key=key, as_of_date=day, model_version=model, score=score, computed_score=score, zone=zone,
                 previous_zone=previous, coverage=1.0, delta_30=delta_30, slope_90=slope_90,
                 explanation="Active users fell from 40 to 12 in 30 days",
-                drivers=json.dumps({"negative": [{"signal": "active_user_ratio", "impact": -25}]}),
+                drivers=engine_drivers(down=[("active_user_ratio", -25.0, 4.0)]),
                 computed_at=NOW))
 
     def outbox(self, **where) -> list:
@@ -313,11 +333,12 @@ def test_deciding_the_same_date_twice_inserts_nothing_and_never_resets_a_sent_ro
     assert wh.outbox(action_type="executive_slack")[0].status == "sent"
 
 
-def test_critical_addresses_the_vp_and_the_executive_sponsor(wh):
+def test_critical_escalates_to_the_vp_internally_and_only_names_the_customers_sponsor(wh):
     wh.score(wh.account("001A", "Acme"), D, "Critical", 18, "Neutral")
     decide_actions(wh.engine, D, "v1", RULES)
     email = json.loads(wh.outbox(action_type="executive_email")[0].payload)
-    assert email["to"] == ["sam@acme.test", "vera@vendor.test"]
+    assert email["to"] == ["vera@vendor.test"]
+    assert "Sam Sponsor (customer contact)" in email["html"]
     assert email["message_id"] == outbox.email_message_id("001A:executive_email:2026-10-01:v1")
     slack = json.loads(wh.outbox(action_type="executive_slack")[0].payload)["text"]
     assert "Vera VP" in slack and "Sam Sponsor" in slack and "Critical" in slack
@@ -414,3 +435,35 @@ def test_a_different_model_version_is_decided_separately(wh):
 
 def test_replace_keeps_account_health_immutable():
     assert replace(health("Neutral", "Healthy"), score=61).score == 61
+
+
+def test_no_address_in_the_customers_domain_ever_receives_an_escalation(wh):
+    """A configured list that (by mistake) names a customer address loses it; the VP keeps it."""
+    rules = replace(RULES, escalation_recipients=("cs-leaders@vendor.test", "sam@acme.test", "boss@acme.test"))
+    wh.score(wh.account("001A", "Acme"), D, "Critical", 18, "Neutral")
+    decide_actions(wh.engine, D, "v1", rules)
+    email = json.loads(wh.outbox(action_type="executive_email")[0].payload)
+    assert email["to"] == ["cs-leaders@vendor.test", "vera@vendor.test"]
+    assert not any(address.endswith("@acme.test") for address in email["to"])
+
+
+def test_without_an_internal_recipient_the_escalation_email_is_not_sent_to_anyone_else(wh):
+    with wh.engine.begin() as conn:
+        conn.execute(update(raw_sf_user).where(raw_sf_user.c.id == "005VP").values(is_active=False))
+    wh.score(wh.account("001A", "Acme"), D, "Critical", 18, "Neutral")
+    report = decide_actions(wh.engine, D, "v1", RULES)
+    assert wh.outbox(action_type="executive_email") == []
+    [why] = [w for _, action, w in report.suppressed if action == "executive_email"]
+    assert "no internal recipient" in why and "escalation_recipients" in why
+
+
+def test_names_from_source_systems_are_escaped_in_slack_and_email(wh):
+    hostile = "Evil <!channel> & <https://phish.test|Co> <script>x</script>"
+    wh.score(wh.account("001A", hostile), D, "Critical", 18, "Neutral")
+    decide_actions(wh.engine, D, "v1", RULES)
+    slack = json.loads(wh.outbox(action_type="executive_slack")[0].payload)["text"]
+    assert "<!channel>" not in slack and "<https://" not in slack and "<script>" not in slack
+    assert "Evil &lt;!channel&gt; &amp; &lt;https://phish.test|Co&gt;" in slack
+    html = json.loads(wh.outbox(action_type="executive_email")[0].payload)["html"]
+    assert "<script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+    assert "Evil &lt;!channel&gt; &amp;" in html

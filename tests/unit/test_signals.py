@@ -80,7 +80,7 @@ def test_catalog_holds_the_fixed_signal_keys_by_dimension():
 def test_catalog_phrases_read_as_csm_sentences():
     assert SIGNALS["active_user_ratio"].describe(0.42).startswith("active users 42% of seats")
     assert SIGNALS["engagement_trend"].describe(-0.25) == "logins -25% vs the two months before"
-    assert SIGNALS["csat"].describe(float("nan")) == "no data for csat"
+    assert SIGNALS["csat"].describe(float("nan")) == "no data for CSAT"
     for spec in SIGNALS.values():
         spec.describe(0.5)  # every template formats a float
 

@@ -50,15 +50,34 @@ class WritebackReport:
         }
 
 
+def health_drivers_text(explanation: str | None, drivers_json: str | None) -> str:
+    """``Health_Drivers__c``: the explanation, then what pulls the score down and what holds it up.
+
+    ``"Score 41 (At Risk), held down by: ... . Pulling it down: CSAT (-2.4 points; 0/100 vs
+    similar accounts); ... Holding it up: ..."``, cut to the field's length at a sentence.
+    """
+    drivers = read_drivers(drivers_json)
+    sentences = [(explanation or "").strip().rstrip(".")]
+    for kind, lead in (("down", "Pulling it down"), ("up", "Holding it up")):
+        phrase = describe_drivers(drivers, limit=3, kind=kind)
+        if phrase:
+            sentences.append(f"{lead}: {phrase}")
+    text = ""
+    for sentence in (s for s in sentences if s):
+        candidate = f"{text} {sentence}." if text else f"{sentence}."
+        if len(candidate) > DRIVERS_MAX_CHARS:
+            break
+        text = candidate
+    return text or (sentences[0][: DRIVERS_MAX_CHARS - 1] + "." if sentences[0] else "")
+
+
 def account_health_fields(row: Any, rules: ActionRules) -> dict[str, Any]:
     """The four Account fields for one health_scores row."""
-    drivers = describe_drivers(read_drivers(row.drivers), limit=5)
-    text = " ".join(p for p in ((row.explanation or "").strip(), f"Drivers: {drivers}." if drivers else "") if p)
     return {
         "Health_Score__c": float(row.score),
         "Health_Zone__c": row.zone,
         "Health_Trend__c": rules.trend_label(row.slope_90),
-        "Health_Drivers__c": text[:DRIVERS_MAX_CHARS],
+        "Health_Drivers__c": health_drivers_text(row.explanation, row.drivers),
     }
 
 

@@ -23,8 +23,8 @@ from customer_health.sandbox.store import sandbox_writes
 SYSTEM = "smtp"
 
 
-def _body_text(msg: EmailMessage) -> str:
-    part = msg.get_body(preferencelist=("plain", "html"))
+def _body_text(msg: EmailMessage, preference: tuple[str, ...] = ("plain", "html")) -> str:
+    part = msg.get_body(preferencelist=preference)
     if part is None:
         return ""
     try:
@@ -54,6 +54,7 @@ class RecordingHandler:
             "subject": str(msg.get("Subject") or ""),
             "message_id": message_id,
             "body": _body_text(msg),
+            "html": _body_text(msg, ("html",)) or None,
         }
         with self.store.begin() as conn:
             seen = message_id and conn.execute(
