@@ -115,12 +115,15 @@ def _naive_utc(value: datetime) -> datetime:
 
 
 def refresh_window(engine: Engine, run_time: datetime, now: datetime | None = None) -> RefreshWindow:
-    """The window of a refresh run at ``run_time`` (capped at ``now``: never read the future).
+    """The window of a refresh run at ``run_time``: never past ``now`` minus the extraction's
+    safety lag (``sources.window.read_bound``), so the window ends where the reads end.
 
     ``since`` is the last completed refresh's ``until``; before the first refresh it is the start
     of the day being refreshed.
     """
-    until = min(_naive_utc(run_time), now or utcnow())
+    from customer_health.sources.window import read_bound
+
+    until = read_bound(run_time, now or utcnow())
     with engine.connect() as conn:
         mark = get_watermark(conn, REFRESH_SOURCE, REFRESH_OBJECT)
     since = datetime.fromisoformat(mark) if mark else datetime.combine((until - timedelta(microseconds=1)).date(), time())

@@ -249,7 +249,8 @@ def test_incremental_run_reads_only_changed_records_and_deletions(salesforce, wa
 
     # Taken now, not at import: in a long suite this test may run many minutes after collection.
     later = datetime.now(UTC).replace(tzinfo=None, microsecond=0) + timedelta(minutes=5)
-    report = extract_salesforce(salesforce.login, engine, later, batch_size=BATCH)
+    # A run five minutes from now: the changes are older than its read bound.
+    report = extract_salesforce(salesforce.login, engine, later, batch_size=BATCH, read_started=later)
     assert {n: o.rows for n, o in report.objects.items() if o.rows} == {"Account": 1, "Contact": 1, "Task": 1}
     assert report.objects["Contact"].deleted == 1
     assert report.objects["Account"].watermark_before == SEEDED_UNTIL.strftime("%Y-%m-%dT%H:%M:%SZ")

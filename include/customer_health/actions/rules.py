@@ -236,7 +236,7 @@ def suppression_reason(
             last = max(p.trigger_date for p in recent)
             return (
                 f"cooldown: {action_type} already decided on {last.isoformat()} "
-                f"(cooldown {spec.cooldown_days} days)",
+                f"(cooldown {wording.days(spec.cooldown_days)})",
                 (),
             )
     return None, ()

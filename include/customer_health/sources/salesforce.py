@@ -4,17 +4,20 @@ For each object (User, Account, Contact, Task, Opportunity, NPS_Response__c) one
 through ``queryAll`` (so deletions arrive as ``IsDeleted`` rows)::
 
     SELECT ... FROM Account
-    WHERE SystemModstamp > <watermark> AND SystemModstamp <= <until>
+    WHERE SystemModstamp > <watermark - OVERLAP> AND SystemModstamp <= <until>
     ORDER BY SystemModstamp ASC, Id ASC
 
 is streamed page by page (``query`` then ``query_more`` on ``nextRecordsUrl``; never
 ``query_all`` into memory). Each page is mapped to warehouse rows, validated - a record with a
 wrong type, a bad date or no Id goes to ``quarantine`` with the reason while the rest of the page
-loads - and upserted in its own transaction. Only after the last page of an object is committed
-does its watermark move to ``until``: a run that fails half-way re-reads the object from the old
-watermark next time, and the upserts make that (and a page served twice) harmless. A run whose
-``until`` is not after the watermark (a backfill of an old date) reads nothing and never moves the
-watermark back.
+loads - and upserted in its own transaction. ``until`` is the run's interval end, but never
+later than the moment of reading minus a safety lag (``sources.window.read_bound``): a run for
+"today" does not jump the watermark past changes still to come. Only after the last page of an
+object is committed does its watermark move to ``until``, and only forward (an overlapping run
+that read less far leaves it): a run that fails half-way re-reads the object from the old
+watermark next time, and the upserts make that, the ``OVERLAP`` re-read before the watermark and
+a page served twice harmless. A run whose ``until`` is not after the watermark (a backfill of an
+old date) reads nothing.
 
 Failures are told apart, because the fix differs:
 
@@ -56,10 +59,11 @@ from urllib3.util.retry import Retry
 
 from customer_health.settings import SALESFORCE_CONN_ID
 from customer_health.sources.report import ExtractReport, ObjectReport
+from customer_health.sources.window import OVERLAP, read_bound
 from customer_health.warehouse.io import (
+    advance_time_watermark,
     get_watermark,
     quarantine_records,
-    set_watermark,
     upsert_rows,
     utcnow,
 )
@@ -141,11 +145,11 @@ class ObjectMapping:
         """The fields the extraction query selects."""
         return [f.sf_field for f in self.fields] + ["SystemModstamp"] + (["IsDeleted"] if self.has_is_deleted else [])
 
-    def soql(self, watermark: str | None, until: str) -> str:
-        """The incremental query for the interval (watermark, until]."""
+    def soql(self, since: str | None, until: str) -> str:
+        """The incremental query for the interval (since, until]."""
         where = f"SystemModstamp <= {until}"
-        if watermark is not None:
-            where = f"SystemModstamp > {watermark} AND {where}"
+        if since is not None:
+            where = f"SystemModstamp > {since} AND {where}"
         return (
             f"SELECT {', '.join(self.select_fields)} FROM {self.name} "
             f"WHERE {where} ORDER BY SystemModstamp ASC, Id ASC"
@@ -508,8 +512,12 @@ def extract_salesforce(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     log: logging.Logger = log,
+    read_started: datetime | None = None,
 ) -> ExtractReport:
     """Extract Salesforce changes up to ``until`` (inclusive) into the ``raw_sf_*`` tables.
+
+    The bound is ``read_bound(until, read_started)``: never past the moment of reading (default
+    now) minus the safety lag.
 
     ``sf`` is a simple-salesforce client, or a callable returning a freshly logged-in one
     (called again once when the session expires). ``objects`` defaults to every mapped
@@ -523,10 +531,10 @@ def extract_salesforce(
     session = SalesforceSession(sf, log)
     report = ExtractReport(SOURCE)
     denied: list[_ObjectDenied] = []
+    bound = read_bound(until, read_started)
     for name in names:
         try:
-            _extract_object(session, engine, OBJECT_MAPPINGS[name], as_naive_utc(until), batch_size,
-                            report.object(name), log)
+            _extract_object(session, engine, OBJECT_MAPPINGS[name], bound, batch_size, report.object(name), log)
         except _ObjectDenied as exc:
             log.warning("Salesforce %s skipped: %s %s", name, exc.code, exc.message)
             denied.append(exc)
@@ -556,9 +564,12 @@ def _extract_object(
         log.info("Salesforce %s: watermark %s is not before %s; nothing to read", mapping.name, watermark, until)
         return
     until_literal = soql_datetime(until)
-    soql = mapping.soql(watermark, until_literal)
+    # Re-read OVERLAP before the watermark: a record committed late with an earlier
+    # SystemModstamp than ones already read is still picked up (the upsert by Id dedupes).
+    since = None if watermark is None else soql_datetime(as_naive_utc(datetime.fromisoformat(watermark)) - OVERLAP)
+    soql = mapping.soql(since, until_literal)
     headers = {"Sforce-Query-Options": f"batchSize={batch_size}"}
-    log.info("Salesforce %s: reading changes after %s up to %s", mapping.name, watermark or "the beginning",
+    log.info("Salesforce %s: reading changes after %s up to %s", mapping.name, since or "the beginning",
              until_literal)
     page = session.call(mapping.name, "the query", lambda sf: sf.query(soql, include_deleted=True, headers=headers))
     previous_ids: set[str] = set()
@@ -580,10 +591,9 @@ def _extract_object(
             lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True, headers=headers),
         )
     with engine.begin() as conn:
-        set_watermark(conn, SOURCE, mapping.name, until_literal, report.rows)
-    report.watermark_after = until_literal
+        report.watermark_after = advance_time_watermark(conn, SOURCE, mapping.name, until_literal, until, report.rows)
     log.info("Salesforce %s: %d rows (%d deleted), %d quarantined, %d pages; watermark now %s",
-             mapping.name, report.rows, report.deleted, report.quarantined, report.pages, until_literal)
+             mapping.name, report.rows, report.deleted, report.quarantined, report.pages, report.watermark_after)
 
 
 def _load_page(

@@ -101,6 +101,32 @@ def set_watermark(conn: Connection, source: str, obj: str, watermark: str, rows_
     )
 
 
+def _watermark_time(value: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def advance_time_watermark(
+    conn: Connection, source: str, obj: str, watermark: str, moment: datetime, rows_added: int = 0
+) -> str:
+    """Move a time watermark forward to ``moment`` (written as ``watermark``); never backwards.
+
+    Two runs can overlap (the daily run and the 15-minute refresh); the one that read less far
+    must not pull the watermark back behind the other's. Returns the watermark now stored.
+    Call inside the transaction that committed the rows it covers.
+    """
+    current = get_watermark(conn, source, obj)
+    stored = _watermark_time(current) if current is not None else None
+    if stored is not None and stored >= moment:
+        set_watermark(conn, source, obj, current, rows_added)
+        return current
+    set_watermark(conn, source, obj, watermark, rows_added)
+    return watermark
+
+
 def quarantine_records(
     conn: Connection, source: str, obj: str, records: Iterable[tuple[str, str, Any]]
 ) -> int:
