@@ -10,9 +10,11 @@ using data up to the end of D (``until`` = the interval end).
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
@@ -21,6 +23,26 @@ from customer_health.warehouse.engine import connection_to_url, engine_for, get_
 from customer_health.warehouse.migrate import current_revision, upgrade_to_head
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def fail_fast(step: Callable[..., T]) -> Callable[..., T]:
+    """Run ``step``; an error that says a retry cannot help (``retryable = False``: bad
+    credentials, a missing permission, permanently failed deliveries) fails the Airflow task
+    at once instead of being retried as if transient."""
+
+    @functools.wraps(step)
+    def run(*args: Any, **kwargs: Any) -> T:
+        try:
+            return step(*args, **kwargs)
+        except Exception as exc:
+            if getattr(exc, "retryable", True) is False:
+                from airflow.sdk.exceptions import AirflowFailException
+
+                raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+            raise
+
+    return run
 
 
 def as_of_date(moment: Any) -> date:
@@ -49,6 +71,7 @@ def migrate_warehouse() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- extraction
+@fail_fast
 def extract_salesforce(until: datetime) -> dict[str, Any]:
     """Salesforce objects changed up to ``until`` into raw_sf_* tables."""
     from customer_health.sources.salesforce import run_salesforce_extraction
@@ -56,6 +79,7 @@ def extract_salesforce(until: datetime) -> dict[str, Any]:
     return run_salesforce_extraction(settings.SALESFORCE_CONN_ID, warehouse(), until)
 
 
+@fail_fast
 def extract_zendesk(until: datetime) -> dict[str, Any]:
     """Zendesk organizations, tickets (with metrics) and ratings into raw_zd_* tables."""
     from customer_health.sources.zendesk import run_zendesk_extraction
@@ -63,6 +87,7 @@ def extract_zendesk(until: datetime) -> dict[str, Any]:
     return run_zendesk_extraction(settings.ZENDESK_CONN_ID, warehouse(), until)
 
 
+@fail_fast
 def extract_stripe(until: datetime) -> dict[str, Any]:
     """Stripe customers, subscriptions, invoices and disputes into raw_stripe_* tables."""
     from customer_health.sources.stripe import run_stripe_extraction
@@ -70,6 +95,7 @@ def extract_stripe(until: datetime) -> dict[str, Any]:
     return run_stripe_extraction(settings.STRIPE_CONN_ID, warehouse(), until)
 
 
+@fail_fast
 def extract_product(until: datetime) -> dict[str, Any]:
     """Daily product usage, aggregated in the product database, into raw_product_* tables."""
     from customer_health.sources.product import extract_product as run
@@ -201,17 +227,30 @@ def action_batches(as_of: date) -> dict[str, list[list[str]]]:
     return pending_batches(warehouse(), as_of)
 
 
-def dispatch_batch(action_type: str, keys: list[str]) -> dict[str, Any]:
-    """Deliver one batch of one action type through its real client."""
+def deliver_batch(action_type: str, keys: list[str]) -> Any:
+    """Deliver one batch of one action type through its real client; the ``DispatchReport``."""
     from customer_health.actions.config import load_action_rules
     from customer_health.actions.dispatch import dispatch
     from customer_health.actions.targets import clients_from_airflow
 
     rules = load_action_rules()
     clients = clients_from_airflow((rules.action(action_type).target,))
-    return dispatch(warehouse(), action_type, keys, clients, rules).summary()
+    report = dispatch(warehouse(), action_type, keys, clients, rules)
+    log.info("dispatch %s: %s", action_type, report.summary())
+    return report
 
 
+@fail_fast
+def dispatch_batch(action_type: str, keys: list[str]) -> dict[str, Any]:
+    """Deliver one batch; fail the task (without retries when they cannot help) unless all was sent."""
+    from customer_health.actions.dispatch import raise_for_failures
+
+    report = deliver_batch(action_type, keys)
+    raise_for_failures([report])
+    return report.summary()
+
+
+@fail_fast
 def crm_writeback(as_of: date, model_version: str | None = None) -> dict[str, Any]:
     """Write score, zone, trend and drivers to every scored Salesforce Account that changed."""
     from customer_health.actions.config import load_action_rules
@@ -220,7 +259,9 @@ def crm_writeback(as_of: date, model_version: str | None = None) -> dict[str, An
 
     version = active_model_config(model_version).version
     sf = HealthSalesforceHook(settings.SALESFORCE_CONN_ID).get_conn()
-    return writeback_health_fields(warehouse(), sf, as_of, version, load_action_rules()).summary()
+    report = writeback_health_fields(warehouse(), sf, as_of, version, load_action_rules())
+    report.raise_for_failures()
+    return report.summary()
 
 
 # ----------------------------------------------------------------------------- history rebuild

@@ -396,7 +396,7 @@ def run_extract(run_time: datetime) -> dict[str, Any]:
     engine = pipeline.warehouse()
     pipeline.migrate_warehouse()
     window = refresh_window(engine, run_time)
-    extracted = {} if window.empty else extract_changes(engine, window.until)
+    extracted = {} if window.empty else pipeline.fail_fast(extract_changes)(engine, window.until)
     return {"window": window.to_dict(), "extracted": extracted}
 
 
@@ -430,8 +430,16 @@ def run_dispatch(window: dict[str, str]) -> dict[str, Any]:
 
     w = RefreshWindow.from_dict(window)
     engine = pipeline.warehouse()
+    from customer_health.actions.dispatch import raise_for_failures
+
+    reports = [
+        pipeline.deliver_batch(action_type, keys)
+        for action_type, batches in pending_for_accounts(engine, w.as_of, affected_accounts(engine, w)).items()
+        for keys in batches
+    ]
+    pipeline.fail_fast(raise_for_failures)(reports)  # every batch first; then what failed fails the task
     totals: dict[str, Any] = {}
-    for action_type, batches in pending_for_accounts(engine, w.as_of, affected_accounts(engine, w)).items():
-        totals[action_type] = [pipeline.dispatch_batch(action_type, keys) for keys in batches]
+    for report in reports:
+        totals.setdefault(report.action_type, []).append(report.summary())
     return totals
 

@@ -329,3 +329,96 @@ def test_writeback_sets_health_fields_and_rewrites_only_what_changed(wh, sinks):
     changed = writeback_health_fields(wh.engine, sf, D, "v1", RULES)
     assert (changed.written, changed.unchanged) == (1, 2)
     assert len([w for w in sinks.writes("salesforce") if w.object == "Account"]) == 4
+
+
+# ----------------------------------------------------------------------------- failures are loud
+def _break_payload(wh, key: str) -> None:
+    """A Task payload Salesforce will refuse (an unknown field): a permanent failure."""
+    [row] = [r for r in wh.outbox() if r.idempotency_key == key]
+    payload = json.loads(row.payload)
+    payload["fields"]["Bogus__c"] = "x"
+    with wh.engine.begin() as conn:
+        conn.execute(update(action_outbox).where(action_outbox.c.idempotency_key == key).values(payload=json.dumps(payload)))
+
+
+def test_a_batch_with_permanent_failures_fails_its_task_at_once_with_the_count_and_reason(wh, sinks, monkeypatch):
+    """The DAG's dispatch task (pipeline.dispatch_batch) delivers the rest, then fails without retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from customer_health import pipeline, settings
+
+    monkeypatch.setenv(settings.WAREHOUSE_URL_ENV, wh.engine.url.render_as_string(hide_password=False))
+    for key, name in [("001A", "Acme"), ("001B", "Bolt")]:
+        wh.score(wh.account(key, name), D, "At Risk", 41, "Neutral")
+    decide_actions(wh.engine, D, "v1", RULES)
+    keys = [r.idempotency_key for r in wh.outbox(action_type="checkin_task")]
+    _break_payload(wh, keys[0])
+    with pytest.raises(AirflowFailException) as failed:
+        pipeline.dispatch_batch("checkin_task", keys)
+    message = str(failed.value)
+    assert message.startswith("DeliveryFailed: 1 delivery failed permanently (1 sent): 1 x checkin_task:")
+    assert "Bogus__c" in message and "last_error" in message
+    assert [t.Health_Action_Key__c for t in sinks.tasks()] == [keys[1]]
+
+
+def test_deliveries_still_failing_transiently_fail_the_task_so_that_its_retry_resends_them(wh, sinks, monkeypatch):
+    from customer_health import pipeline, settings
+    from customer_health.actions.dispatch import DeliveryDeferred
+
+    monkeypatch.setenv(settings.WAREHOUSE_URL_ENV, wh.engine.url.render_as_string(hide_password=False))
+    wh.score(wh.account("001A", "Acme"), D, "At Risk", 41, "Neutral")
+    decide_actions(wh.engine, D, "v1", RULES)
+    keys = [r.idempotency_key for r in wh.outbox(action_type="checkin_task")]
+    with sinks.store.begin() as conn:  # the Task upserts (not the login) keep failing
+        conn.execute(insert(sandbox_faults).values(system="salesforce", method="*", path_regex="sobjects/Task",
+                                                   kind="server_error", remaining=1000, skip=0))
+    with pytest.raises(DeliveryDeferred, match="1 delivery is still pending after transient errors"):
+        pipeline.dispatch_batch("checkin_task", keys)
+    sinks.clear_faults()
+    assert pipeline.dispatch_batch("checkin_task", keys)["sent"] == 1  # the task's retry
+
+
+def test_a_writeback_for_an_older_date_never_replaces_a_newer_score_on_the_record(wh, sinks):
+    key = wh.account("001W01", "Co 1")
+    with sinks.store.begin() as conn:
+        conn.execute(insert(sf_account), [{"Id": key, "Name": key}])
+    wh.score(key, D, "Healthy", 80, "Healthy")
+    wh.score(key, D + timedelta(days=1), "Neutral", 70, "Healthy")
+    sf = clients_from_airflow(("salesforce",)).salesforce
+    assert writeback_health_fields(wh.engine, sf, D + timedelta(days=1), "v1", RULES).written == 1
+    rerun = writeback_health_fields(wh.engine, sf, D, "v1", RULES)  # a re-run of the day before
+    assert (rerun.written, rerun.newer_on_record, rerun.calls) == (0, 1, 0)
+    with sinks.store.connect() as conn:
+        row = conn.execute(select(sf_account).where(sf_account.c.Id == key)).one()
+    assert (row.Health_Score__c, row.Health_Zone__c, str(row.Health_Score_Date__c)) == (70.0, "Neutral", "2026-10-02")
+
+
+def test_an_unchanged_account_confirms_the_newer_date_so_an_older_rerun_cannot_write(wh, sinks):
+    """D+1 equals D-1 and is not written; a re-run of D (different values) still may not overwrite it."""
+    key = wh.account("001W01", "Co 1")
+    with sinks.store.begin() as conn:
+        conn.execute(insert(sf_account), [{"Id": key, "Name": key}])
+    for day, score in ((D - timedelta(days=1), 80), (D, 60), (D + timedelta(days=1), 80)):
+        wh.score(key, day, "Healthy" if score >= 75 else "Neutral", score, "Healthy")
+    sf = clients_from_airflow(("salesforce",)).salesforce
+    writeback_health_fields(wh.engine, sf, D - timedelta(days=1), "v1", RULES)
+    newer = writeback_health_fields(wh.engine, sf, D + timedelta(days=1), "v1", RULES)
+    assert (newer.written, newer.unchanged) == (0, 1)
+    assert writeback_health_fields(wh.engine, sf, D, "v1", RULES).newer_on_record == 1
+    with sinks.store.connect() as conn:
+        assert conn.execute(select(sf_account.c.Health_Score__c).where(sf_account.c.Id == key)).scalar_one() == 80.0
+
+
+def test_salesforce_refusing_health_fields_fails_the_writeback_task_with_the_reason(wh, sinks, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from customer_health import pipeline, settings
+
+    monkeypatch.setenv(settings.WAREHOUSE_URL_ENV, wh.engine.url.render_as_string(hide_password=False))
+    keys = [wh.account(f"001W{i:02d}", f"Co {i}") for i in range(2)]
+    with sinks.store.begin() as conn:  # only the first Account exists in Salesforce
+        conn.execute(insert(sf_account), [{"Id": keys[0], "Name": keys[0]}])
+    for k in keys:
+        wh.score(k, D, "Healthy", 80, "Healthy")
+    with pytest.raises(AirflowFailException, match=r"WritebackRejected: Salesforce refused the health fields of 1 Account record \(1 written\)"):
+        pipeline.crm_writeback(D)

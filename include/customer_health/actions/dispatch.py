@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, select
 
+from customer_health import wording
 from customer_health.actions import outbox
 from customer_health.actions.config import ActionRules, ActionSpec
 from customer_health.actions.targets import (
@@ -37,6 +39,18 @@ from customer_health.actions.targets import (
 from customer_health.warehouse.schema import action_outbox
 
 
+class DeliveryFailed(RuntimeError):
+    """Deliveries failed permanently (their rows are ``failed``); retrying the task cannot help."""
+
+    retryable = False
+
+
+class DeliveryDeferred(RuntimeError):
+    """Deliveries kept failing transiently; their rows are pending again and a retry resends them."""
+
+    retryable = True
+
+
 @dataclass
 class DispatchReport:
     """What one dispatch of one action type did."""
@@ -47,7 +61,8 @@ class DispatchReport:
     deferred: int = 0  # transient failures past their retries: still pending
     skipped: int = 0  # not deliverable any more (already sent, claimed elsewhere)
     retries: int = 0
-    errors: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # key -> last error (failed or deferred)
+    failed_keys: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """A small JSON-able summary (fit for XCom)."""
@@ -55,6 +70,32 @@ class DispatchReport:
             "action_type": self.action_type, "sent": self.sent, "failed": self.failed, "deferred": self.deferred,
             "skipped": self.skipped, "retries": self.retries,
         }
+
+
+def raise_for_failures(reports: Sequence[DispatchReport]) -> None:
+    """Fail loudly when anything was not delivered: a green task must mean delivered.
+
+    Permanent failures raise ``DeliveryFailed`` (not retryable: the rows are marked failed, so a
+    retry would find nothing to send and turn the task green); transient ones that outlived the
+    retries raise ``DeliveryDeferred`` (the task's retry resends the rows, pending again).
+    """
+    sent = sum(r.sent for r in reports)
+    failed = [(r.action_type, r.errors[k]) for r in reports for k in r.failed_keys]
+    if failed:
+        listed = "; ".join(f"{n} x {kind}: {reason}" for (kind, reason), n in Counter(failed).most_common(3))
+        raise DeliveryFailed(
+            f"{wording.count(len(failed), 'delivery')} failed permanently ({sent} sent): {listed}. The rows are 'failed' in "
+            "action_outbox with the error in last_error; fix the cause (configuration, the target system) "
+            "and decide the date again."
+        )
+    deferred = sum(r.deferred for r in reports)
+    if deferred:
+        example = next(e for r in reports for k, e in r.errors.items() if k not in r.failed_keys)
+        raise DeliveryDeferred(
+            f"{wording.count(deferred, 'delivery')} {'is' if deferred == 1 else 'are'} still pending after transient "
+            f"errors ({sent} sent), e.g. {example}; "
+            "a retry of this task resends them."
+        )
 
 
 @dataclass
@@ -262,11 +303,13 @@ def dispatch(
                 outbox.mark_failed(engine, key, str(exc))
                 report.failed += 1
                 report.errors[key] = str(exc)
+                report.failed_keys.append(key)
                 break
             except Exception as exc:  # noqa: BLE001 - a bug must leave a visible failed row, not 'sending'
                 outbox.mark_failed(engine, key, f"unexpected error while delivering: {exc!r}")
                 report.failed += 1
                 report.errors[key] = repr(exc)
+                report.failed_keys.append(key)
                 break
             outbox.mark_sent(engine, key, delivery.external_id, delivery.result)
             report.sent += 1
