@@ -6,6 +6,10 @@ auth manager with one known admin user, the project's ``plugins/`` folder and th
 warehouse; it waits for the health endpoint and stops the process group it started. The
 scheduler and dag-processor are not needed to serve pages and are not started.
 
+The warehouse is a copy of the session's ``scored_company`` (``tests/scored_company.py``): the
+sandbox's company scored by the real engine and acted on through the real outbox, so every
+score, driver and action a page shows was written by the product's own code.
+
 ``browser`` launches the system Chromium (``/usr/bin/chromium``); Playwright never downloads
 one. Without Chromium the browser tests fail in CI (``CI=true``) and are skipped elsewhere.
 """
@@ -68,18 +72,28 @@ def require_chromium() -> None:
     pytest.skip(msg)
 
 
+def copy_warehouse(source_url: str, target: Path) -> str:
+    """A consistent copy of a SQLite warehouse (WAL included), through SQLite's backup API."""
+    import sqlite3
+
+    source = sqlite3.connect(source_url.removeprefix("sqlite:///"))
+    copy = sqlite3.connect(target)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
+    return f"sqlite:///{target}"
+
+
 @pytest.fixture(scope="module")
-def airflow_ui(tmp_path_factory) -> Iterator[AirflowUI]:
-    """``airflow api-server`` on loopback over a filled dashboard warehouse."""
-    require_chromium()
-    from customer_health.warehouse.engine import engine_for
-    from customer_health.warehouse.migrate import upgrade_to_head
-    from tests.integration.test_dashboard_api import fill_warehouse
+def airflow_ui(tmp_path_factory, request) -> Iterator[AirflowUI]:
+    """``airflow api-server`` on loopback over a copy of the company scored by the real code."""
+    require_chromium()  # before scoring the company: without Chromium there is nothing to serve it to
+    scored_company = request.getfixturevalue("scored_company")
 
     home = tmp_path_factory.mktemp("airflow-home")
-    warehouse_url = f"sqlite:///{home / 'warehouse.db'}"
-    upgrade_to_head(engine_for(warehouse_url))
-    fill_warehouse(warehouse_url, home)
+    warehouse_url = copy_warehouse(scored_company.warehouse_url, home / "warehouse.db")
     port = _free_port()
     password = secrets.token_urlsafe(12)
     (home / "passwords.json").write_text(json.dumps({"admin": password}))

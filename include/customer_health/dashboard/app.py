@@ -3,18 +3,19 @@
 Mounted by the Airflow plugin at ``/customer-health`` on the api-server (see
 ``plugins/customer_health_dashboard.py``); ``create_app()`` also runs it alone (tests, bench).
 
-==============================  ====================================  ==========================
-Page                            JSON                                  Reads
-==============================  ====================================  ==========================
-``/``  portfolio overview       ``/api/portfolio``                    zone mix, ARR at risk
-``/trending``                   ``/api/trending``                     30-day declines/recoveries
-``/accounts/{key}``             ``/api/accounts/{key}``               one account, everything
-``/accounts?q=``                ``/api/accounts?q=``                  account search
-``/interventions``              ``/api/interventions``                At Risk recovery by action
-``/model``                      ``/api/model``                        versions, audit metrics
-``/model/{version}/report``     -                                     the latest HTML audit
--                               ``POST /api/accounts/{key}/overrides``  a CSM override
-==============================  ====================================  ==========================
+==============================  ============================================  ==========================
+Page                            JSON                                          Reads
+==============================  ============================================  ==========================
+``/``  portfolio overview       ``/api/portfolio``                            zone mix, ARR at risk
+``/trending``                   ``/api/trending``                             30-day declines/recoveries
+``/accounts/{key}``             ``/api/accounts/{key}``                       one account, everything
+``/accounts?q=``                ``/api/accounts?q=``                          search, score and zone
+``/interventions``              ``/api/interventions``                        At Risk recovery by action
+``/model``                      ``/api/model``                                versions, audit metrics
+``/model/{version}/report``     -                                             the latest HTML audit
+-                               ``POST /api/accounts/{key}/overrides``        a CSM override
+-                               ``POST .../overrides/{id}/revoke``            revoking one, with why
+==============================  ============================================  ==========================
 
 Every page and endpoint takes ``?model_version=`` (default: the latest version with scores,
 see ``queries.default_version``) and requires an Airflow login (``auth``).
@@ -26,7 +27,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -36,11 +37,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlalchemy import Connection
 
 from customer_health import settings
-from customer_health.dashboard import charts, queries
+from customer_health.dashboard import charts, queries, tables
 from customer_health.dashboard.auth import (
     CSRF_HEADER,
     DashboardUser,
@@ -50,7 +51,9 @@ from customer_health.dashboard.auth import (
     check_csrf,
     login_url,
 )
+from customer_health.scoring.overrides import MAX_OVERRIDE_DAYS
 from customer_health.warehouse.engine import get_engine
+from customer_health.warehouse.io import utcnow
 
 HERE = Path(__file__).resolve().parent
 T = TypeVar("T")
@@ -150,7 +153,9 @@ def _json(data: Any, status_code: int = 200) -> JSONResponse:
 
 # --------------------------------------------------------------------------- templates
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-templates.env.globals.update(charts=charts, zone_colours=charts.ZONE_COLOURS, CSRF_HEADER=CSRF_HEADER)
+templates.env.globals.update(
+    charts=charts, zone_colours=charts.ZONE_COLOURS, CSRF_HEADER=CSRF_HEADER, structured=tables.render
+)
 
 
 def _money(value: float | None) -> str:
@@ -192,12 +197,46 @@ def _page(request: Request, template: str, user: DashboardUser, view: queries.Vi
 
 # --------------------------------------------------------------------------- the app
 class OverrideRequest(BaseModel):
-    """A CSM's override of an account's score, as the account page posts it."""
+    """A CSM's override of an account's score, as the account page posts it.
+
+    Strict JSON types: the score is a JSON integer (``true``, ``"55"`` and ``55.5`` are
+    refused, never coerced to 1 or 55), the reason a string, ``replace`` a boolean. The expiry
+    must be after today and at most ``overrides.MAX_OVERRIDE_DAYS`` ahead (checked by
+    ``scoring.overrides.create_override``, the one writer).
+    """
+
+    model_config = ConfigDict(strict=True)
 
     score: int = Field(ge=0, le=100, description="the score to use instead of the model's, 0-100")
     reason: str = Field(min_length=3, max_length=2000, description="why, in words a colleague can read")
     expires_on: date = Field(description="the override lapses at the start of this day (UTC)")
     replace: bool = Field(default=False, description="revoke the account's current override first")
+
+
+class RevokeRequest(BaseModel):
+    """Why an override no longer holds, as the account page posts it."""
+
+    model_config = ConfigDict(strict=True)
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000)] = Field(
+        description="why the override is revoked, in words a colleague can read"
+    )
+
+
+B = TypeVar("B", bound=BaseModel)
+
+
+async def _json_body(request: Request, model: type[B]) -> B | JSONResponse:
+    """The request's JSON body validated as ``model`` (JSON semantics, strict), or the error answer."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        return _json({"detail": "send the body as application/json"}, status_code=415)
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as invalid:
+        errors = invalid.errors(include_url=False, include_context=False, include_input=False)
+        if any(e["type"] == "json_invalid" for e in errors):
+            return _json({"detail": "the body is not valid JSON"}, status_code=400)
+        return _json({"detail": errors}, status_code=422)
 
 
 def _keep_warm(stop: threading.Event) -> None:
@@ -334,11 +373,18 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
     # ----------------------------------------------------------------------- accounts
     @app.get("/api/accounts")
     def account_search_data(
-        user: User, q: Annotated[str, Query(min_length=1, max_length=100)], limit: Annotated[int, Query(ge=1, le=100)] = 20
+        user: User,
+        q: Annotated[str, Query(min_length=1, max_length=100)],
+        model_version: ModelVersion = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = queries.SEARCH_LIMIT,
     ) -> JSONResponse:
-        """Accounts whose key starts with ``q`` or whose name contains it."""
+        """Accounts whose key starts with ``q`` or whose name contains it, with their latest
+        score and zone; ``total`` counts every match and ``truncated`` says the list stops at ``limit``."""
         with warehouse() as conn:
-            return _json({"query": q, "accounts": queries.search_accounts(conn, q, limit=limit)})
+            view = _view(conn, model_version)
+            found = queries.search_accounts(conn, q, view, limit=limit)
+        return _json({"query": q, "model_version": view.version if view else None,
+                      "as_of_date": view.as_of if view else None, **found})  # fmt: skip
 
     @app.get("/accounts", response_class=HTMLResponse)
     def account_search_page(
@@ -347,11 +393,11 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
         """Account search; a single match opens the account."""
         with warehouse() as conn:
             view = _view(conn, model_version)
-            found = queries.search_accounts(conn, q) if q.strip() else []
-        if len(found) == 1:
+            found = queries.search_accounts(conn, q, view)
+        if found["total"] == 1 and len(found["accounts"]) == 1:
             base = request.scope.get("root_path", "").rstrip("/")
             suffix = f"?model_version={model_version}" if model_version else ""
-            return RedirectResponse(f"{base}/accounts/{found[0]['account_key']}{suffix}", status_code=303)
+            return RedirectResponse(f"{base}/accounts/{found['accounts'][0]['account_key']}{suffix}", status_code=303)
         return _page(request, "search.html", user, view, page="accounts", query=q, found=found)
 
     @app.get("/api/accounts/{account_key}")
@@ -384,8 +430,12 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
             return HTMLResponse(
                 f"<h1>404 Not Found</h1><p>account {_escape(account_key)} is not in the warehouse</p>", status_code=404
             )
-        default_expiry = date.fromordinal(date.today().toordinal() + 30)
-        return _page(request, "account.html", user, view, page="account", account=detail, default_expiry=default_expiry)
+        today = utcnow().date()
+        return _page(
+            request, "account.html", user, view, page="account", account=detail,
+            default_expiry=today + timedelta(days=30), earliest_expiry=today + timedelta(days=1),
+            latest_expiry=today + timedelta(days=MAX_OVERRIDE_DAYS), max_override_days=MAX_OVERRIDE_DAYS,
+        )  # fmt: skip
 
     @app.post("/api/accounts/{account_key}/overrides", status_code=201)
     async def create_override_endpoint(request: Request, user: User, account_key: str) -> JSONResponse:
@@ -393,15 +443,21 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
         if not user.can_override:
             raise Forbidden(f"user {user.username!r} may not override health scores")
         check_csrf(request, user)
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-            return _json({"detail": "send the override as application/json"}, status_code=415)
-        try:
-            body = OverrideRequest.model_validate(await request.json())
-        except ValidationError as invalid:
-            return _json({"detail": invalid.errors(include_url=False, include_context=False)}, status_code=422)
-        except ValueError:
-            return _json({"detail": "the body is not valid JSON"}, status_code=400)
+        body = await _json_body(request, OverrideRequest)
+        if isinstance(body, JSONResponse):
+            return body
         return _record_override(account_key, body, user)
+
+    @app.post("/api/accounts/{account_key}/overrides/{override_id}/revoke")
+    async def revoke_override_endpoint(request: Request, user: User, account_key: str, override_id: int) -> JSONResponse:
+        """Revoke one of the account's overrides from now on, as the logged-in user, with why."""
+        if not user.can_override:
+            raise Forbidden(f"user {user.username!r} may not revoke health score overrides")
+        check_csrf(request, user)
+        body = await _json_body(request, RevokeRequest)
+        if isinstance(body, JSONResponse):
+            return body
+        return _revoke_override(account_key, override_id, body, user)
 
     # ----------------------------------------------------------------------- interventions
     @app.get("/api/interventions")
@@ -485,6 +541,23 @@ def _interventions(conn: Connection, view: queries.View, window_days: int, horiz
     return _interventions_cache.get(
         key, lambda: queries.interventions(conn, view, window_days=window_days, horizon_days=horizon_days)
     )
+
+
+def _revoke_override(account_key: str, override_id: int, body: RevokeRequest, user: DashboardUser) -> JSONResponse:
+    """Revoke through the scoring package (the row is stamped, the reason audited)."""
+    from customer_health.scoring.overrides import OverrideError, revoke_override
+
+    try:
+        revocation = revoke_override(
+            get_engine(), override_id, user.username, reason=body.reason, account_key=account_key
+        )
+    except OverrideError as exc:
+        missing = "does not exist" in str(exc)
+        return _json({"detail": str(exc)}, status_code=404 if missing else 409)
+    return _json(
+        {"override_id": revocation.override_id, "account_key": revocation.account_key, "revoked_at": revocation.revoked_at,
+         "revoked_by": revocation.revoked_by, "reason": revocation.reason}
+    )  # fmt: skip
 
 
 def _record_override(account_key: str, body: OverrideRequest, user: DashboardUser) -> JSONResponse:

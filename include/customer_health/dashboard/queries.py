@@ -33,8 +33,11 @@ from typing import Any
 import yaml
 from sqlalchemy import Connection, Date, bindparam, func, select, text
 
+from customer_health.actions import outbox
+from customer_health.dashboard import tables
 from customer_health.scoring import history as history_store
 from customer_health.scoring.drivers import read_drivers
+from customer_health.scoring.signal_catalog import SIGNALS
 from customer_health.warehouse import schema
 from customer_health.warehouse.io import utcnow
 from customer_health.warehouse.schema import (
@@ -44,6 +47,7 @@ from customer_health.warehouse.schema import (
     health_score_movers,
     health_score_summary,
     health_scores,
+    model_version_events,
     model_versions,
     raw_sf_account,
     score_overrides,
@@ -453,10 +457,6 @@ def _signal_breakdown(
     conn: Connection, view: View, account_key: str, as_of: date, drivers: dict[str, list[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
     """Each signal's raw value on ``as_of``, with its normalized score and points when a driver."""
-    try:
-        from customer_health.scoring.signal_catalog import SIGNALS
-    except ImportError:  # pragma: no cover - the catalogue is part of the package
-        SIGNALS = {}  # noqa: N806 - same name as the catalogue's constant
     described: dict[str, dict[str, Any]] = {}
     for kind in ("down", "up", "changes"):
         for d in drivers.get(kind, []):
@@ -473,10 +473,14 @@ def _signal_breakdown(
             signal_values.c.as_of_date == as_of, signal_values.c.account_key == account_key
         )
     ).first()
-    for key, value in sorted(zip(SIGNALS, stored or (), strict=False)):
-        spec = SIGNALS[key]
+    values = dict(zip(SIGNALS, stored, strict=True)) if stored is not None else {}
+    for key, spec in SIGNALS.items():
+        if stored is None and key not in described:
+            continue  # no stored reading that day: the drivers' signals are still listed
+        value = values.get(key)
         entry = {
             "signal": key,
+            "label": spec.label,
             "value": value,
             "dimension": view.signal_dimensions.get(key) or spec.dimension,
             "in_model": not view.signal_dimensions or key in view.signal_dimensions,
@@ -512,19 +516,43 @@ def account_known(conn: Connection, account_key: str) -> bool:
     return False
 
 
-def search_accounts(conn: Connection, text: str, *, limit: int = 20) -> list[dict[str, Any]]:
-    """Accounts whose key starts with ``text`` or whose name contains it (case-insensitive)."""
+SEARCH_LIMIT = 20
+"""Accounts a search shows by default; the answer says how many matched in all."""
+
+
+def search_accounts(conn: Connection, text: str, view: View | None = None, *, limit: int = SEARCH_LIMIT) -> dict[str, Any]:
+    """Accounts whose key starts with ``text`` or whose name contains it (case-insensitive).
+
+    ``{"accounts": [...], "total": n, "limit": limit, "truncated": bool}``: key matches first,
+    then name matches by name, at most ``limit``; ``total`` counts every match, so a page can
+    say "showing 20 of 57". Each account carries its latest ``score``, ``zone`` and
+    ``score_date`` of ``view`` (None when that version never scored it).
+    """
     text = text.strip()
     if not text:
-        return []
+        return {"accounts": [], "total": 0, "limit": limit, "truncated": False}
     cw = account_crosswalk.c
-    by_key = select(cw.account_key, cw.account_name).where(cw.account_key.startswith(text, autoescape=True))
-    by_name = select(cw.account_key, cw.account_name).where(func.lower(cw.account_name).contains(text.lower(), autoescape=True))
-    rows = list(conn.execute(by_key.limit(limit))) + list(conn.execute(by_name.order_by(cw.account_name).limit(limit)))
+    key_match = cw.account_key.startswith(text, autoescape=True)
+    name_match = func.lower(cw.account_name).contains(text.lower(), autoescape=True)
+    by_key = select(cw.account_key, cw.account_name).where(key_match).order_by(cw.account_key)
+    by_name = select(cw.account_key, cw.account_name).where(name_match).order_by(cw.account_name, cw.account_key)
+    rows = list(conn.execute(by_key.limit(limit))) + list(conn.execute(by_name.limit(limit)))
     seen: dict[str, dict[str, Any]] = {}
     for row in rows:
         seen.setdefault(row.account_key, row._asdict())
-    return list(seen.values())[:limit]
+    found = list(seen.values())[:limit]
+    total = conn.execute(select(func.count()).select_from(account_crosswalk).where(key_match | name_match)).scalar_one()
+    scores = {}
+    if view is not None and found:
+        scores = history_store.latest_account_scores(
+            conn, view.version, [a["account_key"] for a in found], view.as_of, [HS.account_key, HS.as_of_date, HS.score, HS.zone]
+        )
+    for account in found:
+        row = scores.get(account["account_key"])
+        account["score"] = row.score if row is not None else None
+        account["zone"] = row.zone if row is not None else None
+        account["score_date"] = _date(row.as_of_date) if row is not None else None
+    return {"accounts": found, "total": total, "limit": limit, "truncated": total > len(found)}
 
 
 # --------------------------------------------------------------------------- interventions
@@ -570,9 +598,12 @@ def _intervention_sql(dialect: str, pairs: Sequence[tuple[str, str]]) -> tuple[s
     if dialect == "sqlite":
         # One slice of the episodes by account key (see _sqlite_slices): slices run side by side.
         window += " AND e.account_key >= :key_from AND e.account_key < :key_to"
+    # An episode's actions: triggered from its first day up to the day before it recovered
+    # (or today while it lasts). What the recovery itself triggers (resuming a paused
+    # campaign, closing rescue tasks) is a consequence of the recovery, not an intervention.
     during = (
         "o.account_key = e.account_key AND o.trigger_date >= e.started "
-        f"AND o.trigger_date <= COALESCE({recovered}, :as_of)"
+        f"AND o.trigger_date < COALESCE({recovered}, :after_as_of)"
     )
     if dialect == "postgresql":
         # Each episode's actions aggregated by a LATERAL subquery (an index-only range scan):
@@ -750,15 +781,28 @@ def _sqlite_sliced(conn: Connection, statement: Any, version: str) -> list[tuple
     return [(*group, n) for group, n in totals.items()]
 
 
+DELIVERED_STATUSES = (outbox.SENT,)
+"""Outbox statuses that make an action an intervention: it reached the customer's CSM, the
+executive or the marketing tool. ``suppressed`` (decided by a backfill, or withdrawn before
+delivery), ``failed``, ``pending`` and ``sending`` rows never reached anyone."""
+
+
 def interventions(conn: Connection, view: View, *, window_days: int = 180, horizon_days: int = 60) -> dict[str, Any]:
     """At Risk recovery: overall, per action type, and for episodes that got no action at all.
 
     An *episode* starts when an account enters At Risk or Critical from Healthy or Neutral in
-    the last ``window_days`` and ends when it is back in Healthy or Neutral. An action counts
-    for an episode when triggered between its start and its recovery (or today). Recovery rates
-    compare like with like: among episodes that began at least ``horizon_days`` ago, the share
-    that recovered within ``horizon_days``. Everything is aggregated in SQL (one statement, see
+    the last ``window_days`` and ends when it is back in Healthy or Neutral. An action is an
+    *intervention* in an episode when it was delivered (``DELIVERED_STATUSES``) and triggered
+    between the episode's first day and the day before its recovery (or today): an episode
+    whose actions were all suppressed, failed or still pending counts under "no action", and
+    what the recovery itself triggers counts for nothing. Recovery rates compare like with
+    like: among episodes that began at least ``horizon_days`` ago, the share that recovered
+    within ``horizon_days``. Everything is aggregated in SQL (one statement, see
     ``_intervention_sql``); Python receives a histogram of days-to-recover per group.
+
+    ``by_action_type`` lists every action type decided during the window's episodes: its
+    outcomes over the episodes it was delivered in, and ``statuses``, how many of its actions
+    ended in each outbox status (the undelivered ones included, so the page can show them).
     """
     start = view.as_of - timedelta(days=window_days)
     pairs = [tuple(r) for r in conn.execute(
@@ -770,6 +814,7 @@ def interventions(conn: Connection, view: View, *, window_days: int = 180, horiz
         bindparam("version", view.version),
         bindparam("start", start, type_=Date),
         bindparam("as_of", view.as_of, type_=Date),
+        bindparam("after_as_of", view.as_of + timedelta(days=1), type_=Date),
         bindparam("mature_by", view.as_of - timedelta(days=horizon_days), type_=Date),
         *(bindparam(name, value) for name, value in params.items()),
     )
@@ -782,24 +827,30 @@ def interventions(conn: Connection, view: View, *, window_days: int = 180, horiz
     statuses: dict[str, dict[str, int]] = defaultdict(dict)
     for days, mature, *packed, n in rows:
         counts = _unpack(packed, pairs)
-        got = sorted({action_type for (action_type, _), count in zip(pairs, counts, strict=True) if count})
-        for group in ["*all", "*any" if got else "*none", *got]:
+        decided = {pair for pair, count in zip(pairs, counts, strict=True) if count}
+        delivered = sorted({action_type for action_type, status in decided if status in DELIVERED_STATUSES})
+        groups = ["*all", "*any" if delivered else "*none", *delivered]
+        if decided and not delivered:
+            groups.append("*undelivered")
+        for group in groups:
             outcomes[group].add(days, bool(mature), horizon_days, n)
         for (action_type, status), count in zip(pairs, counts, strict=True):
             if count:
                 statuses[action_type][status] = statuses[action_type].get(status, 0) + count * n
+    action_types = sorted({g for g in outcomes if not g.startswith("*")} | set(statuses))
     return {
         "model_version": view.version,
         "as_of_date": view.as_of,
         "window_days": window_days,
         "horizon_days": horizon_days,
+        "delivered_statuses": list(DELIVERED_STATUSES),
         "overall": outcomes["*all"].as_dict(),
         "with_action": outcomes["*any"].as_dict(),
         "no_action": outcomes["*none"].as_dict(),
+        "decided_not_delivered": outcomes["*undelivered"].as_dict(),
         "by_action_type": [
-            {"action_type": group, **outcome.as_dict(), "statuses": dict(sorted(statuses[group].items()))}
-            for group, outcome in sorted(outcomes.items())
-            if not group.startswith("*")
+            {"action_type": action_type, **outcomes[action_type].as_dict(), "statuses": dict(sorted(statuses[action_type].items()))}
+            for action_type in action_types
         ],
     }
 
@@ -830,6 +881,7 @@ def model_overview(conn: Connection, view: View | None) -> dict[str, Any]:
     scored = {v.version: v for v in (view.versions if view else ())}
     registry = list(conn.execute(select(model_versions).order_by(model_versions.c.created_at.desc())))
     audits = _latest_audits(conn)
+    events = _registry_events(conn)
     versions = []
     for row in registry:
         metrics = _json_or_text(row.metrics)
@@ -837,7 +889,20 @@ def model_overview(conn: Connection, view: View | None) -> dict[str, Any]:
     for version, info in scored.items():
         if all(v["version"] != version for v in versions):
             versions.append(_version_entry(version, {}, None, info, audits.get(version)))
+    for entry in versions:
+        entry["events"] = events.get(entry["version"], [])
     return {"default_version": view.version if view else None, "versions": versions}
+
+
+def _registry_events(conn: Connection) -> dict[str, list[dict[str, Any]]]:
+    """Each version's registry trail (proposed, approved, retired, rejected), oldest first."""
+    ev = model_version_events.c
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in conn.execute(
+        select(ev.version, ev.event, ev.from_status, ev.to_status, ev.actor, ev.note, ev.occurred_at).order_by(ev.id)
+    ):
+        found[row.version].append({k: v for k, v in row._asdict().items() if k != "version"})
+    return found
 
 
 def _version_entry(
@@ -847,6 +912,10 @@ def _version_entry(
     if audit and audit.get("report_path"):
         reports.insert(0, audit["report_path"])
     report = next((str(p) for p in map(_existing_file, reports) if p is not None), None)
+    holdout = metrics.get("holdout") if isinstance(metrics, dict) else None
+    comparison = None
+    if isinstance(holdout, dict) and isinstance(holdout.get("old"), dict) and isinstance(holdout.get("new"), dict):
+        comparison = tables.comparison(holdout["old"], holdout["new"])
     return {
         "version": version,
         "status": registry.get("status"),
@@ -857,6 +926,7 @@ def _version_entry(
         "decided_by": registry.get("decided_by"),
         "decision_note": registry.get("decision_note"),
         "metrics": metrics,
+        "holdout_comparison": comparison,  # a proposal: its parent's and its own held-out metrics
         "audit": audit,
         "first_scored": scored.first_date if scored else None,
         "latest_scored": scored.latest_date if scored else None,

@@ -10,10 +10,19 @@ day means "valid through the day before"). The decision uses only timestamps, so
 rebuild for D sees exactly the overrides the daily run for D saw. The model's
 ``computed_score`` is always kept beside the effective ``score``; the next run never
 overwrites an override, and it lapses by itself at expiry.
+
+Every override is time-boxed: its expiry is in the future and at most
+``MAX_OVERRIDE_DAYS`` ahead, so a person's judgement never silently outlives the situation
+it was made for (renew it with a new override, and a new reason, if it still holds).
+Revoking one (``revoke_override``) stamps ``revoked_at`` and ``revoked_by`` on its row and
+writes an audit record with the reason on the ``customer_health.audit`` logger; the scores
+follow from the next scoring run on.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 import pandas as pd
@@ -21,6 +30,12 @@ from sqlalchemy import Engine, and_, or_, select, update
 
 from customer_health.warehouse.io import utcnow
 from customer_health.warehouse.schema import score_overrides
+
+MAX_OVERRIDE_DAYS = 365
+"""The furthest an override's expiry may lie ahead of its creation (days): a judgement is
+reviewed at least yearly, never entered "for ever"."""
+
+audit_log = logging.getLogger("customer_health.audit")
 
 OVERRIDE_COLUMNS = ["override_id", "account_key", "score", "reason", "created_by", "created_at", "expires_at"]
 
@@ -55,9 +70,10 @@ def create_override(
 ) -> int:
     """Record a CSM override and return its id.
 
-    ``expires_at`` may be a date (the override lapses at the start of that day). An account
-    holds at most one active override: pass ``replace=True`` to revoke the current one in the
-    same transaction, or revoke it first.
+    ``score`` is an integer 0-100 (not a bool, not a float or text). ``expires_at`` may be a
+    date (the override lapses at the start of that day); it must be after ``now`` and at most
+    ``MAX_OVERRIDE_DAYS`` ahead. An account holds at most one active override: pass
+    ``replace=True`` to revoke the current one in the same transaction, or revoke it first.
     """
     now = now or utcnow()
     if isinstance(expires_at, date) and not isinstance(expires_at, datetime):
@@ -72,6 +88,12 @@ def create_override(
         raise OverrideError(
             f"override for {account_key} expires at {expires_at:%Y-%m-%d %H:%M}, which is not after now "
             f"({now:%Y-%m-%d %H:%M}); choose a future expiry"
+        )
+    latest = now + timedelta(days=MAX_OVERRIDE_DAYS)
+    if expires_at > latest:
+        raise OverrideError(
+            f"override for {account_key} expires at {expires_at:%Y-%m-%d}, more than {MAX_OVERRIDE_DAYS} days ahead; "
+            f"choose an expiry on or before {latest:%Y-%m-%d} and renew the override then if it still holds"
         )
     with engine.begin() as conn:
         current = conn.execute(
@@ -106,24 +128,63 @@ def create_override(
         return int(result.inserted_primary_key[0])
 
 
-def revoke_override(engine: Engine, override_id: int, revoked_by: str, *, now: datetime | None = None) -> None:
-    """Revoke override ``override_id`` from now on (the row stays, stamped, for the audit)."""
+@dataclass(frozen=True)
+class Revocation:
+    """What ``revoke_override`` recorded."""
+
+    override_id: int
+    account_key: str
+    revoked_at: datetime
+    revoked_by: str
+    reason: str | None
+
+
+def revoke_override(
+    engine: Engine,
+    override_id: int,
+    revoked_by: str,
+    *,
+    reason: str | None = None,
+    account_key: str | None = None,
+    now: datetime | None = None,
+) -> Revocation:
+    """Revoke override ``override_id`` from now on (the row stays, stamped, for the audit).
+
+    ``reason`` (why it no longer holds) goes to the audit record with who and when.
+    ``account_key``, when given, must be the override's account (a page revoking "this
+    account's override" never revokes another's). An override already revoked or already
+    expired is refused: there is nothing left to revoke.
+    """
     now = now or utcnow()
     if not revoked_by or not revoked_by.strip():
         raise OverrideError(f"revoking override #{override_id} needs revoked_by (who decided)")
+    if reason is not None and not reason.strip():
+        raise OverrideError(f"revoking override #{override_id} needs a reason a colleague can read")
     with engine.begin() as conn:
         row = conn.execute(
-            select(score_overrides.c.revoked_at).where(score_overrides.c.id == override_id)
+            select(score_overrides.c.account_key, score_overrides.c.expires_at, score_overrides.c.revoked_at).where(
+                score_overrides.c.id == override_id
+            )
         ).first()
-        if row is None:
-            raise OverrideError(f"override #{override_id} does not exist; list them with active_overrides()")
+        if row is None or (account_key is not None and row.account_key != account_key):
+            where = f" for account {account_key}" if account_key is not None else ""
+            raise OverrideError(f"override #{override_id} does not exist{where}; list them with active_overrides()")
         if row.revoked_at is not None:
             raise OverrideError(f"override #{override_id} was already revoked at {row.revoked_at:%Y-%m-%d %H:%M}")
+        if row.expires_at <= now:
+            raise OverrideError(f"override #{override_id} already expired at {row.expires_at:%Y-%m-%d %H:%M}; nothing to revoke")
         conn.execute(
             update(score_overrides)
             .where(score_overrides.c.id == override_id)
             .values(revoked_at=now, revoked_by=revoked_by)
         )
+    revocation = Revocation(override_id, row.account_key, now, revoked_by, reason.strip() if reason else None)
+    audit_log.info(
+        "override #%s of account %s revoked at %s by %s: %s",
+        override_id, row.account_key, f"{now:%Y-%m-%d %H:%M:%S}", revoked_by, revocation.reason or "(no reason given)",
+        extra={"override_revocation": revocation.__dict__},
+    )  # fmt: skip
+    return revocation
 
 
 def active_overrides(engine: Engine, as_of: date) -> pd.DataFrame:
