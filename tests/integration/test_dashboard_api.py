@@ -794,6 +794,7 @@ def test_an_admin_revokes_an_override_with_a_reason_and_it_is_audited(company, w
     [row] = overrides_in(warehouse)
     # The row keeps its values; only the revocation is stamped on it.
     assert (row.score, row.reason, row.revoked_by) == (80, "Renewal signed; dip is a planned migration", "ada.admin")
+    assert row.revoked_reason == "Customer confirmed they are leaving"
     assert abs(row.revoked_at - utcnow()) < timedelta(minutes=1)
     [record] = [r for r in caplog.records if r.name == "customer_health.audit"]
     assert record.override_revocation == {

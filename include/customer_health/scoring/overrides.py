@@ -14,8 +14,8 @@ overwrites an override, and it lapses by itself at expiry.
 Every override is time-boxed: its expiry is in the future and at most
 ``MAX_OVERRIDE_DAYS`` ahead, so a person's judgement never silently outlives the situation
 it was made for (renew it with a new override, and a new reason, if it still holds).
-Revoking one (``revoke_override``) stamps ``revoked_at`` and ``revoked_by`` on its row and
-writes an audit record with the reason on the ``customer_health.audit`` logger; the scores
+Revoking one (``revoke_override``) stamps ``revoked_at``, ``revoked_by`` and ``revoked_reason``
+on its row and writes an audit record on the ``customer_health.audit`` logger; the scores
 follow from the next scoring run on.
 """
 
@@ -176,7 +176,7 @@ def revoke_override(
         conn.execute(
             update(score_overrides)
             .where(score_overrides.c.id == override_id)
-            .values(revoked_at=now, revoked_by=revoked_by)
+            .values(revoked_at=now, revoked_by=revoked_by, revoked_reason=reason.strip() if reason else None)
         )
     revocation = Revocation(override_id, row.account_key, now, revoked_by, reason.strip() if reason else None)
     audit_log.info(

@@ -507,6 +507,7 @@ score_overrides = Table(
     Column("expires_at", DateTime, nullable=False),
     Column("revoked_at", DateTime),
     Column("revoked_by", String(120)),
+    Column("revoked_reason", Text),
 )
 
 model_versions = Table(
