@@ -81,3 +81,14 @@ def test_a_document_in_any_other_shape_is_an_error_naming_the_entry(raw, names):
     with pytest.raises(DriversFormatError, match=None) as caught:
         read_drivers(raw)
     assert names in str(caught.value)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 10_000))
+def test_every_explanation_the_engine_writes_reads_well(seed):
+    """Counts of 0, 1 and many (tickets, failed payments, days) agree; nothing raw leaks."""
+    from tests.text_checks import assert_reads_well
+
+    scored = scored_population(seed)
+    for text in scored["explanation"]:
+        assert_reads_well(text, "an explanation")
