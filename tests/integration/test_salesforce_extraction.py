@@ -11,19 +11,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
+import requests.adapters
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceMalformedRequest
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import Engine, delete, func, insert, select, update
 
+from customer_health.sandbox.connections import SANDBOX_SF_CLIENT_ID, SANDBOX_SF_CLIENT_SECRET
 from customer_health.sandbox.http import RunningServer, serve
 from customer_health.sandbox.ids import is_valid_salesforce_id
-from customer_health.sandbox.salesforce_api import build_app
+from customer_health.sandbox.salesforce_api import SANDBOX_SF_PASSWORD, SANDBOX_SF_USERNAME, build_app
 from customer_health.sandbox.server import Sandbox
 from customer_health.sandbox.store import (
     sandbox_faults,
@@ -34,19 +36,24 @@ from customer_health.sandbox.store import (
     sf_opportunity,
     sf_task,
     sf_user,
+    sf_user_role,
     store_engine,
 )
 from customer_health.sandbox.tls import ensure_certificate, server_context
 from customer_health.sources.salesforce import (
     OBJECT_MAPPINGS,
+    RecordInvalid,
     SalesforceAuthenticationError,
     SalesforcePermissionError,
+    SalesforceQueryError,
     SalesforceRateLimited,
     SalesforceUnavailable,
     case_safe_id,
     extract_salesforce,
+    record_to_row,
     salesforce_http_session,
 )
+from customer_health.sources.window import SAFETY_LAG, read_bound
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.io import get_watermark
 from customer_health.warehouse.schema import extraction_watermarks, quarantine
@@ -69,8 +76,11 @@ def sf_id(prefix: str, n: int) -> str:
     return case_safe_id(f"{prefix}5g0000{n:06d}")
 
 
+ROLES = {"00E5g0000000001AAA": "Customer Success Manager", "00E5g0000000002AAA": "VP Customer Success"}
+
+
 def seed_org(store: Engine) -> None:
-    """A small org: 3 users, 20 accounts, 30 contacts, 45 tasks, 12 opportunities, 10 NPS.
+    """A small org: 2 roles, 3 users, 20 accounts, 30 contacts, 45 tasks, 12 opportunities, 10 NPS.
 
     Modification stamps are spread over the ten days before ``SEEDED_UNTIL``, several share a
     stamp (so ``ORDER BY SystemModstamp, Id`` matters), and a few records are deleted.
@@ -80,10 +90,11 @@ def seed_org(store: Engine) -> None:
     def stamp(i: int) -> datetime:
         return base + timedelta(hours=(i // 2) * 5)  # pairs share a stamp
 
+    roles = [{"Id": role_id, "Name": name, "SystemModstamp": base} for role_id, name in ROLES.items()]
+    role_of = [*ROLES, None]  # user 0: CSM, user 1: VP, user 2: no role
     users = [
         {"Id": sf_id("005", i), "Name": f"CSM {i}", "Email": f"csm{i}@example.com", "Title": "CSM",
-         "UserRoleName": "Customer Success Manager", "IsActive": True, "CreatedDate": stamp(i),
-         "SystemModstamp": stamp(i)}
+         "UserRoleId": role_of[i], "IsActive": True, "CreatedDate": stamp(i), "SystemModstamp": stamp(i)}
         for i in range(3)
     ]
     accounts = [
@@ -124,7 +135,7 @@ def seed_org(store: Engine) -> None:
         for i in range(10)
     ]
     with store.begin() as conn:
-        for table, rows in ((sf_user, users), (sf_account, accounts), (sf_contact, contacts),
+        for table, rows in ((sf_user_role, roles), (sf_user, users), (sf_account, accounts), (sf_contact, contacts),
                             (sf_task, tasks), (sf_opportunity, opportunities), (sf_nps_response, nps)):
             conn.execute(insert(table), rows)
 
@@ -158,8 +169,8 @@ class LoopbackSalesforce:
         """A freshly logged-in client (client-credentials grant) on a retrying session."""
         http = salesforce_http_session(self.ca_cert, timeout=timeout, retries=retries, backoff=backoff,
                                        token_url=self.token_url)
-        token = http.post(self.token_url, data={"grant_type": "client_credentials", "client_id": "ck",
-                                                "client_secret": "cs"}).json()
+        token = http.post(self.token_url, data={"grant_type": "client_credentials", "client_id": SANDBOX_SF_CLIENT_ID,
+                                                "client_secret": SANDBOX_SF_CLIENT_SECRET}).json()
         return Salesforce(instance_url=token["instance_url"], session_id=token["access_token"], session=http,
                           version="59.0")
 
@@ -243,7 +254,7 @@ def test_incremental_run_reads_only_changed_records_and_deletions(salesforce, wa
 
     sf = salesforce.login()
     sf.Account.update(sf_id("001", 2), {"Seats__c": 99})
-    new_task = sf.Task.create({"AccountId": sf_id("001", 2), "Subject": "QBR", "Type": "Meeting",
+    new_task = sf.Task.create({"WhatId": sf_id("001", 2), "Subject": "QBR", "Type": "Meeting",
                                "Status": "Not Started", "ActivityDate": "2026-11-30"})["id"]
     sf.Contact.delete(sf_id("003", 4))
 
@@ -259,8 +270,62 @@ def test_incremental_run_reads_only_changed_records_and_deletions(salesforce, wa
     account, task, contact = (OBJECT_MAPPINGS[n].table for n in ("Account", "Task", "Contact"))
     with engine.connect() as conn:
         assert conn.execute(select(account.c.seats).where(account.c.id == sf_id("001", 2))).scalar_one() == 99
-        assert conn.execute(select(task.c.subject).where(task.c.id == new_task)).scalar_one() == "QBR"
+        assert conn.execute(select(task.c.subject, task.c.account_id).where(task.c.id == new_task)).one() == (
+            "QBR", sf_id("001", 2))  # Salesforce fills Task.AccountId from WhatId
         assert conn.execute(select(contact.c.is_deleted).where(contact.c.id == sf_id("003", 4))).scalar_one()
+
+
+def test_changes_committed_while_a_run_reads_are_extracted_by_the_next_run(salesforce, warehouse_url):
+    """A run for "today" reads while people keep working in Salesforce.
+
+    Two contacts change while the run is in progress, committed just after its Contact query was
+    answered: one stamped five seconds before the run started (Salesforce's clock a few seconds
+    behind the warehouse host's), one stamped a minute before the run's read bound (a long
+    transaction: SystemModstamp is when the write began, it becomes visible at commit). Neither can
+    be in this run; the next run, a quarter of an hour later, must read both.
+    """
+    engine = engine_for(warehouse_url)
+    extract_salesforce(salesforce.login, engine, SEEDED_UNTIL, batch_size=BATCH)  # everything up to yesterday
+    started = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    interval_end = started + timedelta(days=1)  # a run for today: its interval ends in the future
+    stamps = {sf_id("003", 0): started - timedelta(seconds=5),
+              sf_id("003", 1): read_bound(interval_end, started) - timedelta(minutes=1)}
+
+    def login_while_people_work() -> Salesforce:
+        client = salesforce.login()
+        answer_query = client.query
+
+        def query(soql: str, *args, **kwargs):
+            page = answer_query(soql, *args, **kwargs)
+            if "FROM Contact" in soql:  # committed right after the query was answered
+                with salesforce.store.begin() as conn:
+                    for contact_id, stamp in stamps.items():
+                        conn.execute(update(sf_contact).where(sf_contact.c.Id == contact_id)
+                                     .values(Title="Chief Customer Officer", SystemModstamp=stamp))
+            return page
+
+        client.query = query
+        return client
+
+    contact = OBJECT_MAPPINGS["Contact"].table
+
+    def titles() -> dict[str, str]:
+        with engine.connect() as conn:
+            return dict(conn.execute(select(contact.c.id, contact.c.title).where(contact.c.id.in_(stamps))).all())
+
+    extract_salesforce(login_while_people_work, engine, interval_end, objects=["Contact"], read_started=started)
+    assert set(titles().values()) == {"VP"}  # not in this run: committed after its query
+    assert as_naive(watermarks(engine)["Contact"]) <= started - SAFETY_LAG  # never past the moment of reading
+
+    nxt = extract_salesforce(salesforce.login, engine, interval_end, objects=["Contact"],
+                             read_started=started + timedelta(minutes=15))
+    assert titles() == dict.fromkeys(stamps, "Chief Customer Officer")
+    assert nxt.objects["Contact"].rows >= 2
+
+
+def as_naive(text: str | None) -> datetime:
+    value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def test_backfill_with_an_older_until_reads_nothing_and_keeps_the_watermark(salesforce, sqlite_warehouse_url):
@@ -409,18 +474,32 @@ def test_duplicated_page_loads_every_record_once(salesforce, warehouse_url):
     assert warehouse_counts(engine)["Task"] == task_count
 
 
-def test_permission_error_names_the_object_and_is_told_apart_from_the_rate_limit(
-    salesforce, sqlite_warehouse_url
-):
+def test_an_object_the_user_cannot_see_is_a_query_error_naming_both_causes(salesforce, sqlite_warehouse_url):
     engine = engine_for(sqlite_warehouse_url)
+    # A query on an object the user may not read answers what an unknown object does: INVALID_TYPE.
     salesforce.inject_fault("insufficient_access", path_regex=r"/queryAll/?$", skip=1)  # the 2nd object
-    with pytest.raises(SalesforcePermissionError) as err:
+    with pytest.raises(SalesforceQueryError) as err:
         extract_salesforce(salesforce.login, engine, SEEDED_UNTIL, objects=["Account", "NPS_Response__c", "Task"])
-    assert not isinstance(err.value, SalesforceRateLimited)
-    assert err.value.objects == ["NPS_Response__c"]
-    assert "INVALID_TYPE" in str(err.value) and "Read access on the NPS_Response__c object" in str(err.value)
+    assert not isinstance(err.value, SalesforceRateLimited | SalesforcePermissionError)
+    assert err.value.objects == ["NPS_Response__c"] and err.value.retryable is False
+    message = str(err.value)
+    assert "INVALID_TYPE" in message and "does not exist in this org" in message
+    assert "no Read access to it" in message and "leave it out of `objects`" in message
     marks = watermarks(engine)  # the objects it may read were extracted
     assert marks["Account"] and marks["Task"] and marks["NPS_Response__c"] is None
+
+
+def test_insufficient_access_is_a_permission_error_naming_the_object(salesforce, sqlite_warehouse_url):
+    engine = engine_for(sqlite_warehouse_url)
+    # Account's second page (query_more) answers 403 INSUFFICIENT_ACCESS.
+    salesforce.inject_fault("insufficient_access", path_regex=r"/queryAll/01g")
+    with pytest.raises(SalesforcePermissionError) as err:
+        extract_salesforce(salesforce.login, engine, SEEDED_UNTIL, objects=["Account", "Task"], batch_size=BATCH)
+    assert not isinstance(err.value, SalesforceQueryError)
+    assert err.value.objects == ["Account"] and err.value.retryable is False
+    assert "INSUFFICIENT_ACCESS" in str(err.value) and "grant Read access on the Account object" in str(err.value)
+    marks = watermarks(engine)
+    assert marks["Task"] and marks["Account"] is None
 
 
 # ----------------------------------------------------------------------------- the REST API itself
@@ -434,9 +513,32 @@ def test_requests_without_a_valid_session_get_invalid_session_id(salesforce):
     assert bad_login.status_code == 400 and bad_login.json()["error"] == "invalid_client_id"
 
 
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ({"grant_type": "client_credentials", "client_id": "not-our-app", "client_secret": SANDBOX_SF_CLIENT_SECRET},
+         {"error": "invalid_client_id", "error_description": "client identifier invalid"}),
+        ({"grant_type": "client_credentials", "client_id": SANDBOX_SF_CLIENT_ID, "client_secret": "wrong"},
+         {"error": "invalid_client", "error_description": "invalid client credentials"}),
+        ({"grant_type": "password", "client_id": SANDBOX_SF_CLIENT_ID, "client_secret": SANDBOX_SF_CLIENT_SECRET,
+          "username": SANDBOX_SF_USERNAME, "password": "wrong"},
+         {"error": "invalid_grant", "error_description": "authentication failure"}),
+        ({"grant_type": "password", "client_id": SANDBOX_SF_CLIENT_ID, "client_secret": SANDBOX_SF_CLIENT_SECRET,
+          "username": "someone@else.example", "password": SANDBOX_SF_PASSWORD},
+         {"error": "invalid_grant", "error_description": "authentication failure"}),
+    ],
+)
+def test_wrong_credentials_get_salesforces_oauth_errors(salesforce, form, error):
+    """Salesforce's token endpoint answers HTTP 400 with an OAuth error body, and no token."""
+    resp = requests.post(salesforce.token_url, data=form, verify=salesforce.ca_cert)
+    assert resp.status_code == 400
+    assert resp.json() == error
+
+
 def test_token_response_has_the_oauth_shape(salesforce):
     body = requests.post(salesforce.token_url, verify=salesforce.ca_cert, data={
-        "grant_type": "password", "client_id": "ck", "client_secret": "cs", "username": "u", "password": "p"}).json()
+        "grant_type": "password", "client_id": SANDBOX_SF_CLIENT_ID, "client_secret": SANDBOX_SF_CLIENT_SECRET,
+        "username": SANDBOX_SF_USERNAME, "password": SANDBOX_SF_PASSWORD}).json()
     assert set(body) >= {"access_token", "instance_url", "token_type", "issued_at", "id"}
     assert body["token_type"] == "Bearer" and body["instance_url"] == salesforce.base_url
 
@@ -474,13 +576,129 @@ def test_malformed_soql_answers_400_malformed_query(salesforce):
     assert err.value.content[0]["errorCode"] == "INVALID_FIELD"
     with pytest.raises(SalesforceMalformedRequest) as err:
         sf.query("SELECT Id FROM Lead")
-    assert err.value.content[0]["errorCode"] == "INVALID_TYPE"
+    assert err.value.content == [{
+        "message": "\nSELECT Id FROM Lead\n               ^\nERROR at Row:1:Column:16\nsObject type 'Lead' is not "
+                   "supported. If you are attempting to use a custom object, be sure to append the '__c' after the "
+                   "entity name. Please reference your WSDL or the describe call for the appropriate names.",
+        "errorCode": "INVALID_TYPE",
+    }]
+
+
+def test_a_field_that_is_not_on_the_object_answers_salesforces_invalid_field(salesforce):
+    """The old extraction's ``UserRoleName``: not a field of User, so Salesforce refuses the query."""
+    sf = salesforce.login()
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.query("SELECT Id, UserRoleName FROM User")
+    assert err.value.status == 400
+    assert err.value.content == [{
+        "message": "\nSELECT Id, UserRoleName FROM User\n           ^\nERROR at Row:1:Column:12\nNo such column "
+                   "'UserRoleName' on entity 'User'. If you are attempting to use a custom field, be sure to "
+                   "append the '__c' after the custom field name. Please reference your WSDL or the describe "
+                   "call for the appropriate names.",
+        "errorCode": "INVALID_FIELD",
+    }]
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.query("SELECT Id FROM User WHERE Role.Name = 'x'")
+    assert err.value.content[0]["errorCode"] == "INVALID_FIELD"
+    assert "Didn't understand relationship 'Role' in field path" in err.value.content[0]["message"]
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.query("SELECT UserRole.Nmae FROM User")
+    assert "No such column 'Nmae' on entity 'UserRole'" in err.value.content[0]["message"]
+
+
+def test_parent_relationship_fields_come_back_nested_or_null(salesforce):
+    sf = salesforce.login()
+    records = sf.query("SELECT Id, UserRole.Name, Name FROM User WHERE UserRole.Name != 'VP Customer Success' "
+                       "ORDER BY UserRole.Name ASC NULLS LAST")["records"]
+    assert [r["Id"] for r in records] == [sf_id("005", 0), sf_id("005", 2)]
+    role_id = next(iter(ROLES))
+    assert records[0] == {
+        "attributes": {"type": "User", "url": f"/services/data/v59.0/sobjects/User/{sf_id('005', 0)}"},
+        "Id": sf_id("005", 0),
+        "UserRole": {"attributes": {"type": "UserRole", "url": f"/services/data/v59.0/sobjects/UserRole/{role_id}"},
+                     "Name": "Customer Success Manager"},
+        "Name": "CSM 0",
+    }
+    assert records[1]["UserRole"] is None  # no role: the parent is null, not an empty record
+    two_levels = sf.query(f"SELECT Owner.UserRole.Name FROM Account WHERE Id = '{sf_id('001', 1)}'")["records"]
+    assert two_levels[0]["Owner"]["UserRole"]["Name"] == "VP Customer Success"
+
+
+def test_outreach_responded_is_a_yes_no_picklist_blank_for_other_tasks(salesforce):
+    """A Checkbox is never blank in Salesforce, so "not an outreach e-mail" needs a picklist."""
+    sf = salesforce.login()
+    answered = sf.query("SELECT Id, Outreach_Responded__c FROM Task WHERE Outreach_Responded__c = 'Yes'")
+    assert answered["totalSize"] == 14 and {r["Outreach_Responded__c"] for r in answered["records"]} == {"Yes"}
+    assert sf.Task.get(sf_id("00T", 1))["Outreach_Responded__c"] is None
+    assert sf.Task.update(sf_id("00T", 1), {"Outreach_Responded__c": "No"}) == 204
+    assert sf.Task.get(sf_id("00T", 1))["Outreach_Responded__c"] == "No"
+    with pytest.raises(SalesforceMalformedRequest, match="INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"):
+        sf.Task.update(sf_id("00T", 1), {"Outreach_Responded__c": True})
+    mapping = OBJECT_MAPPINGS["Task"]
+    base = {"Id": sf_id("00T", 1), "SystemModstamp": "2026-01-01T00:00:00.000+0000", "IsDeleted": False}
+    assert record_to_row(mapping, base | {"Outreach_Responded__c": "No"}, NOW)["outreach_responded"] is False
+    assert record_to_row(mapping, base | {"Outreach_Responded__c": None}, NOW)["outreach_responded"] is None
+    with pytest.raises(RecordInvalid, match="Outreach_Responded__c: expected Yes, No or blank"):
+        record_to_row(mapping, base | {"Outreach_Responded__c": True}, NOW)  # an org that made it a Checkbox
+
+
+def test_record_to_row_reads_the_role_from_the_nested_parent_record():
+    mapping = OBJECT_MAPPINGS["User"]
+    base = {"Id": sf_id("005", 1), "Name": "Vera", "IsActive": True, "SystemModstamp": "2026-01-01T00:00:00.000+0000"}
+    role = {"attributes": {"type": "UserRole", "url": "/services/data/v59.0/sobjects/UserRole/00E5g0000000002AAA"},
+            "Name": "VP Customer Success"}
+    assert record_to_row(mapping, base | {"UserRole": role}, NOW)["role"] == "VP Customer Success"
+    assert record_to_row(mapping, base | {"UserRole": None}, NOW)["role"] is None
+    with pytest.raises(RecordInvalid, match="UserRole: expected a related record or null"):
+        record_to_row(mapping, base | {"UserRole": "VP Customer Success"}, NOW)
+
+
+def test_user_role_name_is_extracted_through_the_relationship(salesforce, warehouse_url):
+    engine = engine_for(warehouse_url)
+    report = extract_salesforce(salesforce.login, engine, SEEDED_UNTIL, objects=["User"])
+    assert report.objects["User"].rows == 3 and report.objects["User"].quarantined == 0
+    user = OBJECT_MAPPINGS["User"].table
+    with engine.connect() as conn:
+        roles = dict(conn.execute(select(user.c.id, user.c.role)).all())
+    assert roles == {sf_id("005", 0): "Customer Success Manager", sf_id("005", 1): "VP Customer Success",
+                     sf_id("005", 2): None}
+
+
+def test_a_field_the_org_does_not_have_is_a_query_error_naming_field_object_and_both_causes(
+    salesforce, sqlite_warehouse_url, monkeypatch
+):
+    """What the old User mapping did on a real org: select UserRoleName. Not a permission problem."""
+    engine = engine_for(sqlite_warehouse_url)
+    user = OBJECT_MAPPINGS["User"]
+    old = tuple(f if f.column != "role" else replace(f, sf_field="UserRoleName") for f in user.fields)
+    monkeypatch.setitem(OBJECT_MAPPINGS, "User", replace(user, fields=old))
+    with pytest.raises(SalesforceQueryError) as err:
+        extract_salesforce(salesforce.login, engine, SEEDED_UNTIL, objects=["User", "Account"])
+    assert not isinstance(err.value, SalesforcePermissionError)
+    assert err.value.objects == ["User"] and err.value.fields == ["User.UserRoleName"]
+    assert err.value.retryable is False
+    message = str(err.value)
+    assert "INVALID_FIELD" in message and "User.UserRoleName" in message
+    assert "does not exist in this org" in message and "field-level access" in message
+    assert "Set Field-Level Security" in message
+    assert "ERROR at Row" not in message  # the explanation, not Salesforce's caret drawing
+    marks = watermarks(engine)
+    assert marks["Account"] and marks["User"] is None
+
+
+def test_a_missing_custom_field_points_at_the_readme_list(salesforce, sqlite_warehouse_url, monkeypatch):
+    engine = engine_for(sqlite_warehouse_url)
+    monkeypatch.setattr(sf_account.c.Plan__c, "name", "Plan_Tier__c")  # an org without Account.Plan__c
+    with pytest.raises(SalesforceQueryError) as err:
+        extract_salesforce(salesforce.login, engine, SEEDED_UNTIL, objects=["Account"])
+    assert err.value.fields == ["Account.Plan__c"]
+    assert "create the custom field Account.Plan__c as listed in the README" in str(err.value)
 
 
 def test_describe_global_describe_and_limits(salesforce):
     sf = salesforce.login()
     names = {o["name"] for o in sf.describe()["sobjects"]}
-    assert names == set(STORE_TABLES)
+    assert names == set(STORE_TABLES) | {"UserRole"}
     fields = {f["name"]: f for f in sf.Task.describe()["fields"]}
     assert fields["Health_Action_Key__c"]["externalId"] is True
     assert fields["SystemModstamp"]["type"] == "datetime" and fields["SystemModstamp"]["updateable"] is False
@@ -509,7 +727,7 @@ def test_create_get_and_update_stamp_system_modstamp_and_are_recorded(salesforce
 def test_upsert_by_health_action_key_creates_once_then_updates(salesforce):
     sf = salesforce.login()
     key = "001:checkin:2026-11-01"
-    body = {"Subject": "Check in: usage dropped 40%", "AccountId": sf_id("001", 1), "Status": "Not Started",
+    body = {"Subject": "Check in: usage dropped 40%", "WhatId": sf_id("001", 1), "Status": "Not Started",
             "ActivityDate": "2026-11-03"}
     first = sf.Task.upsert(f"Health_Action_Key__c/{key}", body, raw_response=True)
     assert first.status_code == 201 and first.json()["created"] is True
@@ -537,13 +755,14 @@ def test_composite_collections_create_update_and_upsert_per_record(salesforce):
     assert created[1]["success"] is False and created[1]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
 
     writeback = [{"attributes": {"type": "Account"}, "Id": sf_id("001", i), "Health_Score__c": 40.0 + i,
-                  "Health_Zone__c": "At Risk", "Health_Updated__c": "2026-11-01T06:00:00.000+0000"} for i in range(3)]
+                  "Health_Zone__c": "At Risk", "Health_Score_Date__c": "2026-11-01"} for i in range(3)]
     updated = sf.restful("composite/sobjects", method="PATCH", json={"allOrNone": True, "records": writeback})
     assert [r["success"] for r in updated] == [True, True, True]
     with salesforce.store.connect() as conn:
-        scores = conn.execute(select(sf_account.c.Health_Score__c).where(sf_account.c.Id.in_(
-            [r["Id"] for r in writeback])).order_by(sf_account.c.Id)).scalars().all()
-    assert scores == [40.0, 41.0, 42.0]
+        scores = conn.execute(select(sf_account.c.Health_Score__c, sf_account.c.Health_Score_Date__c).where(
+            sf_account.c.Id.in_([r["Id"] for r in writeback])).order_by(sf_account.c.Id)).all()
+    assert [tuple(s) for s in scores] == [(40.0 + i, date(2026, 11, 1)) for i in range(3)]
+    assert sf.Account.get(sf_id("001", 0))["Health_Score_Date__c"] == "2026-11-01"
 
     upserted = sf.restful("composite/sobjects/Task/Health_Action_Key__c", method="PATCH", json={
         "allOrNone": False, "records": [
@@ -596,8 +815,9 @@ def salesforce_connection(salesforce, monkeypatch):
     from airflow.models import Connection
 
     def define(conn_id: str, **fields) -> str:
-        extra = {"token_url": salesforce.token_url, "consumer_key": "ck", "consumer_secret": "s3cr3t-value",
-                 "ca_cert": salesforce.ca_cert, "version": "59.0", "timeout": 5} | fields.pop("extra", {})
+        extra = {"token_url": salesforce.token_url, "consumer_key": SANDBOX_SF_CLIENT_ID,
+                 "consumer_secret": SANDBOX_SF_CLIENT_SECRET, "ca_cert": salesforce.ca_cert, "version": "59.0",
+                 "timeout": 5} | fields.pop("extra", {})
         conn = Connection(conn_id=conn_id, conn_type="salesforce", extra=json.dumps(extra), **fields)
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", conn.as_json())
         return conn_id
@@ -615,18 +835,55 @@ def test_hook_logs_in_through_the_token_endpoint_and_queries(salesforce, salesfo
     result = hook.make_query("SELECT Id FROM Account")  # the provider's own helper, on our login
     assert result["totalSize"] == 19
     assert hook.get_available_fields("Task")[:2] == ["Id", "AccountId"]
-    assert "s3cr3t-value" not in caplog.text
+    assert SANDBOX_SF_CLIENT_SECRET not in caplog.text
     assert salesforce.faults_left() == 0
 
 
 def test_hook_password_grant_and_a_rejected_login_says_what_to_check(salesforce, salesforce_connection):
     from customer_health.sources.salesforce import HealthSalesforceHook
 
-    ok = salesforce_connection("sf_password", login="integration@example.com", password="pw")
+    ok = salesforce_connection("sf_password", login=SANDBOX_SF_USERNAME, password=SANDBOX_SF_PASSWORD)
     assert HealthSalesforceHook(ok).get_conn().query("SELECT COUNT() FROM User")["totalSize"] == 3
     bad = salesforce_connection("sf_no_secret", extra={"consumer_secret": ""})
-    with pytest.raises(SalesforceAuthenticationError, match="sf_no_secret.*consumer_key/consumer_secret"):
+    with pytest.raises(SalesforceAuthenticationError, match="sf_no_secret.*invalid_client.*extra consumer_secret"):
         HealthSalesforceHook(bad).get_conn()
+    wrong_password = salesforce_connection("sf_wrong_password", login=SANDBOX_SF_USERNAME, password="nope")
+    with pytest.raises(SalesforceAuthenticationError, match="invalid_grant authentication failure.*password"):
+        HealthSalesforceHook(wrong_password).get_conn()
+
+
+def test_a_wrong_consumer_secret_fails_fast_with_the_authentication_error(
+    salesforce, salesforce_connection, sqlite_warehouse_url, monkeypatch
+):
+    """Wrong credentials are not transient: one token request, no retries, an error that says so."""
+    from customer_health.sources.salesforce import run_salesforce_extraction
+
+    sent: list[str] = []
+    real_send = requests.adapters.HTTPAdapter.send
+
+    def counting_send(adapter, request, *args, **kwargs):
+        sent.append(request.url)
+        return real_send(adapter, request, *args, **kwargs)
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", counting_send)
+    conn_id = salesforce_connection("sf_wrong_secret", extra={"consumer_secret": "not-the-secret"})
+    engine = engine_for(sqlite_warehouse_url)
+    with pytest.raises(SalesforceAuthenticationError) as err:
+        run_salesforce_extraction(conn_id, engine, SEEDED_UNTIL)
+    assert sent == [salesforce.token_url]  # asked once; nothing else was tried
+    assert err.value.retryable is False
+    message = str(err.value)
+    assert "HTTP 400 invalid_client invalid client credentials" in message
+    assert "consumer_secret" in message and "not-the-secret" not in message
+    assert watermarks(engine) == dict.fromkeys(OBJECT_MAPPINGS)
+
+
+def test_errors_that_retrying_cannot_fix_say_so():
+    """The DAG fails fast on ``retryable = False``: credentials, queries and permissions need a person."""
+    assert SalesforceAuthenticationError.retryable is False
+    assert SalesforceQueryError.retryable is False
+    assert SalesforcePermissionError.retryable is False
+    assert getattr(SalesforceUnavailable, "retryable", True) is not False
 
 
 def test_run_salesforce_extraction_renews_an_expired_session_and_returns_counts(
@@ -655,8 +912,8 @@ def test_generated_company_extracts_completely_and_then_incrementally(sandbox, s
 
     def login() -> Salesforce:
         http = salesforce_http_session(endpoints["ca_cert"], timeout=10, token_url=token_url)
-        token = http.post(token_url, data={"grant_type": "client_credentials", "client_id": "ck",
-                                           "client_secret": "cs"}).json()
+        token = http.post(token_url, data={"grant_type": "client_credentials", "client_id": SANDBOX_SF_CLIENT_ID,
+                                           "client_secret": SANDBOX_SF_CLIENT_SECRET}).json()
         return Salesforce(instance_url=token["instance_url"], session_id=token["access_token"], session=http)
 
     engine = engine_for(sqlite_warehouse_url)

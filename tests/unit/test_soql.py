@@ -25,6 +25,7 @@ from customer_health.sandbox.soql import (
     OrderItem,
     SoqlError,
     evaluate,
+    field_value,
     parse_datetime_literal,
     parse_soql,
     run_in_memory,
@@ -118,7 +119,9 @@ def test_order_by_directions_and_null_placement():
         ("SELECT Id FROM Account WHERE Seats__c > null", "null can only be compared"),
         ("SELECT Id FROM Account LIMIT -1", "LIMIT must be a non-negative integer"),
         ("SELECT Id FROM Account LIMIT 5 extra", "expected end of query"),
-        ("SELECT Owner.Name FROM Account", "relationship field"),
+        ("SELECT Owner..Name FROM Account", "unexpected token: 'Owner..Name'"),
+        ("SELECT Owner. FROM Account", "unexpected token: 'Owner.'"),
+        ("SELECT A.B.C.D.E.F.Name FROM Account", "at most 5 parent relationships"),
         ("SELECT Id FROM Account WHERE CreatedDate = TODAY", "a literal"),
         ("SELECT Id FROM Account WHERE CreatedDate > 2026-13-01", "invalid date literal"),
     ],
@@ -128,6 +131,46 @@ def test_malformed_queries_are_rejected_saying_what_is_wrong(soql, complaint):
         parse_soql(soql)
     assert complaint in str(err.value)
     assert err.value.error_code == "MALFORMED_QUERY"
+
+
+def test_parent_relationship_fields_parse_everywhere_a_field_may_stand():
+    q = parse_soql("SELECT Id, UserRole.Name, Owner.UserRole.Name FROM User "
+                   "WHERE UserRole.Name != null ORDER BY UserRole.Name DESC")
+    assert q.fields == ("Id", "UserRole.Name", "Owner.UserRole.Name")
+    assert q.where == Comparison("UserRole.Name", "!=", None)
+    assert q.order_by == (OrderItem("UserRole.Name", True),)
+    assert q.referenced_fields() == ["Id", "UserRole.Name", "Owner.UserRole.Name"]
+
+
+def test_errors_know_where_they_are_and_read_like_salesforce():
+    soql = "SELECT Id, UserRoleName FROM User"
+    assert parse_soql(soql).positions["UserRoleName"] == 11
+    err = SoqlError("No such column 'UserRoleName' on entity 'User'.", "INVALID_FIELD", position=11)
+    # Salesforce's shape: the query, a caret under the culprit, its row and column, then the words.
+    assert err.error_message(soql) == (
+        "\nSELECT Id, UserRoleName FROM User\n           ^\nERROR at Row:1:Column:12\n"
+        "No such column 'UserRoleName' on entity 'User'."
+    )
+    with pytest.raises(SoqlError) as syntax:
+        parse_soql("SELECT Id FORM Account")
+    assert syntax.value.error_message("SELECT Id FORM Account").startswith(
+        "\nSELECT Id FORM Account\n          ^\nERROR at Row:1:Column:11\nunexpected token: 'FORM'")
+
+
+def test_relationship_fields_evaluate_against_nested_parent_records():
+    users = [
+        {"Id": "005A", "UserRole": {"attributes": {"type": "UserRole"}, "Name": "VP Customer Success"}},
+        {"Id": "005B", "UserRole": None},
+        {"Id": "005C", "UserRole": {"attributes": {"type": "UserRole"}, "Name": "Account Executive"}},
+    ]
+    assert field_value(users[0], "UserRole.Name") == "VP Customer Success"
+    assert field_value(users[1], "UserRole.Name") is None
+    rows = run_in_memory(parse_soql("SELECT Id FROM User WHERE UserRole.Name LIKE '%success%'"), users)
+    assert [r["Id"] for r in rows] == ["005A"]
+    rows = run_in_memory(parse_soql("SELECT Id FROM User ORDER BY UserRole.Name ASC"), users)
+    assert [r["Id"] for r in rows] == ["005B", "005C", "005A"]  # nulls first, as in SOQL
+    assert [r["Id"] for r in run_in_memory(parse_soql("SELECT Id FROM User WHERE UserRole.Name = null"), users)] == [
+        "005B"]
 
 
 def test_datetime_literal_without_zone_is_rejected():

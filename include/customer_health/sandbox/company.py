@@ -104,6 +104,7 @@ from customer_health.sandbox.store import (
     sf_opportunity,
     sf_task,
     sf_user,
+    sf_user_role,
     store_engine,
     stripe_customer,
     stripe_dispute,
@@ -115,7 +116,7 @@ from customer_health.sandbox.store import (
     zd_ticket,
 )
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 PLANS = ("starter", "growth", "enterprise")
 PLAN_SHARES = (0.55, 0.33, 0.12)
@@ -884,6 +885,18 @@ class _World:
         modstamp[-2] = self.W0.astype("datetime64[s]") + np.timedelta64(
             int(rng.integers(0, self.D // 2)), "D"
         )
+        # Roles are their own object (UserRole); a user points at one through UserRoleId.
+        role_names = list(dict.fromkeys(r[0] for r in roles if r[0] is not None))
+        role_ids = dict(zip(role_names, salesforce_ids("00E", np.arange(len(role_names))), strict=True))
+        self.counts["sf_user_role"] = _insert(
+            store,
+            sf_user_role,
+            {
+                "Id": list(role_ids.values()),
+                "Name": role_names,
+                "SystemModstamp": np.full(len(role_names), created.min()),
+            },
+        )
         self.counts["sf_user"] = _insert(
             store,
             sf_user,
@@ -892,7 +905,7 @@ class _World:
                 "Name": names,
                 "Email": [f"{n.lower().replace(' ', '.')}@northpeak-saas.com" for n in names],
                 "Title": [r[1] for r in roles],
-                "UserRoleName": [r[0] for r in roles],
+                "UserRoleId": [role_ids.get(r[0]) for r in roles],
                 "IsActive": active.tolist(),
                 "CreatedDate": created,
                 "SystemModstamp": modstamp,

@@ -4,20 +4,37 @@ Served over HTTPS by ``Sandbox.start`` from the ``sf_*`` tables of the sandbox s
 columns carry the Salesforce API field names). What it answers, under
 ``/services/data/vNN.N/`` (any version):
 
-* ``POST /services/oauth2/token`` - client-credentials or password grant; any non-empty client
-  id/secret is accepted. Tokens live in the server's memory (a restart expires every session,
-  as a real org's session timeout does). Everything else needs ``Authorization: Bearer <token>``
-  and otherwise answers 401 ``INVALID_SESSION_ID``.
+* ``POST /services/oauth2/token`` - client-credentials or password grant. Only the sandbox's
+  connected app (``SANDBOX_SF_CLIENT_ID`` / ``SANDBOX_SF_CLIENT_SECRET`` of ``connections.py``)
+  and, for the password grant, its integration user (``SANDBOX_SF_USERNAME`` /
+  ``SANDBOX_SF_PASSWORD``) get a token; anything else gets Salesforce's own OAuth error, HTTP 400:
+  ``invalid_client_id`` (unknown consumer key), ``invalid_client`` ("invalid client
+  credentials": wrong consumer secret), ``invalid_grant`` ("authentication failure": wrong user
+  or password). Tokens live in the server's memory (a restart expires every session, as a real
+  org's session timeout does). Everything else needs ``Authorization: Bearer <token>`` and
+  otherwise answers 401 ``INVALID_SESSION_ID``.
 * ``query/`` and ``queryAll/`` (``?q=SOQL``, see ``soql.py``) - paged with
   ``nextRecordsUrl``; the page size is ``Sforce-Query-Options: batchSize=N`` (default 2000; the
   sandbox honours sizes below Salesforce's minimum of 200 so tests can page through few rows).
-  ``query/`` hides ``IsDeleted`` rows, ``queryAll/`` includes them.
-* ``sobjects/`` (describeGlobal), ``sobjects/{Obj}/describe/``, ``limits/``.
+  ``query/`` hides ``IsDeleted`` rows, ``queryAll/`` includes them. Parent relationship fields
+  (``UserRole.Name``, ``Account.Owner.Name``) work in the select list, WHERE and ORDER BY and come
+  back nested as Salesforce returns them: ``"UserRole": {"attributes": {...}, "Name": "..."}``, or
+  ``"UserRole": null`` when the reference is empty. A query Salesforce would refuse is refused
+  with its error shape, HTTP 400 ``[{"message": "\\n<query>\\n   ^\\nERROR at Row:1:Column:N\\n...",
+  "errorCode": ...}]``: ``INVALID_FIELD`` ("No such column 'X' on entity 'User'", "Didn't
+  understand relationship 'X' in field path"), ``INVALID_TYPE`` (unknown object),
+  ``MALFORMED_QUERY`` (syntax).
+* ``sobjects/`` (describeGlobal), ``sobjects/{Obj}/describe/`` (field types as Salesforce's field
+  reference gives them for standard fields, as ``salesforce_fields`` defines them for custom
+  ones), ``limits/``.
 * ``sobjects/{Obj}/`` create, ``sobjects/{Obj}/{Id}`` get/update/delete,
   ``sobjects/{Obj}/{ExternalIdField}/{value}`` get/upsert, and the sObject collections
   ``composite/sobjects`` (create, update) and ``composite/sobjects/{Obj}/{ExternalIdField}``
   (upsert), up to 200 records, ``allOrNone`` honoured. Every write is recorded in
-  ``sandbox_writes`` and stamps ``SystemModstamp``.
+  ``sandbox_writes`` and stamps ``SystemModstamp``. Fields Salesforce computes itself are
+  refused (``INVALID_FIELD_FOR_INSERT_UPDATE``) and kept as Salesforce keeps them:
+  ``Task.AccountId`` follows ``WhatId`` (an Account, or an Opportunity's account) or else the
+  ``WhoId`` contact's account.
 
 Faults (``Sandbox.inject_fault("salesforce", kind, ...)``), answered the way Salesforce does:
 
@@ -59,12 +76,15 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    case,
     func,
+    null,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
+from customer_health.sandbox.connections import SANDBOX_SF_CLIENT_ID, SANDBOX_SF_CLIENT_SECRET
 from customer_health.sandbox.http import Fault, Request, Response, SandboxApp
 from customer_health.sandbox.ids import SF_PREFIX, salesforce_id
 from customer_health.sandbox.soql import SoqlError, SoqlQuery, parse_datetime_literal, parse_soql, to_sql
@@ -75,10 +95,16 @@ from customer_health.sandbox.store import (
     sf_opportunity,
     sf_task,
     sf_user,
+    sf_user_role,
 )
+from customer_health.sources.salesforce_fields import CUSTOM_FIELD_INDEX
 
 SYSTEM = "salesforce"
 ORG_ID = "00D5g000004SbxHEAS"
+# The sandbox org's integration user, for the OAuth password grant (the sandbox's connection uses
+# the client-credentials grant with the connected app's key and secret of ``connections.py``).
+SANDBOX_SF_USERNAME = "integration@northpeak-saas.com"
+SANDBOX_SF_PASSWORD = "sandbox-password"  # noqa: S105 - accepted only by the loopback sandbox
 DEFAULT_BATCH_SIZE = 2000
 MAX_COLLECTION_SIZE = 200
 DAILY_API_REQUESTS = 100_000
@@ -103,7 +129,8 @@ class SObject:
 SOBJECTS: dict[str, SObject] = {
     o.name.lower(): o
     for o in (
-        SObject("User", sf_user, SF_PREFIX["User"], "User", ("Name",)),
+        SObject("User", sf_user, SF_PREFIX["User"], "User"),
+        SObject("UserRole", sf_user_role, "00E", "Role", ("Name",)),
         SObject("Account", sf_account, SF_PREFIX["Account"], "Account", ("Name",)),
         SObject("Contact", sf_contact, SF_PREFIX["Contact"], "Contact", ("LastName",)),
         SObject("Task", sf_task, SF_PREFIX["Task"], "Task"),
@@ -115,8 +142,53 @@ SOBJECTS: dict[str, SObject] = {
 
 # Fields Salesforce maintains itself: never writable through the API.
 SYSTEM_FIELDS = frozenset({"Id", "CreatedDate", "SystemModstamp", "IsDeleted"})
+# Standard fields Salesforce computes (object reference: no Create/Update property).
+COMPUTED_FIELDS: dict[str, frozenset[str]] = {
+    "User": frozenset({"Name"}),  # FirstName + LastName
+    "Task": frozenset({"AccountId"}),  # from WhatId / WhoId
+    "Opportunity": frozenset({"IsClosed", "IsWon"}),  # from StageName
+}
 # Fields marked "External ID" in the org (upsert keys besides Id).
-EXTERNAL_ID_FIELDS = {"Task": "Health_Action_Key__c", "Account": "Product_Account_Id__c"}
+EXTERNAL_ID_FIELDS = {
+    obj: next(f.name for f in CUSTOM_FIELD_INDEX.values() if f.object == obj and f.external_id)
+    for obj in ("Task", "Account")
+}
+# Types of the standard fields whose type the store's column cannot tell (Salesforce field reference).
+STANDARD_FIELD_TYPES: dict[tuple[str, str], str] = {
+    ("User", "Email"): "email",
+    ("Account", "Industry"): "picklist",
+    ("Account", "Type"): "picklist",
+    ("Contact", "Email"): "email",
+    ("Task", "Subject"): "combobox",
+    ("Task", "Type"): "picklist",
+    ("Task", "Status"): "picklist",
+    ("Task", "Priority"): "picklist",
+    ("Opportunity", "Type"): "picklist",
+    ("Opportunity", "StageName"): "picklist",
+}
+# Parent relationships (the non-polymorphic lookups): (object, field) -> the object it points at.
+# The relationship is named after the field: ``UserRoleId`` -> ``UserRole``, ``Account__c`` ->
+# ``Account__r``. Task's WhatId/WhoId/OwnerId point at several objects and are left out.
+REFERENCES: dict[tuple[str, str], str] = {
+    ("User", "UserRoleId"): "UserRole",
+    ("Account", "OwnerId"): "User",
+    ("Account", "ParentId"): "Account",
+    ("Contact", "AccountId"): "Account",
+    ("Task", "AccountId"): "Account",
+    ("Opportunity", "AccountId"): "Account",
+    ("NPS_Response__c", "Account__c"): "Account",
+    ("NPS_Response__c", "Contact__c"): "Contact",
+}
+
+
+def relationship_name(field: str) -> str:
+    """The relationship a reference field defines: ``UserRoleId`` -> ``UserRole``, ``X__c`` -> ``X__r``."""
+    return field[:-3] + "__r" if field.endswith("__c") else field.removesuffix("Id")
+
+
+def writable(obj: SObject, name: str) -> bool:
+    """Whether the API lets a client set ``obj.name`` (create and update)."""
+    return name not in SYSTEM_FIELDS and name not in COMPUTED_FIELDS.get(obj.name, frozenset())
 
 
 # ----------------------------------------------------------------------------- ids
@@ -146,6 +218,19 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _yes_no_fields() -> dict[tuple[str, str], tuple[str, str]]:
+    """Custom Yes/No picklists the store holds as booleans: (object, field) -> (yes, no)."""
+    out = {}
+    for (obj_name, name), f in CUSTOM_FIELD_INDEX.items():
+        obj = SOBJECTS.get(obj_name.lower())
+        if f.picklist and len(f.picklist) == 2 and obj is not None and isinstance(obj.table.c[name].type, Boolean):
+            out[(obj_name, name)] = (f.picklist[0], f.picklist[1])
+    return out
+
+
+YES_NO_FIELDS = _yes_no_fields()
+
+
 def _now() -> datetime:
     """Now, naive UTC, at Salesforce's millisecond precision."""
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -156,6 +241,13 @@ def _field_type(obj: SObject, name: str) -> str:
     col = obj.table.c[name]
     if name == "Id":
         return "id"
+    custom = CUSTOM_FIELD_INDEX.get((obj.name, name))
+    if custom is not None:
+        return custom.type
+    if (obj.name, name) in STANDARD_FIELD_TYPES:
+        return STANDARD_FIELD_TYPES[(obj.name, name)]
+    if (obj.name, name) in REFERENCES:
+        return "reference"
     if isinstance(col.type, Boolean):
         return "boolean"
     if isinstance(col.type, DateTime):
@@ -193,6 +285,15 @@ def _coerce(obj: SObject, name: str, value: Any) -> Any:
         return _BadField(f"{obj.name}.{name}: value not of required type {expected}: {value!r}",
                          "INVALID_TYPE_ON_FIELD_IN_RECORD", [name])
 
+    custom = CUSTOM_FIELD_INDEX.get((obj.name, name))
+    if custom is not None and custom.picklist:  # a restricted picklist
+        if value not in custom.picklist:
+            raise _BadField(f"{obj.name}.{name}: bad value for restricted picklist field: {value}",
+                            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", [name])
+        if isinstance(kind, Boolean):  # Yes/No held as true/false (see store.py)
+            return value == custom.picklist[0]
+        return value
+
     if isinstance(kind, Boolean):
         if not isinstance(value, bool):
             raise bad("boolean")
@@ -224,13 +325,56 @@ def _coerce(obj: SObject, name: str, value: Any) -> Any:
     return value
 
 
+# ----------------------------------------------------------------------------- field paths
+_NO_SUCH_COLUMN = ("No such column '{name}' on entity '{obj}'. If you are attempting to use a custom field, be "
+                   "sure to append the '__c' after the custom field name. Please reference your WSDL or the "
+                   "describe call for the appropriate names.")
+_NO_SUCH_RELATIONSHIP = ("Didn't understand relationship '{name}' in field path. If you are attempting to use a "
+                         "custom relationship, be sure to append the '__r' after the custom relationship name. "
+                         "Please reference your WSDL or the describe call for the appropriate names.")
+_NO_SUCH_OBJECT = ("sObject type '{name}' is not supported. If you are attempting to use a custom object, be "
+                   "sure to append the '__c' after the entity name. Please reference your WSDL or the describe "
+                   "call for the appropriate names.")
+
+
+@dataclass(frozen=True)
+class _Path:
+    """A field of the queried object, or one reached through parent relationships."""
+
+    obj: SObject  # the object the field is on (the last one reached)
+    field: str  # its canonical name
+    hops: tuple[tuple[str, str, SObject], ...] = ()  # (relationship, reference field, parent object)
+
+    @property
+    def key(self) -> str:
+        return ".".join([h[0] for h in self.hops] + [self.field])
+
+
+def _column(table: Any, path: _Path, start: int = 0) -> Any:
+    """``path`` as a SQL expression over ``table``: a column, or correlated scalar sub-queries."""
+    if start == len(path.hops):
+        yes_no = YES_NO_FIELDS.get((path.obj.name, path.field))
+        if yes_no is not None:  # the picklist's values, as the API shows them (store.py keeps booleans)
+            col = table.c[path.field]
+            return case((col.is_(True), yes_no[0]), (col.is_(False), yes_no[1]), else_=null())
+        return table.c[path.field]
+    _, ref_field, parent = path.hops[start]
+    alias = parent.table.alias()
+    return select(_column(alias, path, start + 1)).where(alias.c.Id == table.c[ref_field]).scalar_subquery()
+
+
+def _parent_id_path(path: _Path, depth: int) -> _Path:
+    """The Id of the parent record reached after ``depth + 1`` relationships of ``path``."""
+    return _Path(path.hops[depth][2], "Id", path.hops[: depth + 1])
+
+
 # ----------------------------------------------------------------------------- query cursors
 @dataclass
 class _Cursor:
     """A query's result snapshot (the ordered Ids), read page by page like a query locator."""
 
     obj: SObject
-    fields: tuple[str, ...]
+    fields: tuple[_Path, ...]
     ids: list[str]
     batch_size: int
     endpoint: str  # query | queryAll
@@ -325,23 +469,48 @@ class SalesforceApp(SandboxApp):
         return SOBJECTS.get(name.lower())
 
     @staticmethod
-    def field_name(obj: SObject, name: str) -> str:
+    def field_name(obj: SObject, name: str, position: int | None = None) -> str:
         """The canonical spelling of field ``name`` on ``obj``; SoqlError INVALID_FIELD if none."""
         for col in obj.table.c:
             if col.name.lower() == name.lower():
                 return col.name
-        raise SoqlError(f"No such column '{name}' on entity '{obj.name}'. If you are attempting to "
-                        "use a custom field, be sure to append the '__c' after the custom field name.",
-                        "INVALID_FIELD")
+        raise SoqlError(_NO_SUCH_COLUMN.format(name=name, obj=obj.name), "INVALID_FIELD", position)
 
-    def serialize(self, obj: SObject, row: Any, fields: tuple[str, ...], ver: str) -> dict[str, Any]:
-        """One record in the REST shape, ``attributes`` first."""
+    def resolve(self, obj: SObject, path: str, position: int | None = None) -> _Path:
+        """A field path of a query on ``obj`` (``Name``, ``UserRole.Name``); INVALID_FIELD if wrong."""
+        *relationships, name = path.split(".")
+        current, hops = obj, []
+        for rel in relationships:
+            ref = next((f for (o, f) in REFERENCES if o == current.name
+                        and relationship_name(f).lower() == rel.lower()), None)
+            if ref is None:
+                raise SoqlError(_NO_SUCH_RELATIONSHIP.format(name=rel), "INVALID_FIELD", position)
+            parent = SOBJECTS[REFERENCES[(current.name, ref)].lower()]
+            hops.append((relationship_name(ref), ref, parent))
+            current = parent
+        return _Path(current, self.field_name(current, name, position), tuple(hops))
+
+    def serialize(self, obj: SObject, row: Any, fields: tuple[_Path, ...], ver: str) -> dict[str, Any]:
+        """One record in the REST shape, ``attributes`` first; parents as nested records (or null)."""
         mapping = row._mapping
-        record: dict[str, Any] = {
-            "attributes": {"type": obj.name, "url": f"/services/data/v{ver}/sobjects/{obj.name}/{mapping['Id']}"}
-        }
-        for name in fields:
-            record[name] = _json_value(mapping[name])
+        base = f"/services/data/v{ver}/sobjects"
+        record: dict[str, Any] = {"attributes": {"type": obj.name, "url": f"{base}/{obj.name}/{mapping['Id']}"}}
+        for path in fields:
+            container = record
+            for depth, (rel, _, parent) in enumerate(path.hops):
+                if rel not in container:
+                    parent_id = mapping[_parent_id_path(path, depth).key]
+                    container[rel] = None if parent_id is None else {
+                        "attributes": {"type": parent.name, "url": f"{base}/{parent.name}/{parent_id}"}}
+                container = container[rel]
+                if container is None:
+                    break
+            else:
+                value = mapping[path.key]
+                yes_no = YES_NO_FIELDS.get((path.obj.name, path.field))
+                if yes_no is not None and value is not None:
+                    value = yes_no[0] if value else yes_no[1]
+                container[path.field] = _json_value(value)
         return record
 
     # -- query ----------------------------------------------------------------------------
@@ -354,10 +523,11 @@ class SalesforceApp(SandboxApp):
             query = parse_soql(soql)
             obj = self.sobject(query.object_name)
             if obj is None:
-                raise SoqlError(f"sObject type '{query.object_name}' is not supported.", "INVALID_TYPE")
+                raise SoqlError(_NO_SUCH_OBJECT.format(name=query.object_name), "INVALID_TYPE",
+                                query.positions.get(" FROM"))
             ids, total, fields = self._evaluate(query, obj, include_deleted=endpoint == "queryAll")
         except SoqlError as exc:
-            return Response(400, _errors(str(exc), exc.error_code))
+            return Response(400, _errors(exc.error_message(soql), exc.error_code))
         if query.is_count:
             return Response(200, {"totalSize": total, "done": True, "records": []})
         cursor = _Cursor(obj, fields, ids, self._batch_size(req), endpoint)
@@ -368,10 +538,14 @@ class SalesforceApp(SandboxApp):
                 self._cursors.popitem(last=False)
         return self._page(req, locator, 0)
 
-    def _evaluate(self, query: SoqlQuery, obj: SObject, include_deleted: bool) -> tuple[list[str], int, tuple[str, ...]]:
+    def _evaluate(self, query: SoqlQuery, obj: SObject, include_deleted: bool) -> tuple[list[str], int, tuple[_Path, ...]]:
         table = obj.table
-        fields = tuple(self.field_name(obj, f) for f in query.fields)
-        where = to_sql(query.where, lambda name: table.c[self.field_name(obj, name)])
+
+        def path(name: str) -> _Path:
+            return self.resolve(obj, name, query.positions.get(name))
+
+        fields = tuple(path(f) for f in query.fields)
+        where = to_sql(query.where, lambda name: _column(table, path(name)))
         if not include_deleted and "IsDeleted" in table.c:
             where = where & table.c.IsDeleted.isnot(True)
         if query.is_count:
@@ -385,7 +559,7 @@ class SalesforceApp(SandboxApp):
             return [], total, ()
         stmt = select(table.c.Id).where(where)
         for item in query.order_by:
-            col = table.c[self.field_name(obj, item.field)]
+            col = _column(table, path(item.field))
             term = col.desc() if item.descending else col.asc()
             stmt = stmt.order_by(term.nulls_last() if item.nulls_are_last else term.nulls_first())
         if query.limit is not None:
@@ -415,8 +589,16 @@ class SalesforceApp(SandboxApp):
         table = cursor.obj.table
         records: list[dict[str, Any]] = []
         if page_ids:
+            related: dict[str, Any] = {}  # parent fields and parent Ids, labelled by their path
+            for path in cursor.fields:
+                for depth in range(len(path.hops)):
+                    parent_id = _parent_id_path(path, depth)
+                    related.setdefault(parent_id.key, _column(table, parent_id))
+                if path.hops:
+                    related.setdefault(path.key, _column(table, path))
+            stmt = select(table, *(expr.label(key) for key, expr in related.items())).where(table.c.Id.in_(page_ids))
             with self.store.connect() as conn:
-                rows = {r.Id: r for r in conn.execute(select(table).where(table.c.Id.in_(page_ids)))}
+                rows = {r.Id: r for r in conn.execute(stmt)}
             records = [self.serialize(cursor.obj, rows[i], cursor.fields, ver) for i in page_ids if i in rows]
         if records and self.take_fault(req, kinds=("malformed",)) is not None:
             _break_record(cursor.obj, records[0])
@@ -460,18 +642,27 @@ class SalesforceApp(SandboxApp):
         fields = []
         for col in obj.table.c:
             ftype = _field_type(obj, col.name)
+            custom = CUSTOM_FIELD_INDEX.get((obj.name, col.name))
+            picklist = custom.picklist if custom is not None else ()
+            length = (custom.length if custom is not None else None) or getattr(col.type, "length", None) or 0
             fields.append({
                 "name": col.name,
                 "label": col.name.removesuffix("__c").replace("_", " "),
                 "type": ftype,
-                "length": getattr(col.type, "length", None) or 0,
+                "length": length if ftype in ("string", "textarea", "picklist", "email", "combobox") else 0,
                 "custom": col.name.endswith("__c"),
                 "externalId": col.name == external,
                 "idLookup": col.name in ("Id", external),
                 "unique": col.name == external,
-                "nillable": col.name not in SYSTEM_FIELDS and col.name not in obj.required,
-                "createable": col.name not in SYSTEM_FIELDS,
-                "updateable": col.name not in SYSTEM_FIELDS,
+                "nillable": (col.name not in SYSTEM_FIELDS and col.name not in obj.required
+                             and ftype != "boolean"),  # a checkbox is never null
+                "createable": writable(obj, col.name),
+                "updateable": writable(obj, col.name),
+                "referenceTo": [REFERENCES[(obj.name, col.name)]] if (obj.name, col.name) in REFERENCES else [],
+                "relationshipName": (relationship_name(col.name) if (obj.name, col.name) in REFERENCES
+                                     else None),
+                "picklistValues": [{"active": True, "defaultValue": False, "label": v, "validFor": None, "value": v}
+                                   for v in picklist],
                 "filterable": True,
                 "sortable": ftype != "textarea",
             })
@@ -503,7 +694,7 @@ class SalesforceApp(SandboxApp):
             row = conn.execute(select(obj.table).where(obj.table.c[key_field] == value)).first()
         if row is None:
             return self.not_found(req)
-        all_fields = tuple(c.name for c in obj.table.c)
+        all_fields = tuple(_Path(obj, c.name) for c in obj.table.c)
         return Response(200, self.serialize(obj, row, all_fields, req.params["ver"]))
 
     def create(self, req: Request) -> Response:
@@ -588,7 +779,7 @@ class SalesforceApp(SandboxApp):
                 name = self.field_name(obj, key)
             except SoqlError as exc:
                 raise _BadField(str(exc), "INVALID_FIELD", [key]) from None
-            if name in SYSTEM_FIELDS:
+            if not writable(obj, name):
                 raise _BadField(f"Unable to create/update fields: {name}. Please check the security "
                                 "settings of this field and verify that it is read/write for your "
                                 "profile or permission set.", "INVALID_FIELD_FOR_INSERT_UPDATE", [name])
@@ -612,11 +803,32 @@ class SalesforceApp(SandboxApp):
         except IntegrityError:
             raise _BadField(f"duplicate value found: {EXTERNAL_ID_FIELDS.get(obj.name)} duplicates "
                             "value on another record", "DUPLICATE_VALUE", []) from None
+        self._compute(conn, obj, obj.table.c.Id == record_id)
         return record_id
 
     def _update(self, conn: Any, obj: SObject, where: Any, body: dict[str, Any]) -> bool:
         values = self._values(obj, body) | {"SystemModstamp": _now()}
-        return bool(conn.execute(update(obj.table).where(where).values(values)).rowcount)
+        found = bool(conn.execute(update(obj.table).where(where).values(values)).rowcount)
+        if found:
+            self._compute(conn, obj, where)
+        return found
+
+    @staticmethod
+    def _compute(conn: Any, obj: SObject, where: Any) -> None:
+        """Recompute the fields Salesforce derives: Task.AccountId from WhatId, else WhoId.
+
+        WhatId an Account: that account; an Opportunity: its account; otherwise the account of the
+        WhoId contact, or none (object reference, Task.AccountId).
+        """
+        if obj.name != "Task":
+            return
+        t, a, o, c = sf_task, sf_account, sf_opportunity, sf_contact
+        account = func.coalesce(
+            select(a.c.Id).where(a.c.Id == t.c.WhatId).scalar_subquery(),
+            select(o.c.AccountId).where(o.c.Id == t.c.WhatId).scalar_subquery(),
+            select(c.c.AccountId).where(c.c.Id == t.c.WhoId).scalar_subquery(),
+        )
+        conn.execute(update(t).where(where).values(AccountId=account))
 
     def _upsert(self, conn: Any, obj: SObject, field: str, value: str, body: dict[str, Any]) -> tuple[str, bool]:
         body = dict(body)
@@ -739,9 +951,15 @@ def _oauth_token(app: SalesforceApp, req: Request) -> Response:
     grant = form.get("grant_type", "")
     if grant not in ("client_credentials", "password"):
         return Response(400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"})
-    if not form.get("client_id") or not form.get("client_secret"):
+    # Salesforce's answers, in its order of checks: the consumer key, the secret, then the user.
+    if form.get("client_id") != SANDBOX_SF_CLIENT_ID:
         return Response(400, {"error": "invalid_client_id", "error_description": "client identifier invalid"})
-    if grant == "password" and not (form.get("username") and form.get("password")):
+    if not secrets.compare_digest(form.get("client_secret", "").encode(), SANDBOX_SF_CLIENT_SECRET.encode()):
+        return Response(400, {"error": "invalid_client", "error_description": "invalid client credentials"})
+    if grant == "password" and not (
+        form.get("username") == SANDBOX_SF_USERNAME
+        and secrets.compare_digest(form.get("password", "").encode(), SANDBOX_SF_PASSWORD.encode())
+    ):
         return Response(400, {"error": "invalid_grant", "error_description": "authentication failure"})
     host = req.header("host") or "127.0.0.1"
     instance_url = f"https://{host}"

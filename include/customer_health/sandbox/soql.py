@@ -9,11 +9,17 @@ what the pipeline and its tests send, in Salesforce's own syntax::
     ORDER BY SystemModstamp ASC, Id DESC NULLS LAST
     LIMIT 100 OFFSET 10
 
-and ``SELECT COUNT() FROM ...``. Literals: quoted strings (``\\'`` escapes), numbers,
+and ``SELECT COUNT() FROM ...``. Fields may be parent relationship paths (``UserRole.Name``,
+``Owner.UserRole.Name``: up to five relationships, as in Salesforce) in the select list, WHERE and
+ORDER BY; whoever runs the query resolves them (``evaluate`` reads them from nested records, the
+way the REST API returns them). Literals: quoted strings (``\\'`` escapes), numbers,
 ``true``/``false``/``null``, date literals (``2026-01-01``) and datetime literals
 (``2026-01-01T00:00:00Z``, ``...T00:00:00.000+0000``, ``...+01:00``). Not supported (rejected
-as ``MALFORMED_QUERY``): relationship fields, sub-queries, aggregate functions other than
+as ``MALFORMED_QUERY``): sub-queries (child relationships), aggregate functions other than
 ``COUNT()``, GROUP BY, date functions and relative date literals such as ``TODAY``.
+
+Every ``SoqlError`` carries Salesforce's error code and, where known, the position in the query
+it is about, so an API can answer in Salesforce's own shape (``error_message``).
 
 Semantics follow SOQL where it differs from SQL: ``field != value`` is true for a null field,
 ``LIKE`` is case-insensitive, ascending order puts nulls first and descending order last.
@@ -25,18 +31,39 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, not_, or_, true
 
+MAX_RELATIONSHIP_DEPTH = 5  # Salesforce: up to five levels of parent relationships in a path
+
 
 class SoqlError(ValueError):
-    """A query this subset cannot run, with the Salesforce error code to answer with."""
+    """A query this subset cannot run, with the Salesforce error code to answer with.
 
-    def __init__(self, message: str, error_code: str = "MALFORMED_QUERY") -> None:
+    ``position`` is the 0-based offset in the query the error is about, when known.
+    """
+
+    def __init__(self, message: str, error_code: str = "MALFORMED_QUERY", position: int | None = None) -> None:
         super().__init__(message)
         self.error_code = error_code
+        self.position = position
+
+    def error_message(self, soql: str) -> str:
+        """The message as Salesforce's query endpoint words it: the query, a caret, row and column.
+
+        ``"\\nSELECT Id, Nope FROM User\\n           ^\\nERROR at Row:1:Column:12\\nNo such column ..."``
+        """
+        if self.position is None or not soql:
+            return str(self)
+        before = soql[: self.position]
+        row = before.count("\n") + 1
+        line_start = before.rfind("\n") + 1
+        column = self.position - line_start + 1
+        line = soql.splitlines()[row - 1] if soql.splitlines() else soql
+        return f"\n{line}\n{' ' * (column - 1)}^\nERROR at Row:{row}:Column:{column}\n{self}"
 
 
 # ----------------------------------------------------------------------------- the query model
@@ -91,6 +118,8 @@ class SoqlQuery:
     order_by: tuple[OrderItem, ...] = ()
     limit: int | None = None
     offset: int | None = None
+    # Where each field (first mention) and the object name stand in the query, for error carets.
+    positions: Mapping[str, int] = dataclass_field(default_factory=dict, compare=False, repr=False)
 
     def referenced_fields(self) -> list[str]:
         """Every field the query names (select list, WHERE, ORDER BY), in first-seen order."""
@@ -215,6 +244,7 @@ class _Parser:
         self.soql = soql
         self.tokens = _tokenize(soql)
         self.i = 0
+        self.positions: dict[str, int] = {}
 
     # -- helpers
     @property
@@ -223,7 +253,8 @@ class _Parser:
 
     def _fail(self, expected: str) -> SoqlError:
         found = self.tok.text or "end of query"
-        return SoqlError(f"unexpected token: '{found}' at position {self.tok.pos}, expected {expected}")
+        return SoqlError(f"unexpected token: '{found}' at position {self.tok.pos}, expected {expected}",
+                         position=self.tok.pos)
 
     def accept(self, kind: str, text: str | None = None) -> _Token | None:
         tok = self.tok
@@ -239,12 +270,16 @@ class _Parser:
         return tok
 
     def field_name(self) -> str:
+        """A field, or a parent relationship path such as ``UserRole.Name``."""
         tok = self.expect("ident", what="a field name")
-        if "." in tok.text:
-            raise SoqlError(
-                f"relationship field {tok.text!r} is not supported by the sandbox SOQL subset",
-                "MALFORMED_QUERY",
-            )
+        parts = tok.text.split(".")
+        if not all(parts):
+            raise SoqlError(f"unexpected token: '{tok.text}' at position {tok.pos}, expected a field name",
+                            position=tok.pos)
+        if len(parts) - 1 > MAX_RELATIONSHIP_DEPTH:
+            raise SoqlError(f"{tok.text}: a field path may follow at most {MAX_RELATIONSHIP_DEPTH} "
+                            "parent relationships", position=tok.pos)
+        self.positions.setdefault(tok.text, tok.pos)
         return tok.text
 
     # -- grammar
@@ -261,7 +296,9 @@ class _Parser:
             while self.accept("punct", ","):
                 fields.append(self.field_name())
         self.expect("keyword", "FROM")
-        object_name = self.expect("ident", what="an object name").text
+        object_tok = self.expect("ident", what="an object name")
+        object_name = object_tok.text
+        self.positions[" FROM"] = object_tok.pos  # the object's position (no field has a space)
         where = None
         if self.accept("keyword", "WHERE"):
             where = self.condition()
@@ -278,7 +315,8 @@ class _Parser:
             offset = self.non_negative_int("OFFSET")
         if self.tok.kind != "end":
             raise self._fail("end of query")
-        return SoqlQuery(object_name, tuple(fields), is_count, where, tuple(order), limit, offset)
+        return SoqlQuery(object_name, tuple(fields), is_count, where, tuple(order), limit, offset,
+                         dict(self.positions))
 
     def non_negative_int(self, clause: str) -> int:
         tok = self.expect("number", what=f"a number after {clause}")
@@ -389,6 +427,20 @@ def _comparable(left: Any, right: Any) -> tuple[Any, Any]:
     return left, right
 
 
+def field_value(record: Mapping[str, Any], path: str) -> Any:
+    """The value of ``path`` in ``record``: a plain key, or a relationship path into the nested
+    parent records the REST API returns (``{"UserRole": {"Name": ...}}``; a null parent gives None).
+    """
+    if path in record or "." not in path:
+        return record.get(path)
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
 def evaluate(cond: Condition | None, record: Mapping[str, Any]) -> bool:
     """Whether ``record`` (field name -> Python value, naive UTC datetimes) satisfies ``cond``."""
     if cond is None:
@@ -398,7 +450,7 @@ def evaluate(cond: Condition | None, record: Mapping[str, Any]) -> bool:
         return all(results) if cond.op == "AND" else any(results)
     if isinstance(cond, Not):
         return not evaluate(cond.operand, record)
-    value = record.get(cond.field)
+    value = field_value(record, cond.field)
     op, literal = cond.op, cond.value
     if op == "=":
         return value is None if literal is None else value is not None and _eq(value, literal)
@@ -431,9 +483,9 @@ def sort_records(records: list[dict[str, Any]], order_by: Iterable[OrderItem]) -
     """``records`` ordered as ``ORDER BY`` says (stable; SOQL null placement)."""
     result = list(records)
     for item in reversed(list(order_by)):
-        present = [r for r in result if r.get(item.field) is not None]
-        missing = [r for r in result if r.get(item.field) is None]
-        present.sort(key=lambda r, f=item.field: _comparable(r[f], r[f])[0], reverse=item.descending)
+        present = [r for r in result if field_value(r, item.field) is not None]
+        missing = [r for r in result if field_value(r, item.field) is None]
+        present.sort(key=lambda r, f=item.field: _comparable(field_value(r, f), None)[0], reverse=item.descending)
         result = present + missing if item.nulls_are_last else missing + present
     return result
 
@@ -482,11 +534,13 @@ __all__ = [
     "BoolOp",
     "Comparison",
     "Condition",
+    "MAX_RELATIONSHIP_DEPTH",
     "Not",
     "OrderItem",
     "SoqlError",
     "SoqlQuery",
     "evaluate",
+    "field_value",
     "like_to_regex",
     "parse_datetime_literal",
     "parse_soql",

@@ -2,7 +2,8 @@
 
 The synthetic company is generated into one SQLite file (``company.db``) whose tables mirror the
 objects each API serves, with the API's own field names, so the loopback servers serialize rows
-directly. The product database is a separate file (``product.db``, see ``product_db.py``) reached
+directly. The Salesforce tables hold standard fields (Salesforce's field reference) and the custom
+fields of ``customer_health.sources.salesforce_fields`` only: the contract test checks both. The product database is a separate file (``product.db``, see ``product_db.py``) reached
 through SQLAlchemy, like a customer's own application database would be.
 
 Besides the source objects the store keeps:
@@ -45,11 +46,19 @@ sf_user = Table(
     Column("Id", String(18), primary_key=True),
     Column("Name", String(255)),
     Column("Email", String(255)),
-    Column("Title", String(255)),
-    Column("UserRoleName", String(80)),  # "Customer Success Manager", "VP Customer Success", ...
+    Column("Title", String(80)),
+    Column("UserRoleId", String(18)),  # the user's role (sf_user_role); the role's name is UserRole.Name
     Column("IsActive", Boolean),
     Column("CreatedDate", DateTime),
     Column("SystemModstamp", DateTime, index=True),
+)
+
+sf_user_role = Table(  # UserRole: "Customer Success Manager", "VP Customer Success", ...
+    "sf_user_role",
+    store_metadata,
+    Column("Id", String(18), primary_key=True),
+    Column("Name", String(80)),
+    Column("SystemModstamp", DateTime),
 )
 
 sf_account = Table(
@@ -71,7 +80,7 @@ sf_account = Table(
     Column("Health_Zone__c", String(20)),
     Column("Health_Trend__c", String(40)),
     Column("Health_Drivers__c", Text),
-    Column("Health_Updated__c", DateTime),
+    Column("Health_Score_Date__c", Date),  # the as-of date of the score the record shows
     Column("CreatedDate", DateTime),
     Column("SystemModstamp", DateTime, index=True),
     Column("IsDeleted", Boolean, default=False),
@@ -107,7 +116,9 @@ sf_task = Table(
     Column("ActivityDate", Date),
     Column("Description", Text),
     Column("Executive_Touch__c", Boolean),  # a touch with the account's executive sponsor
-    Column("Outreach_Responded__c", Boolean),  # outreach e-mail the customer answered (NULL: n/a)
+    # Picklist Yes/No, blank for tasks that are not outreach e-mails; held here as true/false/NULL
+    # (the API serves and takes "Yes"/"No").
+    Column("Outreach_Responded__c", Boolean),
     Column("Health_Action_Key__c", String(120), unique=True),  # external id for idempotent upsert
     Column("CreatedDate", DateTime),
     Column("SystemModstamp", DateTime, index=True),

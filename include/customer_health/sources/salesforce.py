@@ -1,7 +1,8 @@
 """Extraction of Salesforce into the warehouse (``raw_sf_*``), incremental by ``SystemModstamp``.
 
 For each object (User, Account, Contact, Task, Opportunity, NPS_Response__c) one SOQL query
-through ``queryAll`` (so deletions arrive as ``IsDeleted`` rows)::
+through ``queryAll`` (so deletions arrive as ``IsDeleted`` rows; a user's role name is the parent
+field ``UserRole.Name``, which Salesforce returns nested, or ``"UserRole": null``)::
 
     SELECT ... FROM Account
     WHERE SystemModstamp > <watermark - OVERLAP> AND SystemModstamp <= <until>
@@ -23,11 +24,26 @@ Failures are told apart, because the fix differs:
 
 * ``SalesforceRateLimited`` - 403 ``REQUEST_LIMIT_EXCEEDED``: the org's rolling 24-hour API
   request allowance is spent. Retrying in seconds cannot help; retry in an hour or more.
-* ``SalesforcePermissionError`` - ``INSUFFICIENT_ACCESS`` / ``INVALID_TYPE`` / ``INVALID_FIELD``:
-  the integration user cannot see an object or field. Names the object and what to grant.
-  The other objects are still extracted; the error is raised at the end.
+* ``SalesforceQueryError`` - 400 ``INVALID_FIELD`` / ``INVALID_TYPE`` / ``MALFORMED_QUERY``:
+  Salesforce refused an object's query. ``INVALID_FIELD`` ("No such column 'X' on entity 'Y'")
+  and ``INVALID_TYPE`` ("sObject type 'Y' is not supported") mean the field or object does not
+  exist in this org *or* the integration user may not see it (field-level security, object
+  permission): Salesforce answers both the same way, so the message names the field and object
+  and says what to check for each. The other objects are still extracted; the error is raised
+  at the end.
+* ``SalesforcePermissionError`` - ``INSUFFICIENT_ACCESS`` (and the API being disabled for the
+  org or user): the integration user may not do what was asked. Names the object and what to
+  grant. The other objects are still extracted; the error is raised at the end.
 * ``SalesforceUnavailable`` - 429/5xx or timeouts that persisted through the HTTP session's
   bounded retries (``salesforce_http_session``: Retry-After honoured, exponential backoff).
+* ``SalesforceAuthenticationError`` - the login was refused (HTTP 400 ``invalid_client_id``,
+  ``invalid_client``, ``invalid_grant``) or a session could not be renewed.
+
+The authentication, query and permission errors have ``retryable = False``: retrying cannot help
+until someone changes the connection or the org, so a task fails at once rather than retrying.
+
+The custom fields the mapping reads come from ``salesforce_fields.CUSTOM_FIELDS`` (a field not
+in that list cannot be mapped), so the README's list of fields to create is the extraction's.
 
 Expired sessions are renewed by the client itself when it knows how to log in again
 (``HealthSalesforceHook``), and otherwise once here, by calling the connection factory again.
@@ -59,6 +75,7 @@ from urllib3.util.retry import Retry
 
 from customer_health.settings import SALESFORCE_CONN_ID
 from customer_health.sources.report import ExtractReport, ObjectReport
+from customer_health.sources.salesforce_fields import CUSTOM_FIELD_INDEX, CUSTOM_OBJECTS, custom_field
 from customer_health.sources.window import OVERLAP, read_bound
 from customer_health.warehouse.io import (
     advance_time_watermark,
@@ -107,6 +124,8 @@ class SalesforceRateLimited(SalesforceExtractionError):
 class SalesforcePermissionError(SalesforceExtractionError):
     """The integration user may not read an object or field. Not retryable until granted."""
 
+    retryable = False
+
     def __init__(self, message: str, objects: list[str], report: ExtractReport | None = None) -> None:
         super().__init__(message)
         self.objects = objects
@@ -120,15 +139,34 @@ class SalesforceUnavailable(SalesforceExtractionError):
 class SalesforceAuthenticationError(SalesforceExtractionError):
     """Login failed (bad consumer key/secret or user credentials, or a session rejected again)."""
 
+    retryable = False
+
+
+class SalesforceQueryError(SalesforceExtractionError):
+    """Salesforce refused a query (INVALID_FIELD, INVALID_TYPE, MALFORMED_QUERY). Not retryable.
+
+    ``objects`` are the objects whose query was refused, ``fields`` the ``Object.Field`` names
+    Salesforce said it does not know (for ``INVALID_FIELD``).
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, objects: list[str], fields: list[str], report: ExtractReport | None = None
+                 ) -> None:
+        super().__init__(message)
+        self.objects = objects
+        self.fields = fields
+        self.report = report
+
 
 # ----------------------------------------------------------------------------- the mapping
 @dataclass(frozen=True)
 class FieldMapping:
     """One Salesforce field and the warehouse column it lands in, with its expected kind."""
 
-    sf_field: str
+    sf_field: str  # a field, or a parent relationship path such as UserRole.Name
     column: str
-    kind: str  # id | str | int | float | bool | date | datetime
+    kind: str  # id | str | int | float | bool | yesno | date | datetime
 
 
 @dataclass(frozen=True)
@@ -156,36 +194,60 @@ class ObjectMapping:
         )
 
 
-def _fields(*specs: tuple[str, str, str]) -> tuple[FieldMapping, ...]:
-    return tuple(FieldMapping(*spec) for spec in specs)
+def _fields(*specs: tuple[str, str, str] | FieldMapping) -> tuple[FieldMapping, ...]:
+    return tuple(spec if isinstance(spec, FieldMapping) else FieldMapping(*spec) for spec in specs)
+
+
+_CUSTOM_KINDS = {"boolean": "bool", "date": "date", "datetime": "datetime", "currency": "float",
+                 "reference": "id", "string": "str", "textarea": "str", "picklist": "str"}
+
+
+def _custom(table: Table, obj: str, name: str, column: str) -> FieldMapping:
+    """The mapping of custom field ``obj.name``, its kind from ``salesforce_fields`` (KeyError if unlisted)."""
+    f = custom_field(obj, name)
+    if not f.read:
+        raise ValueError(f"{obj}.{name} is listed as written only; the extraction cannot read it")
+    if f.picklist == ("Yes", "No"):
+        kind = "yesno"
+    elif f.type == "double":  # a Number: whole when the warehouse keeps a whole number
+        kind = "int" if isinstance(table.c[column].type, Integer) else "float"
+    else:
+        kind = _CUSTOM_KINDS[f.type]
+    return FieldMapping(name, column, kind)
 
 
 OBJECT_MAPPINGS: dict[str, ObjectMapping] = {
     m.name: m
     for m in (
+        # The role's name is a field of UserRole, reached through the user's UserRoleId.
         ObjectMapping("User", raw_sf_user, _fields(
             ("Id", "id", "id"), ("Name", "name", "str"), ("Email", "email", "str"),
-            ("Title", "title", "str"), ("UserRoleName", "role", "str"), ("IsActive", "is_active", "bool"),
+            ("Title", "title", "str"), ("UserRole.Name", "role", "str"), ("IsActive", "is_active", "bool"),
         ), has_is_deleted=False),
         ObjectMapping("Account", raw_sf_account, _fields(
             ("Id", "id", "id"), ("Name", "name", "str"), ("ParentId", "parent_id", "id"),
-            ("OwnerId", "owner_id", "id"), ("Industry", "industry", "str"), ("Plan__c", "plan", "str"),
-            ("Seats__c", "seats", "int"), ("ARR__c", "arr", "float"),
-            ("Customer_Since__c", "customer_since", "date"),
-            ("Product_Account_Id__c", "product_account_id", "str"), ("CreatedDate", "created_at", "datetime"),
+            ("OwnerId", "owner_id", "id"), ("Industry", "industry", "str"),
+            _custom(raw_sf_account, "Account", "Plan__c", "plan"),
+            _custom(raw_sf_account, "Account", "Seats__c", "seats"),
+            _custom(raw_sf_account, "Account", "ARR__c", "arr"),
+            _custom(raw_sf_account, "Account", "Customer_Since__c", "customer_since"),
+            _custom(raw_sf_account, "Account", "Product_Account_Id__c", "product_account_id"),
+            ("CreatedDate", "created_at", "datetime"),
         )),
         ObjectMapping("Contact", raw_sf_contact, _fields(
             ("Id", "id", "id"), ("AccountId", "account_id", "id"), ("FirstName", "first_name", "str"),
             ("LastName", "last_name", "str"), ("Email", "email", "str"), ("Title", "title", "str"),
-            ("Executive_Sponsor__c", "is_executive_sponsor", "bool"), ("CreatedDate", "created_at", "datetime"),
+            _custom(raw_sf_contact, "Contact", "Executive_Sponsor__c", "is_executive_sponsor"),
+            ("CreatedDate", "created_at", "datetime"),
         )),
         ObjectMapping("Task", raw_sf_task, _fields(
             ("Id", "id", "id"), ("AccountId", "account_id", "id"), ("WhoId", "who_id", "id"),
             ("OwnerId", "owner_id", "id"), ("Subject", "subject", "str"), ("Type", "task_type", "str"),
             ("Status", "status", "str"), ("ActivityDate", "activity_date", "date"),
-            ("Executive_Touch__c", "is_executive_touch", "bool"),
-            ("Outreach_Responded__c", "outreach_responded", "bool"),
-            ("Health_Action_Key__c", "health_action_key", "str"), ("CreatedDate", "created_at", "datetime"),
+            _custom(raw_sf_task, "Task", "Executive_Touch__c", "is_executive_touch"),
+            _custom(raw_sf_task, "Task", "Outreach_Responded__c", "outreach_responded"),
+            _custom(raw_sf_task, "Task", "Health_Action_Key__c", "health_action_key"),
+            ("CreatedDate", "created_at", "datetime"),
         )),
         ObjectMapping("Opportunity", raw_sf_opportunity, _fields(
             ("Id", "id", "id"), ("AccountId", "account_id", "id"), ("Name", "name", "str"),
@@ -194,9 +256,12 @@ OBJECT_MAPPINGS: dict[str, ObjectMapping] = {
             ("CreatedDate", "created_at", "datetime"),
         )),
         ObjectMapping("NPS_Response__c", raw_sf_nps_response, _fields(
-            ("Id", "id", "id"), ("Account__c", "account_id", "id"), ("Contact__c", "contact_id", "id"),
-            ("Score__c", "score", "int"), ("Comment__c", "comment", "str"),
-            ("Responded_At__c", "responded_at", "datetime"),
+            ("Id", "id", "id"),
+            _custom(raw_sf_nps_response, "NPS_Response__c", "Account__c", "account_id"),
+            _custom(raw_sf_nps_response, "NPS_Response__c", "Contact__c", "contact_id"),
+            _custom(raw_sf_nps_response, "NPS_Response__c", "Score__c", "score"),
+            _custom(raw_sf_nps_response, "NPS_Response__c", "Comment__c", "comment"),
+            _custom(raw_sf_nps_response, "NPS_Response__c", "Responded_At__c", "responded_at"),
         )),
     )
 }
@@ -285,6 +350,10 @@ def _convert(mapping: ObjectMapping, field: FieldMapping, value: Any) -> Any:
         if not isinstance(value, bool):
             raise wrong("true or false")
         return value
+    if kind == "yesno":  # a Yes/No picklist; blank (null) means "does not apply"
+        if value not in ("Yes", "No"):
+            raise wrong("Yes, No or blank (a Picklist: see the README's Salesforce fields)")
+        return value == "Yes"
     if kind == "date":
         try:
             return date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else _raise()
@@ -302,13 +371,33 @@ def _raise() -> Any:
     raise ValueError
 
 
+def field_value(record: Mapping[str, Any], path: str) -> Any:
+    """The value of ``path`` in a REST record: a field, or a parent relationship path.
+
+    Salesforce returns ``UserRole.Name`` nested - ``{"UserRole": {"attributes": {...}, "Name":
+    "VP Customer Success"}}`` - and the parent as ``null`` when the reference is empty (the
+    field is then null). A parent that is neither a record nor null is ``RecordInvalid``.
+    """
+    *relationships, name = path.split(".")
+    current: Any = record
+    walked: list[str] = []
+    for rel in relationships:
+        walked.append(rel)
+        current = current.get(rel)
+        if current is None:
+            return None
+        if not isinstance(current, Mapping):
+            raise RecordInvalid(f"{'.'.join(walked)}: expected a related record or null, got {current!r}")
+    return current.get(name)
+
+
 def record_to_row(mapping: ObjectMapping, record: Mapping[str, Any], extracted_at: datetime) -> dict[str, Any]:
     """One Salesforce record as a ``raw_sf_*`` row; ``RecordInvalid`` says what is wrong."""
     row: dict[str, Any] = {}
     problems: list[str] = []
     for field in mapping.fields:
         try:
-            row[field.column] = _convert(mapping, field, record.get(field.sf_field))
+            row[field.column] = _convert(mapping, field, field_value(record, field.sf_field))
         except RecordInvalid as exc:
             problems.append(str(exc))
     modstamp = record.get("SystemModstamp")
@@ -414,20 +503,41 @@ def _error_codes(exc: SalesforceError) -> list[str]:
 def _error_message(exc: SalesforceError) -> str:
     content = exc.content
     if isinstance(content, list) and content and isinstance(content[0], dict):
-        return " ".join(str(content[0].get("message", "")).split())
+        message = str(content[0].get("message", ""))
+        # A query error starts with the query, a caret line and "ERROR at Row:1:Column:N":
+        # the explanation is what follows.
+        message = re.sub(r"(?s)^.*ERROR at Row:\d+:Column:\d+\s*", "", message)
+        return " ".join(message.split())
     return str(content)[:300]
 
 
-_PERMISSION_CODES = {"INSUFFICIENT_ACCESS", "INSUFFICIENT_ACCESS_OR_READONLY", "INVALID_TYPE",
-                     "INVALID_FIELD", "API_DISABLED_FOR_ORG", "API_CURRENTLY_DISABLED"}
+_PERMISSION_CODES = {"INSUFFICIENT_ACCESS", "INSUFFICIENT_ACCESS_OR_READONLY", "API_DISABLED_FOR_ORG",
+                     "API_CURRENTLY_DISABLED"}
+# The query was refused as written: an unknown (or invisible) field or object, or bad syntax.
+_QUERY_CODES = {"INVALID_FIELD", "INVALID_TYPE", "MALFORMED_QUERY", "INVALID_QUERY_FILTER_OPERATOR"}
+_NO_SUCH_COLUMN = re.compile(r"No such column '(?P<field>[^']+)' on entity '(?P<entity>[^']+)'")
+_NO_SUCH_RELATIONSHIP = re.compile(r"Didn't understand relationship '(?P<field>[^']+)'")
 
 
 class _ObjectDenied(Exception):
-    """Internal: one object is not readable; the others continue."""
+    """Internal: one object could not be read (its query refused, or access denied); the others continue."""
 
     def __init__(self, obj: str, code: str, message: str) -> None:
         super().__init__(message)
         self.obj, self.code, self.message = obj, code, message
+
+    @property
+    def is_query_error(self) -> bool:
+        return self.code in _QUERY_CODES
+
+    @property
+    def field(self) -> str | None:
+        """``Entity.Field`` Salesforce named as unknown (INVALID_FIELD), if it did."""
+        m = _NO_SUCH_COLUMN.search(self.message)
+        if m:
+            return f"{m['entity']}.{m['field']}"
+        m = _NO_SUCH_RELATIONSHIP.search(self.message)
+        return f"{self.obj}.{m['field']}" if m else None
 
 
 class SalesforceSession:
@@ -481,9 +591,9 @@ class SalesforceSession:
                 f"(check limits/ DailyApiRequests.Remaining) or ask the Salesforce admin to raise it. "
                 "Watermarks were not advanced past committed data, so the retry resumes cleanly."
             )
-        permission = next((c for c in codes if c in _PERMISSION_CODES), None)
-        if permission:
-            return _ObjectDenied(obj, permission, message)
+        refused = next((c for c in codes if c in _PERMISSION_CODES | _QUERY_CODES), None)
+        if refused:
+            return _ObjectDenied(obj, refused, message)
         if exc.status == 429 or exc.status >= 500:
             return SalesforceUnavailable(
                 f"Salesforce answered HTTP {exc.status} to {what} of {obj} through every retry "
@@ -492,15 +602,43 @@ class SalesforceSession:
         return exc
 
 
-def _permission_advice(denied: list[_ObjectDenied]) -> str:
-    lines = []
-    for d in denied:
-        if d.code == "INVALID_FIELD":
-            grant = f"field-level Read access on the fields the extraction selects ({', '.join(OBJECT_MAPPINGS[d.obj].select_fields) if d.obj in OBJECT_MAPPINGS else 'see the query'})"
-        else:
-            grant = f"Read access on the {d.obj} object (profile or permission set of the integration user)"
-        lines.append(f"{d.obj}: {d.code} ({d.message}); grant {grant}, or leave {d.obj} out of `objects`")
-    return "; ".join(lines)
+_README_FIELDS = "the README's \"Salesforce fields the product needs\""
+
+
+def _field_advice(field: str) -> str:
+    entity, _, name = field.partition(".")
+    listed = (entity, name) in CUSTOM_FIELD_INDEX
+    exists = (f"create the custom field {field} as listed in {_README_FIELDS}" if listed
+              else f"check that {field} exists in this org (Setup > Object Manager > {entity} > Fields & "
+                   "Relationships) under that API name")
+    roles = (" (roles are visible only with the View Roles and Role Hierarchy permission)"
+             if entity == "UserRole" else "")
+    return (f"either the field {field} does not exist in this org - {exists} - or the integration user lacks "
+            f"field-level access to it - give its profile or permission set Read access to {field} (Setup > "
+            f"Object Manager > {entity} > Fields & Relationships > {name} > Set Field-Level Security){roles}. "
+            "Salesforce answers both the same way")
+
+
+def _refusal_advice(d: _ObjectDenied) -> str:
+    """What one refused object means and what to check, in a sentence."""
+    head = f"{d.obj}: {d.code} ({d.message})"
+    optional = ("; or leave it out of `objects` (it is optional)"
+                if any(o.name == d.obj and not o.required for o in CUSTOM_OBJECTS) else "")
+    if d.code == "INVALID_FIELD":
+        field = d.field
+        if field is None:
+            return f"{head}: a field of the query is unknown or not visible; {_field_advice(d.obj + '.?')}"
+        return f"{head}: {_field_advice(field)}"
+    if d.code == "INVALID_TYPE":
+        create = (f"create the custom object {d.obj} as listed in {_README_FIELDS}" if d.obj.endswith("__c")
+                  else f"check that the org has {d.obj}")
+        return (f"{head}: either the object {d.obj} does not exist in this org - {create} - or the integration "
+                f"user has no Read access to it - grant Read on {d.obj} in its profile or permission set{optional}")
+    if d.code in _QUERY_CODES:
+        return (f"{head}: Salesforce could not run the extraction's query for {d.obj}; this is a fault in the "
+                "product's query, report it with this message")
+    return (f"{head}: grant Read access on the {d.obj} object (profile or permission set of the integration "
+            f"user), or leave {d.obj} out of `objects`")
 
 
 # ----------------------------------------------------------------------------- the extraction
@@ -538,10 +676,21 @@ def extract_salesforce(
         except _ObjectDenied as exc:
             log.warning("Salesforce %s skipped: %s %s", name, exc.code, exc.message)
             denied.append(exc)
+    queries = [d for d in denied if d.is_query_error]
+    if queries:
+        fields = [d.field for d in queries if d.field]
+        raise SalesforceQueryError(
+            f"Salesforce refused the extraction's query for {len(queries)} object(s) "
+            f"({', '.join(d.obj for d in queries)}). " + ". ".join(_refusal_advice(d) for d in denied)
+            + ". The other objects were extracted; their watermarks moved, these objects' did not.",
+            [d.obj for d in denied],
+            fields,
+            report,
+        )
     if denied:
         raise SalesforcePermissionError(
-            f"the Salesforce integration user cannot read {len(denied)} object(s): {_permission_advice(denied)}. "
-            "The other objects were extracted.",
+            f"the Salesforce integration user cannot read {len(denied)} object(s): "
+            + ". ".join(_refusal_advice(d) for d in denied) + ". The other objects were extracted.",
             [d.obj for d in denied],
             report,
         )
@@ -726,18 +875,34 @@ def _hook_class() -> type[SalesforceHook]:
             except ValueError:
                 body = {}
             if resp.status_code != 200 or "access_token" not in body:
+                error = str(body.get("error", ""))
+                hint = _LOGIN_HINTS.get(error, "Check the extras consumer_key/consumer_secret"
+                                        + (" and the login/password (+ security_token)" if grant == "password"
+                                           else ""))
                 raise SalesforceAuthenticationError(
                     f"Salesforce login at {token_url} failed for connection {self.conn_id} ({grant} grant): "
-                    f"HTTP {resp.status_code} {body.get('error', '')} {body.get('error_description', '')}. "
-                    "Check the extras consumer_key/consumer_secret"
-                    + (" and the login/password (+ security_token)" if grant == "password" else "")
-                    + "."
+                    f"HTTP {resp.status_code} {error} {body.get('error_description', '')}. {hint}. "
+                    "Retrying cannot help until the connection is corrected."
                 )
             self.log.info("Salesforce login succeeded; instance %s", body.get("instance_url"))
             return body["access_token"], body["instance_url"]
 
     HealthSalesforceHook.__qualname__ = "HealthSalesforceHook"
     return HealthSalesforceHook
+
+
+# Salesforce's OAuth errors (token endpoint, HTTP 400) and what to correct for each.
+_LOGIN_HINTS = {
+    "invalid_client_id": "The consumer key is unknown to this org: check the extra consumer_key (the connected "
+                         "app's Consumer Key) and that token_url/the domain is this org's",
+    "invalid_client": "The consumer secret does not match the consumer key: check the extra consumer_secret "
+                      "(the connected app's Consumer Secret)",
+    "invalid_grant": "The user could not log in: check the connection's login and password (+ the extra "
+                     "security_token), that the user is active and not locked out, and - for the client "
+                     "credentials grant - that the connected app has a run-as user",
+    "unsupported_grant_type": "The connected app does not allow this grant type: enable it in the app's OAuth "
+                              "policies",
+}
 
 
 def _instance_pair(login: tuple[str, str]) -> tuple[str, str]:

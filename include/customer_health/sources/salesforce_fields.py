@@ -1,0 +1,166 @@
+"""The custom objects and fields the product needs in Salesforce: one list, read by everything.
+
+Standard objects and fields (``Account.Name``, ``Task.Subject``, ``User.UserRoleId`` ...) exist in
+every org. These do not: a Salesforce administrator creates them once (Setup > Object Manager,
+with the type given here) and gives the integration user field-level access - Read on the fields
+the product reads, Edit on the ones it writes. The extraction's mapping, the CRM writeback, the
+Task payloads, the loopback sandbox's org and the README's table "Salesforce fields the product
+needs" all come from this list; the contract test (``tests/contracts/test_salesforce_contract.py``)
+checks that nothing the product reads or writes, and nothing the sandbox serves, is outside it
+or Salesforce's own standard-field reference.
+
+A field marked *required* must exist for the product to run: its object's extraction query
+selects it (a missing field fails the query with ``INVALID_FIELD``) or a write sends it. The
+``NPS_Response__c`` object is *optional*: leave it out of the extraction's ``objects`` and the NPS
+signal is simply absent (its weight moves to the other signals and coverage says so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+READ = "read"
+WRITE = "write"
+READ_WRITE = "read, write"
+
+
+@dataclass(frozen=True)
+class CustomField:
+    """One custom field the product reads or writes.
+
+    ``type`` is the field type the API reports in ``describe`` (``boolean``, ``date``,
+    ``datetime``, ``double``, ``currency``, ``string``, ``textarea``, ``picklist``,
+    ``reference``); ``setup`` is what to choose when creating it in Setup.
+    """
+
+    object: str
+    name: str
+    type: str
+    setup: str
+    access: str  # READ | WRITE | READ_WRITE
+    required: bool
+    meaning: str
+    length: int | None = None  # text and text-area lengths
+    picklist: tuple[str, ...] = ()  # the values, for a restricted picklist
+    reference_to: str | None = None
+    external_id: bool = False  # "External ID" (and Unique): an upsert key
+
+    @property
+    def read(self) -> bool:
+        return self.access in (READ, READ_WRITE)
+
+    @property
+    def written(self) -> bool:
+        return self.access in (WRITE, READ_WRITE)
+
+    @property
+    def nillable(self) -> bool:
+        """Whether the field can be blank: a Checkbox is always true or false, never null."""
+        return self.type != "boolean"
+
+
+@dataclass(frozen=True)
+class CustomObject:
+    """A custom object the product reads (its standard system fields come with it)."""
+
+    name: str
+    label: str
+    required: bool
+    meaning: str
+
+
+CUSTOM_OBJECTS: tuple[CustomObject, ...] = (
+    CustomObject("NPS_Response__c", "NPS Response", False,
+                 "One answer to the NPS survey. Optional: without it the NPS signal is absent and its weight "
+                 "moves to the other signals."),
+)
+
+CUSTOM_FIELDS: tuple[CustomField, ...] = (
+    # -- Account: what the customer bought, and the health score written back
+    CustomField("Account", "Plan__c", "picklist", "Picklist (starter, growth, enterprise)", READ, True,
+                "The customer's plan; with tenure it picks the segment baseline each signal is compared with.",
+                length=255, picklist=("starter", "growth", "enterprise")),
+    CustomField("Account", "Seats__c", "double", "Number(18, 0)", READ, True,
+                "Seats under contract, where Stripe has none: per-seat signals (logins per seat) divide by it."),
+    CustomField("Account", "ARR__c", "currency", "Currency(16, 2)", READ, True,
+                "Annual recurring revenue, where Stripe has none: what is at stake in escalations and reports."),
+    CustomField("Account", "Customer_Since__c", "date", "Date", READ, True,
+                "Contract start: the account is a customer (and scored) from this date; its tenure."),
+    CustomField("Account", "Product_Account_Id__c", "string", "Text(40), External ID, Unique", READ, True,
+                "The account's id in the product database: how product usage finds its account.",
+                length=40, external_id=True),
+    CustomField("Account", "Health_Score__c", "double", "Number(5, 2)", WRITE, True,
+                "The health score, 0-100."),
+    CustomField("Account", "Health_Zone__c", "string", "Text(20)", WRITE, True,
+                "The score's zone: Healthy, Neutral, At Risk or Critical.", length=20),
+    CustomField("Account", "Health_Trend__c", "string", "Text(40)", WRITE, True,
+                "Direction of the score over 90 days: Improving, Stable or Declining.", length=40),
+    CustomField("Account", "Health_Drivers__c", "textarea", "Long Text Area(32768)", WRITE, True,
+                "Why the score is what it is, in sentences (at most 1,000 characters).", length=32768),
+    CustomField("Account", "Health_Score_Date__c", "date", "Date", WRITE, True,
+                "The date the score on the record is as of; an older score never replaces a newer one."),
+    # -- Contact
+    CustomField("Contact", "Executive_Sponsor__c", "boolean", "Checkbox", READ, True,
+                "The customer's executive sponsor: executive engagement and who escalations name."),
+    # -- Task: activity the CSMs log, and the tasks the product creates
+    CustomField("Task", "Executive_Touch__c", "boolean", "Checkbox", READ, True,
+                "The activity was with the customer's executive sponsor."),
+    CustomField("Task", "Outreach_Responded__c", "picklist", "Picklist (Yes, No)", READ, True,
+                "For an outreach e-mail: whether the customer answered. Blank for every other task (a "
+                "Checkbox cannot be blank, so it cannot tell \"not outreach\" from \"no answer\").",
+                length=255, picklist=("Yes", "No")),
+    CustomField("Task", "Health_Action_Key__c", "string", "Text(120), External ID, Unique", READ_WRITE, True,
+                "The product's idempotency key: tasks are upserted by it, so a re-run never creates one twice.",
+                length=120, external_id=True),
+    # -- NPS_Response__c (optional custom object)
+    CustomField("NPS_Response__c", "Account__c", "reference", "Lookup(Account)", READ, False,
+                "The account that answered.", reference_to="Account"),
+    CustomField("NPS_Response__c", "Contact__c", "reference", "Lookup(Contact)", READ, False,
+                "The contact who answered.", reference_to="Contact"),
+    CustomField("NPS_Response__c", "Score__c", "double", "Number(2, 0)", READ, False,
+                "The answer, 0-10."),
+    CustomField("NPS_Response__c", "Comment__c", "textarea", "Long Text Area(32768)", READ, False,
+                "The free-text comment.", length=32768),
+    CustomField("NPS_Response__c", "Responded_At__c", "datetime", "Date/Time", READ, False,
+                "When the survey was answered."),
+)
+
+CUSTOM_FIELD_INDEX: dict[tuple[str, str], CustomField] = {(f.object, f.name): f for f in CUSTOM_FIELDS}
+
+
+def custom_field(obj: str, name: str) -> CustomField:
+    """The custom field ``obj.name``; KeyError naming the list when it is not in it."""
+    try:
+        return CUSTOM_FIELD_INDEX[(obj, name)]
+    except KeyError:
+        raise KeyError(f"{obj}.{name} is not in customer_health.sources.salesforce_fields.CUSTOM_FIELDS") from None
+
+
+def readme_table() -> str:
+    """The README's table of the fields, generated from the list (the README holds this text)."""
+    lines = [
+        "| Object | Field | Type in Setup | Product | Required | What it means |",
+        "|---|---|---|---|---|---|",
+    ]
+    for obj in CUSTOM_OBJECTS:
+        lines.append(f"| {obj.name} | *(custom object)* | Custom object \"{obj.label}\" | reads | "
+                     f"{'yes' if obj.required else 'optional'} | {obj.meaning} |")
+    for f in CUSTOM_FIELDS:
+        does = {READ: "reads", WRITE: "writes", READ_WRITE: "reads, writes"}[f.access]
+        lines.append(f"| {f.object} | `{f.name}` | {f.setup} | {does} | {'yes' if f.required else 'optional'} "
+                     f"| {f.meaning} |")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "CUSTOM_FIELDS",
+    "CUSTOM_FIELD_INDEX",
+    "CUSTOM_OBJECTS",
+    "CustomField",
+    "CustomObject",
+    "READ",
+    "READ_WRITE",
+    "WRITE",
+    "custom_field",
+    "readme_table",
+]
