@@ -1,7 +1,8 @@
 """Stripe extraction: the stripe SDK against the loopback Stripe API, into SQLite and PostgreSQL.
 
 The store is seeded directly (small, exact data) and only the Stripe app is served, so every
-fault is placed precisely.
+fault is placed precisely. Whether the sandbox's shapes are Stripe's is checked apart, against
+the SDK's own type definitions (``tests/contracts/test_stripe_contract.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 import stripe
 from sqlalchemy import func, insert, select, update
 
-from customer_health.sandbox.http import serve
+from customer_health.sandbox.http import Response, SandboxApp, serve
 from customer_health.sandbox.server import Sandbox
 from customer_health.sandbox.store import (
     sandbox_writes,
@@ -24,14 +25,19 @@ from customer_health.sandbox.store import (
     stripe_invoice,
     stripe_subscription,
 )
-from customer_health.sandbox.stripe_api import build_app
+from customer_health.sandbox.stripe_api import build_app, configure
 from customer_health.sources.retry import RetryPolicy
 from customer_health.sources.stripe import (
+    StripeAuthenticationError,
     StripeExtractionError,
     StripeHook,
+    StripeNotFoundError,
+    StripePermissionError,
     extract_stripe,
     run_stripe_extraction,
+    subscription_row,
 )
+from customer_health.sources.window import SAFETY_LAG
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.io import get_watermark
 from customer_health.warehouse.schema import (
@@ -208,7 +214,8 @@ def test_invoice_lines_status_transitions_and_customer_metadata_fill_the_columns
         canceled = conn.execute(
             select(raw_stripe_subscription).where(raw_stripe_subscription.c.id == "sub_0006")
         ).one()
-    assert (invoice.subscription_id, invoice.charge_id, invoice.status) == ("sub_0003", "ch_0003_1", "paid")
+    # Invoices name their payment's PaymentIntent (the sandbox pairs charge ch_X with pi_X)
+    assert (invoice.subscription_id, invoice.charge_id, invoice.status) == ("sub_0003", "pi_0003_1", "paid")
     assert (invoice.subtotal, invoice.usage_amount, invoice.amount_paid) == (30000, 1200, 30000)
     assert invoice.paid_at == T0 + timedelta(days=31)
     assert invoice.created_at == T0 + timedelta(days=30)
@@ -222,6 +229,30 @@ def test_invoice_lines_status_transitions_and_customer_metadata_fill_the_columns
     )
     assert canceled.canceled_at == T0 - timedelta(days=5)
     assert canceled.current_period_end == T0 + timedelta(days=31)
+
+
+def test_every_dispute_joins_the_invoice_whose_payment_it_disputes(client, warehouse):
+    extract_stripe(client, warehouse, UNTIL, **SMALL_PAGES)
+
+    with warehouse.connect() as conn:
+        joined = conn.execute(
+            select(raw_stripe_dispute.c.id, raw_stripe_invoice.c.id).join(
+                raw_stripe_invoice, raw_stripe_invoice.c.charge_id == raw_stripe_dispute.c.charge_id
+            )
+        ).fetchall()
+    assert sorted(joined) == [(f"dp_{j:04d}", f"in_{j:04d}_0") for j in range(DISPUTES)]
+
+
+def test_a_subscription_item_without_a_price_is_priced_by_its_plan_s_amount(client):
+    """Issue #16.6: the fallback read ``plan.unit_amount``; a Plan's field is ``amount``."""
+    served = client.raw_request("get", "/v1/subscriptions", limit=1).data["data"][0]
+    seat_item = served["items"]["data"][0]
+    del seat_item["price"]  # an item of a plan-based integration: the plan alone prices it
+    assert seat_item["plan"]["object"] == "plan"
+
+    row = subscription_row(served, datetime(2026, 3, 1))
+
+    assert (row["unit_amount"], row["interval"], row["quantity"]) == (2500, "month", seat_item["quantity"])
 
 
 def test_rerun_of_the_same_interval_changes_no_counts(client, warehouse):
@@ -292,6 +323,60 @@ def test_status_changes_after_creation_land_through_the_reread(client, stripe_sa
     assert (invoice.status, invoice.paid_at) == ("paid", UNTIL + timedelta(hours=2))
     assert subscription == "canceled"  # created ~300 days ago: subscriptions are re-read in full
     assert counts(warehouse) == EVERYTHING
+
+
+def test_a_run_never_moves_a_watermark_past_the_moment_it_read(client, stripe_sandbox, warehouse):
+    """Issue #16.1. A run for today (its interval ends at midnight, in the future) while the
+    account changes under it: an invoice is created and another paid while the invoices are
+    paged, on a Stripe clock five seconds behind ours. The watermark stops a safety lag before
+    the read began, so the new invoice is after it and lands in the next run as a new row.
+    (A watermark at the interval end, or even at the read's start, would pass it: it was
+    created before both, yet after its page was read.)"""
+    configure(stripe_sandbox.store, clock_skew=-5)
+    stripe_sandbox.inject_fault("stripe", "concurrent_change", path_regex="/v1/invoices", times=1, skip=1)
+    started = datetime.now(UTC).replace(tzinfo=None)
+    midnight = datetime.combine(started.date() + timedelta(days=1), datetime.min.time())
+
+    first = extract_stripe(client, warehouse, midnight, read_started=started, **SMALL_PAGES)
+
+    marks = {name: datetime.fromisoformat(watermark(warehouse, name)) for name in first.objects}
+    assert marks == dict.fromkeys(first.objects, started - SAFETY_LAG)
+    with stripe_sandbox.store.connect() as conn:
+        late = conn.execute(
+            select(stripe_invoice).where(stripe_invoice.c.id.like("%\\_c%", escape="\\"))
+        ).one()
+        paid = conn.execute(
+            select(stripe_invoice.c.id).where(
+                stripe_invoice.c.status == "paid", stripe_invoice.c.created > unix(T0 + timedelta(days=40))
+            )
+        ).scalar_one()
+    assert unix(started) - 10 <= late.created < unix(started)  # stamped by the lagging clock
+    assert late.created >= unix(marks["invoices"])  # after the watermark: not lost
+    assert count(warehouse, raw_stripe_invoice) == INVOICES
+    assert stored_status(warehouse, paid) == "open"  # read before it was paid
+
+    later = started + timedelta(minutes=10)  # the next run
+    second = extract_stripe(client, warehouse, midnight, read_started=later, **SMALL_PAGES)
+
+    assert second.objects["invoices"].rows == 1
+    assert watermark(warehouse, "invoices") == (later - SAFETY_LAG).isoformat()
+    assert stored_status(warehouse, late.id) == "open"
+
+
+def stored_status(engine, invoice_id: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(raw_stripe_invoice.c.status).where(raw_stripe_invoice.c.id == invoice_id)
+        ).scalar_one_or_none()
+
+
+def test_a_backfill_never_moves_a_watermark_back(client, warehouse):
+    extract_stripe(client, warehouse, UNTIL, **SMALL_PAGES)
+
+    report = extract_stripe(client, warehouse, T0 + timedelta(days=20), **SMALL_PAGES)
+
+    assert report.rows == 0
+    assert all(watermark(warehouse, name) == UNTIL.isoformat() for name in report.objects)
 
 
 # ----------------------------------------------------------------------------- faults
@@ -434,29 +519,132 @@ def test_lists_page_both_ways_and_filter_by_created(client):
         client.v1.customers.retrieve("cus_missing")
 
 
-def test_a_wrong_api_key_fails_the_extraction_with_a_clear_error(stripe_sandbox, warehouse):
+def stripe_connection(monkeypatch, sandbox: Sandbox, key: str, api_base: str | None = None) -> None:
+    """``health_stripe`` as an Airflow connection to the sandbox, with API key ``key``."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_HEALTH_STRIPE",
+        json.dumps(
+            {
+                "conn_type": "stripe",
+                "password": key,
+                "extra": {
+                    "api_base": api_base or sandbox.servers["stripe"].base_url,
+                    "max_network_retries": 1,
+                },
+            }
+        ),
+    )
+
+
+def test_a_wrong_api_key_fails_fast_naming_the_connection_and_what_to_check(
+    stripe_sandbox, warehouse, monkeypatch
+):
+    """Issue #16.6: the sandbox took any sk_test_ key, so wrong credentials were never tested;
+    a 401 must not look transient."""
+    stripe_connection(monkeypatch, stripe_sandbox, "sk_test_51WrongKeyForAnotherAccount9z")
+
+    with pytest.raises(StripeAuthenticationError) as failed:
+        run_stripe_extraction("health_stripe", warehouse, UNTIL)
+
+    error = failed.value
+    assert error.retryable is False and isinstance(error, StripeExtractionError)
+    assert "rejected the API key of connection 'health_stripe'" in str(error)
+    assert "Check the connection's password" in str(error) and "Retrying will not help" in str(error)
+    assert error.__cause__.http_status == 401
+    assert error.__cause__.json_body == {  # Stripe's own words and shape
+        "error": {
+            "type": "invalid_request_error",
+            "message": f"Invalid API Key provided: sk_test_{'*' * 25}nt9z",
+        }
+    }
+    assert watermark(warehouse, "customers") is None
+
+
+def test_a_key_from_no_account_at_all_is_refused_too(stripe_sandbox, warehouse):
     client = stripe.StripeClient(
         "pk_live_oops", base_addresses={"api": stripe_sandbox.servers["stripe"].base_url}
     )
 
-    with pytest.raises(StripeExtractionError, match="rejected the API key"):
+    with pytest.raises(StripeAuthenticationError, match="rejected the API key of the Stripe connection"):
         extract_stripe(client, warehouse, UNTIL)
+
+
+def test_a_restricted_key_without_a_permission_fails_fast_naming_what_to_grant(
+    stripe_sandbox, warehouse, monkeypatch
+):
+    configure(
+        stripe_sandbox.store,
+        restricted_keys={
+            "rk_test_51HealthReadOnly": [
+                "rak_customer_read",
+                "rak_subscription_read",
+                "rak_invoice_read",
+                "rak_price_read",
+            ]
+        },
+    )
+    stripe_connection(monkeypatch, stripe_sandbox, "rk_test_51HealthReadOnly")
+
+    with pytest.raises(StripePermissionError) as failed:
+        run_stripe_extraction("health_stripe", warehouse, UNTIL)
+
+    assert failed.value.retryable is False
+    assert "the API key of connection 'health_stripe' may not read disputes" in str(failed.value)
+    assert "Having the 'rak_dispute_read' permission would allow this request to continue" in str(
+        failed.value
+    )
+    assert "Give the restricted key Read access to disputes" in str(failed.value)
+    assert failed.value.__cause__.http_status == 403
+    assert watermark(warehouse, "invoices") == UNTIL.isoformat()  # what it may read is stored
+    assert watermark(warehouse, "disputes") is None
+
+
+def test_a_404_says_what_was_not_found_and_that_retrying_will_not_help(
+    stripe_sandbox, warehouse, monkeypatch
+):
+    """Issue #16.6: a 404 was reported as "kept failing after retries, try again later"."""
+    base = stripe_sandbox.servers["stripe"].base_url
+    stripe_connection(monkeypatch, stripe_sandbox, "sk_test_sandbox", api_base=f"{base}/v1")  # a common slip
+
+    with pytest.raises(StripeNotFoundError) as failed:
+        run_stripe_extraction("health_stripe", warehouse, UNTIL)
+
+    message = str(failed.value)
+    assert failed.value.retryable is False
+    assert f"404 Not Found at {base}/v1" in message and "/v1/v1/customers" in message
+    assert "Check the api_base extra of connection 'health_stripe'" in message
+    assert "Retrying will not help" in message and "try again later" not in message
+
+
+def test_a_404_from_something_that_is_not_stripe_is_not_called_transient(warehouse, tmp_path):
+    """An api_base pointing at another web server: its 404 is an HTML page, which the SDK turns
+    into an APIError (the class of Stripe's 5xx) - still a 404, not an outage."""
+
+    class Elsewhere(SandboxApp):
+        def not_found(self, req):  # noqa: ANN001, ANN202
+            return Response(
+                404, raw=b"<html><body>404 Not Found</body></html>", headers={"Content-Type": "text/html"}
+            )
+
+    other = serve(Elsewhere("elsewhere", store_engine(tmp_path / "other.db")))
+    try:
+        client = stripe.StripeClient(
+            "sk_test_sandbox", base_addresses={"api": other.base_url}, max_network_retries=1
+        )
+        with pytest.raises(StripeNotFoundError) as failed:
+            extract_stripe(client, warehouse, UNTIL, retry=FAST)
+    finally:
+        other.stop()
+
+    assert failed.value.retryable is False
+    assert "try again later" not in str(failed.value) and "Retrying will not help" in str(failed.value)
 
 
 # ----------------------------------------------------------------------------- Airflow
 def test_the_stripe_hook_built_from_an_airflow_connection_extracts_from_the_sandbox(
     stripe_sandbox, warehouse, monkeypatch
 ):
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_HEALTH_STRIPE",
-        json.dumps(
-            {
-                "conn_type": "stripe",
-                "password": "sk_test_sandbox",
-                "extra": {"api_base": stripe_sandbox.servers["stripe"].base_url, "max_network_retries": 1},
-            }
-        ),
-    )
+    stripe_connection(monkeypatch, stripe_sandbox, "sk_test_sandbox")
 
     result = run_stripe_extraction("health_stripe", warehouse, UNTIL)
 

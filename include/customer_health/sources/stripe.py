@@ -3,17 +3,22 @@
 The client is the official SDK's ``stripe.StripeClient``, built by ``StripeHook`` from an Airflow
 connection (conn type ``stripe``: password = secret or restricted API key, extra ``api_base`` to
 reach another host such as the sandbox, optional extras ``max_network_retries`` and
-``timeout``).
+``timeout``). Responses have the shapes of the API version the SDK pins (``stripe.api_version``);
+``tests/contracts/test_stripe_contract.py`` checks every field read here and every parameter
+sent against the SDK's own type definitions.
 
 Incremental by creation time. Stripe lists cannot be filtered by "changed since", only by
 ``created``, so each object has a watermark: the end of the last ``created`` window fully stored
-(ISO timestamp, exclusive). A run reads ``created >= watermark`` and ``< until`` in windows of at
+(ISO timestamp, exclusive). A run reads ``created >= watermark`` and ``< bound`` in windows of at
 most ``window`` (31 days), each window's pages upserted one at a time and its watermark written
 in the transaction of its last page; a failed run leaves the watermark at the last complete
 window and the next run reads the rest again (upserts make repeats harmless). The first run
-reads everything before ``until`` as one window. Windows are half-open, ``[start, until)``, like
-every extraction's ``until`` (the exclusive end of the data interval), so a run never stores an
-object created at or after ``until``.
+reads everything before the bound as one window. Windows are half-open, ``[start, bound)``.
+The bound is ``until`` (the exclusive end of the data interval), but never later than the
+moment the read starts minus ``sources.window.SAFETY_LAG`` (``read_bound``): an object created
+while the run is in progress, or stamped a few seconds early by a source clock behind ours, is
+after the watermark and lands in the next run. Watermarks only move forward
+(``advance_time_watermark``: an overlapping run that read less far leaves them).
 
 Objects change after creation - an invoice is paid or marked uncollectible, a subscription is
 canceled, a dispute is won or lost, a customer's metadata (our crosswalk keys) is edited - so
@@ -26,17 +31,38 @@ the sandbox does not serve it yet. The re-read brings the *current* state, so a 
 after ``until`` can land in a run for an earlier date; point-in-time signals therefore read the
 event timestamps (``paid_at``, ``canceled_at``), not just ``status``.
 
+Where the fields come from (API version of the pinned SDK):
+
+* A subscription's seats, price and period are its licensed item's ``quantity``, ``price``
+  (``unit_amount``, ``recurring.interval``) and ``current_period_end``; an item without a
+  ``price`` falls back to its legacy ``plan`` (``amount``, ``interval``). Subscriptions carry no
+  top-level ``plan``, ``quantity`` or period any more.
+* An invoice's subscription is ``parent.subscription_details.subscription``. Its metered usage
+  is the sum of the lines whose ``pricing.price_details.price`` is a metered price: the ids of
+  the account's metered prices are listed once per run (``GET /v1/prices`` with
+  ``recurring[usage_type]=metered``), because a line names its price only by id.
+* Invoices no longer name a charge; their payments (``payments``, included by asking for
+  ``expand[]=data.payments``) name a PaymentIntent, or a Charge when there is none. The
+  ``charge_id`` columns of invoices and disputes therefore hold the id of *the payment*: the
+  PaymentIntent (``pi_...``) when there is one, else the Charge (``ch_...``) - a dispute's own
+  ``payment_intent`` or ``charge`` - which is what joins a dispute to the invoice it disputes.
+
 Failures: malformed objects go to the quarantine with every bad field named. Transport failures
 are retried by the SDK (``max_network_retries``: connection errors, timeouts, 5xx, and whatever
 Stripe marks ``Stripe-Should-Retry: true``); 429 rate limits, which Stripe marks as not to be
 retried blindly, are waited out by ``sources.retry`` honouring ``Retry-After``. When retries run
 out, ``StripeExtractionError`` says what failed, and no watermark has moved past stored data.
+Errors a retry cannot fix are their own classes with ``retryable = False`` (the DAG fails them
+at once): ``StripeAuthenticationError`` (401, the key is wrong), ``StripePermissionError`` (403,
+a restricted key lacks a permission), ``StripeNotFoundError`` (404, usually an ``api_base`` that
+is not the API root) and ``StripeRequestRejected`` (another 4xx: the request itself is wrong).
+Each names the connection and what to check.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,7 +81,14 @@ from customer_health.sources.retry import (
     call_with_retries,
     retry_after_from,
 )
-from customer_health.warehouse.io import get_watermark, quarantine_records, set_watermark, upsert_rows, utcnow
+from customer_health.sources.window import naive_utc, read_bound
+from customer_health.warehouse.io import (
+    advance_time_watermark,
+    get_watermark,
+    quarantine_records,
+    upsert_rows,
+    utcnow,
+)
 from customer_health.warehouse.schema import (
     raw_stripe_customer,
     raw_stripe_dispute,
@@ -81,15 +114,40 @@ log = logging.getLogger(__name__)
 
 
 class StripeExtractionError(RuntimeError):
-    """The Stripe extraction could not complete; the message says why and what to do."""
+    """The Stripe extraction could not complete; the message says why and what to do.
+
+    Retryable as such (rate limits or an outage that outlasted the SDK's retries); the
+    subclasses below are the failures another attempt cannot fix.
+    """
+
+    retryable = True
+
+
+class StripeAuthenticationError(StripeExtractionError):
+    """Stripe refused the connection's API key (HTTP 401). A retry sends the same key."""
+
+    retryable = False
+
+
+class StripePermissionError(StripeExtractionError):
+    """The connection's restricted key lacks a permission (HTTP 403). Not retryable until granted."""
+
+    retryable = False
+
+
+class StripeNotFoundError(StripeExtractionError):
+    """HTTP 404: the URL (usually ``api_base``) or the object does not exist. Not retryable."""
+
+    retryable = False
+
+
+class StripeRequestRejected(StripeExtractionError):
+    """Another 4xx: Stripe refused the request itself (a parameter it does not accept)."""
+
+    retryable = False
 
 
 # ----------------------------------------------------------------------------- parsing
-def naive_utc(value: datetime) -> datetime:
-    """``value`` as naive UTC (the warehouse convention); aware datetimes are converted."""
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-
-
 def to_unix(value: datetime) -> int:
     """Unix seconds of a naive-UTC datetime."""
     return int(value.replace(tzinfo=UTC).timestamp())
@@ -163,34 +221,59 @@ def customer_row(customer: Mapping[str, Any], extracted_at: datetime) -> dict[st
     )
 
 
+def _pricing(item: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """Where an item's price lives: its ``price``, else its legacy ``plan`` (name and object)."""
+    for name in ("price", "plan"):
+        value = item.get(name)
+        if isinstance(value, Mapping):
+            return name, value
+    return "price", {}
+
+
+def _usage_type(item: Mapping[str, Any]) -> Any:
+    """``licensed`` or ``metered``: a Price says it under ``recurring``, a Plan at its top level."""
+    name, pricing = _pricing(item)
+    return _dig(pricing, "recurring", "usage_type") if name == "price" else pricing.get("usage_type")
+
+
 def _seat_item(subscription: Mapping[str, Any]) -> Mapping[str, Any]:
     """The subscription's licensed (per-seat) item; metered items carry usage, not seats."""
     items = _dig(subscription, "items", "data") or []
     for item in items:
-        if isinstance(item, Mapping) and _dig(item, "price", "recurring", "usage_type") != "metered":
+        if isinstance(item, Mapping) and _usage_type(item) != "metered":
             return item
     return items[0] if items and isinstance(items[0], Mapping) else {}
 
 
 def subscription_row(subscription: Mapping[str, Any], extracted_at: datetime) -> dict[str, Any]:
-    """A ``raw_stripe_subscription`` row (seats, price and period from the seat item)."""
+    """A ``raw_stripe_subscription`` row: seats, price and period from the licensed item.
+
+    The item's ``price`` gives ``unit_amount`` and ``recurring.interval``; an item without a
+    price falls back to its legacy ``plan``, whose fields are ``amount`` and ``interval``.
+    """
     check = FieldCheck()
     item = _seat_item(subscription)
-    price = item.get("price") or subscription.get("plan") or {}
-    interval = _dig(price, "recurring", "interval") or price.get("interval")
-    period_end = item.get("current_period_end", subscription.get("current_period_end"))
+    source, pricing = _pricing(item)
+    if source == "price":
+        amount, amount_field = pricing.get("unit_amount"), "items.price.unit_amount"
+        interval, interval_field = _dig(pricing, "recurring", "interval"), "items.price.recurring.interval"
+    else:
+        amount, amount_field = pricing.get("amount"), "items.plan.amount"
+        interval, interval_field = pricing.get("interval"), "items.plan.interval"
     return check.row(
         {
             "id": check(_id, subscription.get("id"), "id", required=True),
             "customer_id": check(_id, subscription.get("customer"), "customer", required=True),
             "status": check(_choice, subscription.get("status"), "status", SUBSCRIPTION_STATUSES),
-            "quantity": check(_int, item.get("quantity", subscription.get("quantity")), "quantity"),
-            "unit_amount": check(_int, price.get("unit_amount"), "price.unit_amount"),
-            "interval": check(_text, interval, "price.recurring.interval", 10),
+            "quantity": check(_int, item.get("quantity"), "items.quantity"),
+            "unit_amount": check(_int, amount, amount_field),
+            "interval": check(_text, interval, interval_field, 10),
             "created_at": check(_timestamp, subscription.get("created"), "created", required=True),
             "canceled_at": check(_timestamp, subscription.get("canceled_at"), "canceled_at"),
             "cancel_at_period_end": bool(subscription.get("cancel_at_period_end")),
-            "current_period_end": check(_timestamp, period_end, "current_period_end"),
+            "current_period_end": check(
+                _timestamp, item.get("current_period_end"), "items.current_period_end"
+            ),
             "source_updated_at": None,
             "is_deleted": False,
             "extracted_at": extracted_at,
@@ -198,25 +281,49 @@ def subscription_row(subscription: Mapping[str, Any], extracted_at: datetime) ->
     )
 
 
-def invoice_row(invoice: Mapping[str, Any], extracted_at: datetime) -> dict[str, Any]:
-    """A ``raw_stripe_invoice`` row; ``usage_amount`` sums the metered-usage lines."""
+def _payment_id(invoice: Mapping[str, Any], check: FieldCheck) -> str | None:
+    """The invoice's payment: its PaymentIntent, else its Charge (see the module docstring).
+
+    ``payments`` is there only when the list asked for ``expand[]=data.payments``; of several
+    payments (a partial payment, a retry by another method) the paid one counts.
+    """
+    payments = [p for p in _dig(invoice, "payments", "data") or [] if isinstance(p, Mapping)]
+    paid = [p for p in payments if p.get("status") == "paid"]
+    for payment in paid or payments:
+        details = payment.get("payment")
+        if not isinstance(details, Mapping):
+            continue
+        key = check(_id, details.get("payment_intent"), "payments.payment.payment_intent") or check(
+            _id, details.get("charge"), "payments.payment.charge"
+        )
+        if key:
+            return key
+    return None
+
+
+def invoice_row(
+    invoice: Mapping[str, Any], extracted_at: datetime, *, metered_prices: Collection[str]
+) -> dict[str, Any]:
+    """A ``raw_stripe_invoice`` row; ``usage_amount`` sums the lines of ``metered_prices``."""
     check = FieldCheck()
     lines = _dig(invoice, "lines", "data") or []
     if _dig(invoice, "lines", "has_more"):
         check.problem("lines has_more: more than the embedded lines; usage_amount would be incomplete")
     usage = 0
     for line in lines:
-        if isinstance(line, Mapping) and _dig(line, "price", "recurring", "usage_type") == "metered":
+        if not isinstance(line, Mapping):
+            continue
+        price_field = "lines.pricing.price_details.price"
+        price = check(_id, _dig(line, "pricing", "price_details", "price"), price_field)
+        if price in metered_prices:
             usage += check(_int, line.get("amount"), f"lines[{line.get('id')}].amount") or 0
-    subscription = invoice.get("subscription") or _dig(
-        invoice, "parent", "subscription_details", "subscription"
-    )
+    subscription = _dig(invoice, "parent", "subscription_details", "subscription")
     return check.row(
         {
             "id": check(_id, invoice.get("id"), "id", required=True),
             "customer_id": check(_id, invoice.get("customer"), "customer", required=True),
-            "subscription_id": check(_id, subscription, "subscription"),
-            "charge_id": check(_id, invoice.get("charge"), "charge"),
+            "subscription_id": check(_id, subscription, "parent.subscription_details.subscription"),
+            "charge_id": _payment_id(invoice, check),
             "status": check(_choice, invoice.get("status"), "status", INVOICE_STATUSES),
             "subtotal": check(_int, invoice.get("subtotal"), "subtotal"),
             "usage_amount": usage,
@@ -241,7 +348,9 @@ def dispute_row(dispute: Mapping[str, Any], extracted_at: datetime) -> dict[str,
     return check.row(
         {
             "id": check(_id, dispute.get("id"), "id", required=True),
-            "charge_id": check(_id, dispute.get("charge"), "charge"),
+            # the disputed payment, keyed like an invoice's (PaymentIntent, else Charge)
+            "charge_id": check(_id, dispute.get("payment_intent"), "payment_intent")
+            or check(_id, dispute.get("charge"), "charge"),
             "amount": check(_int, dispute.get("amount"), "amount"),
             "status": check(_text, dispute.get("status"), "status", 30),
             "reason": check(_text, dispute.get("reason"), "reason", 40),
@@ -255,19 +364,45 @@ def dispute_row(dispute: Mapping[str, Any], extracted_at: datetime) -> dict[str,
 
 @dataclass(frozen=True)
 class StripeObject:
-    """One extracted Stripe object: its list service, table, row builder and re-read policy."""
+    """One extracted Stripe object: its list service, table, row builder and re-read policy.
 
-    name: str  # the ``client.v1`` service, the watermark object and the report key
+    ``context``, when set, is read once per run before the object's pages (one more list call)
+    and passed to ``to_row`` as keyword arguments: invoices need the ids of the metered prices.
+    """
+
+    name: str  # the ``/v1/<name>`` list, the watermark object and the report key
     table: Table
-    to_row: Callable[[Mapping[str, Any], datetime], dict[str, Any]]
+    to_row: Callable[..., dict[str, Any]]  # (object, extracted_at, **context) -> row
     list_params: Mapping[str, Any]
     refresh_lookback: timedelta | None  # None: every object created before the watermark
+    context: Callable[[StripePages], Mapping[str, Any]] | None = None
 
+
+def metered_prices(pages: StripePages) -> dict[str, Any]:
+    """``{"metered_prices": ids}``: every metered price of the account, active or not.
+
+    An invoice line names its price only by id (``pricing.price_details.price``) and Stripe
+    expands at most four levels deep, so the usage type cannot come with the invoice list.
+    """
+    ids = {
+        price["id"]
+        for page in pages.pages("prices", METERED_PRICE_PARAMS)
+        for price in page
+        if isinstance(price, Mapping) and isinstance(price.get("id"), str)
+    }
+    return {"metered_prices": frozenset(ids)}
+
+
+METERED_PRICE_PARAMS: Mapping[str, Any] = {"limit": 100, "recurring": {"usage_type": "metered"}}
+# Invoices include their payments only when asked (an "includable" field).
+INVOICE_LIST_PARAMS: Mapping[str, Any] = {"expand": ["data.payments"]}
 
 STRIPE_OBJECTS: tuple[StripeObject, ...] = (
     StripeObject("customers", raw_stripe_customer, customer_row, {}, None),
     StripeObject("subscriptions", raw_stripe_subscription, subscription_row, {"status": "all"}, None),
-    StripeObject("invoices", raw_stripe_invoice, invoice_row, {}, REFRESH_LOOKBACK),
+    StripeObject(
+        "invoices", raw_stripe_invoice, invoice_row, INVOICE_LIST_PARAMS, REFRESH_LOOKBACK, metered_prices
+    ),
     StripeObject("disputes", raw_stripe_dispute, dispute_row, {}, REFRESH_LOOKBACK),
 )
 
@@ -280,27 +415,72 @@ def classify_stripe_error(exc: BaseException) -> Retryable | None:
     return None
 
 
-def _explain(exc: stripe.StripeError, describe: str) -> StripeExtractionError:
-    if isinstance(exc, stripe.AuthenticationError):
-        hint = "Stripe rejected the API key; check the password (sk_... or rk_...) of the Stripe connection"
-    elif isinstance(exc, stripe.APIConnectionError):
-        hint = f"Stripe could not be reached after the SDK's retries ({exc.user_message}); check api_base/network"
-    elif isinstance(exc, stripe.APIError):
-        hint = f"Stripe kept failing with HTTP {exc.http_status} after the SDK's retries; try again later"
-    else:
-        hint = f"Stripe refused it with HTTP {exc.http_status} {exc.code or ''}: {exc.user_message}"
-    return StripeExtractionError(f"{describe}: {hint}. Watermarks stay at the last complete window.")
+def api_base_of(client: stripe.StripeClient) -> str:
+    """The API root a client sends to (``api_base`` of the connection), for error messages."""
+    options = getattr(getattr(client, "_requestor", None), "_options", None)
+    return (getattr(options, "base_addresses", None) or {}).get("api") or stripe.DEFAULT_API_BASE
+
+
+def _explain(
+    exc: stripe.StripeError, describe: str, resource: str, conn_id: str | None, api_base: str
+) -> StripeExtractionError:
+    """The error to raise for ``exc``: its class says whether a retry can help, its text what to fix."""
+    conn = f"connection '{conn_id}'" if conn_id else "the Stripe connection"
+    said = f"HTTP {exc.http_status}: {exc.user_message or exc}"
+    keep = "Watermarks stay at the last complete window."
+    if exc.http_status == 401 or isinstance(exc, stripe.AuthenticationError):
+        return StripeAuthenticationError(
+            f"{describe}: Stripe rejected the API key of {conn} ({said}). Check the connection's "
+            "password: a secret key (sk_live_/sk_test_...) or restricted key (rk_...) of the right "
+            f"Stripe account and mode, not rolled or deleted. Retrying will not help. {keep}"
+        )
+    if exc.http_status == 403 or isinstance(exc, stripe.PermissionError):
+        return StripePermissionError(
+            f"{describe}: the API key of {conn} may not read {resource} ({said}). Give the restricted "
+            f"key Read access to {resource} (Stripe dashboard, Developers > API keys) or use a key "
+            f"that has it. Retrying will not help. {keep}"
+        )
+    if exc.http_status == 404:
+        return StripeNotFoundError(
+            f"{describe}: Stripe answered 404 Not Found at {api_base} ({said}): that URL does not "
+            f"exist there. Check the api_base extra of {conn}: it must be the root of the Stripe "
+            f"API (https://api.stripe.com, without /v1). Retrying will not help. {keep}"
+        )
+    if isinstance(exc, stripe.APIConnectionError):
+        return StripeExtractionError(
+            f"{describe}: Stripe could not be reached at {api_base} after the SDK's retries "
+            f"({exc.user_message}); check the api_base extra of {conn} and the network. {keep}"
+        )
+    if isinstance(exc, stripe.APIError) or (exc.http_status or 0) >= 500:
+        return StripeExtractionError(
+            f"{describe}: Stripe kept failing with HTTP {exc.http_status} after the SDK's retries; "
+            f"try again later. {keep}"
+        )
+    return StripeRequestRejected(
+        f"{describe}: Stripe refused the request ({said}{', code ' + exc.code if exc.code else ''}); "
+        f"the same request will be refused again. {keep}"
+    )
 
 
 class StripePages:
-    """List pages of one Stripe object, one request at a time, with bounded 429 waits."""
+    """List pages of one Stripe object, one request at a time, with bounded 429 waits.
 
-    def __init__(self, client: stripe.StripeClient, policy: RetryPolicy, logger: logging.Logger) -> None:
+    ``conn_id`` names the Airflow connection in error messages.
+    """
+
+    def __init__(
+        self,
+        client: stripe.StripeClient,
+        policy: RetryPolicy,
+        logger: logging.Logger,
+        conn_id: str | None = None,
+    ) -> None:
         self.client = client
         self.policy = policy
         self.logger = logger
+        self.conn_id = conn_id
 
-    def _fetch(self, request: Callable[[], Any], describe: str) -> Any:
+    def _fetch(self, request: Callable[[], Any], describe: str, resource: str) -> Any:
         try:
             return call_with_retries(
                 request,
@@ -312,7 +492,7 @@ class StripePages:
         except RetriesExhausted as exc:
             raise StripeExtractionError(str(exc)) from exc
         except stripe.StripeError as exc:
-            raise _explain(exc, describe) from exc
+            raise _explain(exc, describe, resource, self.conn_id, api_base_of(self.client)) from exc
 
     def pages(self, name: str, params: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
         """Each page of ``GET /v1/<name>`` with ``params``, as plain dicts, newest first.
@@ -323,12 +503,14 @@ class StripePages:
         60% of the extraction's time (a 5,000-account company: 31 s of 52 s).
         Pagination is Stripe's: ``starting_after`` the last id of the previous page.
         """
-        describe = f"Stripe GET /v1/{name} created {dict(params.get('created', {}))}"
+        created = params.get("created")
+        describe = f"Stripe GET /v1/{name}" + (f" created {dict(created)}" if created else "")
         query = dict(params)
         while True:
             response = self._fetch(
                 lambda: self.client.raw_request("get", f"/v1/{name}", **query),  # noqa: B023 - called at once
                 describe,
+                name,
             )
             body = response.data
             if not isinstance(body, dict) or body.get("object") != "list" or not isinstance(body.get("data"), list):
@@ -369,19 +551,24 @@ def extract_stripe(
     window: timedelta = DEFAULT_WINDOW,
     retry: RetryPolicy = RetryPolicy(),
     objects: tuple[StripeObject, ...] = STRIPE_OBJECTS,
+    read_started: datetime | None = None,
+    conn_id: str | None = None,
 ) -> ExtractReport:
     """Extract Stripe objects created before ``until`` (exclusive), plus the re-read of older ones.
 
-    Pages stream one at a time and are committed as they come; see the module docstring for the
-    windows, the watermarks and the re-read of objects that change after creation.
+    The windows end at ``read_bound(until, read_started)``: never later than the moment the read
+    starts (default now) minus the safety lag. Pages stream one at a time and are committed as
+    they come; see the module docstring for the windows, the watermarks and the re-read of
+    objects that change after creation. ``conn_id`` names the connection in error messages
+    (default: the one a ``StripeHook`` client was built from).
     """
-    until = naive_utc(until)
-    pages = StripePages(client, retry, log)
+    bound = read_bound(naive_utc(until), read_started)
+    pages = StripePages(client, retry, log, conn_id or getattr(client, "conn_id", None))
     report = ExtractReport(SOURCE)
     extracted_at = utcnow()
     for spec in objects:
-        _extract_object(pages, engine, spec, until, report.object(spec.name), extracted_at, page_size, window)
-    log.info("Stripe extraction up to %s: %s", until.isoformat(), report.as_dict())
+        _extract_object(pages, engine, spec, bound, report.object(spec.name), extracted_at, page_size, window)
+    log.info("Stripe extraction up to %s: %s", bound.isoformat(), report.as_dict())
     return report
 
 
@@ -399,26 +586,24 @@ def _extract_object(
         report.watermark_before = get_watermark(conn, SOURCE, spec.name)
     report.watermark_after = report.watermark_before
     old = datetime.fromisoformat(report.watermark_before) if report.watermark_before else None
-    for start, end in created_windows(old, until, window):
-        report.rows += _read_window(
-            pages, engine, spec, start, end, report, extracted_at, page_size, watermark=end
+    windows = created_windows(old, until, window)
+    refresh_start = EPOCH if spec.refresh_lookback is None else max(EPOCH, until - spec.refresh_lookback)
+    refresh_end = min(old, until) if old is not None else EPOCH
+    if not windows and refresh_start >= refresh_end:
+        return
+    context = dict(spec.context(pages)) if spec.context is not None else {}
+    for start, end in windows:
+        rows, stored = _read_window(
+            pages, engine, spec, start, end, report, extracted_at, page_size, context, watermark=end
         )
-        report.watermark_after = end.isoformat()
-    if old is not None:  # the re-read of objects created before this run's window
-        refresh_start = EPOCH if spec.refresh_lookback is None else max(EPOCH, until - spec.refresh_lookback)
-        refresh_end = min(old, until)
-        if refresh_start < refresh_end:
-            report.refreshed += _read_window(
-                pages,
-                engine,
-                spec,
-                refresh_start,
-                refresh_end,
-                report,
-                extracted_at,
-                page_size,
-                watermark=None,
-            )
+        report.rows += rows
+        report.watermark_after = stored
+    if refresh_start < refresh_end:  # the re-read of objects created before this run's window
+        span = (refresh_start, refresh_end)
+        rows, _ = _read_window(
+            pages, engine, spec, *span, report, extracted_at, page_size, context, watermark=None
+        )
+        report.refreshed += rows
 
 
 def _read_window(
@@ -430,10 +615,12 @@ def _read_window(
     report: ObjectReport,
     extracted_at: datetime,
     page_size: int,
+    context: Mapping[str, Any],
     *,
     watermark: datetime | None,
-) -> int:
-    """Store every object created in ``[start, end)``; write ``watermark`` with the last page."""
+) -> tuple[int, str | None]:
+    """Store every object created in ``[start, end)``; move the watermark to ``watermark`` (only
+    forward) with the last page. Returns the rows written and the watermark now stored."""
     params = {**spec.list_params, "limit": page_size, "created": {"gte": to_unix(start), "lt": to_unix(end)}}
     written = 0
     previous: set[Any] = set()
@@ -444,7 +631,7 @@ def _read_window(
             if obj.get("id") in previous:
                 continue  # the same page served twice
             try:
-                rows.append(spec.to_row(obj, extracted_at))
+                rows.append(spec.to_row(obj, extracted_at, **context))
             except MalformedRecord as exc:
                 bad.append((str(obj.get("id")), f"{spec.name[:-1]}: {exc}", obj))
         previous = {obj.get("id") for obj in objects}
@@ -453,13 +640,22 @@ def _read_window(
             quarantine_records(conn, SOURCE, spec.name, bad)
         written += len(rows)
         report.quarantined += len(bad)
-    if watermark is not None:  # only once every page of the window is committed
-        with engine.begin() as conn:
-            set_watermark(conn, SOURCE, spec.name, watermark.isoformat(), written)
-    return written
+    if watermark is None:
+        return written, None
+    with engine.begin() as conn:  # only once every page of the window is committed
+        stored = advance_time_watermark(conn, SOURCE, spec.name, watermark.isoformat(), watermark, written)
+    return written, stored
 
 
 # ----------------------------------------------------------------------------- Airflow-facing
+class ConnectionStripeClient(stripe.StripeClient):
+    """A ``stripe.StripeClient`` that remembers the Airflow connection it was built from."""
+
+    def __init__(self, api_key: str, *, conn_id: str, **options: Any) -> None:
+        super().__init__(api_key, **options)
+        self.conn_id = conn_id
+
+
 class StripeHook(BaseHook):
     """The Stripe SDK client of an Airflow connection (conn type ``stripe``).
 
@@ -486,8 +682,8 @@ class StripeHook(BaseHook):
             "relabeling": {"password": "Secret API key"},
         }
 
-    def get_conn(self) -> stripe.StripeClient:
-        """A ``stripe.StripeClient`` configured from the connection."""
+    def get_conn(self) -> ConnectionStripeClient:
+        """A ``stripe.StripeClient`` configured from the connection (and knowing its name)."""
         conn = self.get_connection(self.stripe_conn_id)
         api_key = conn.password or ""
         if not api_key.startswith(("sk_", "rk_")):
@@ -497,8 +693,9 @@ class StripeHook(BaseHook):
             )
         extra = conn.extra_dejson
         api_base = extra.get("api_base")
-        return stripe.StripeClient(
+        return ConnectionStripeClient(
             api_key,
+            conn_id=self.stripe_conn_id,
             base_addresses={"api": api_base.rstrip("/")} if api_base else None,
             max_network_retries=int(extra.get("max_network_retries", 3)),
             http_client=stripe.RequestsClient(timeout=float(extra.get("timeout", 30))),
