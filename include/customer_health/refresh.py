@@ -214,14 +214,17 @@ def affected_accounts(engine: Engine, window: RefreshWindow) -> list[str]:
         )
 
     inv, dsp = raw_stripe_invoice, raw_stripe_dispute
+    rating, rated = raw_zd_satisfaction_rating, raw_zd_ticket.alias("rated_ticket")
     parts = [
         salesforce(raw_sf_task),
         salesforce(raw_sf_nps_response),
         via("zendesk", raw_zd_ticket.c.organization_id,
             and_(raw_zd_ticket.c.source_updated_at > since, raw_zd_ticket.c.source_updated_at <= until), raw_zd_ticket),
-        via("zendesk", raw_zd_satisfaction_rating.c.organization_id,
-            and_(raw_zd_satisfaction_rating.c.created_at > since, raw_zd_satisfaction_rating.c.created_at <= until),
-            raw_zd_satisfaction_rating),
+        # A rating carries no organization in Zendesk's API: it is its ticket's.
+        via("zendesk", func.coalesce(rating.c.organization_id, rated.c.organization_id),
+            or_(and_(rating.c.created_at > since, rating.c.created_at <= until),
+                and_(rating.c.source_updated_at > since, rating.c.source_updated_at <= until)),
+            rating.outerjoin(rated, rated.c.id == rating.c.ticket_id)),
         via("stripe", inv.c.customer_id,
             or_(and_(inv.c.created_at > since, inv.c.created_at <= until), and_(inv.c.paid_at > since, inv.c.paid_at <= until)),
             inv),

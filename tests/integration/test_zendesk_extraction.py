@@ -2,19 +2,25 @@
 
 The store is seeded directly (small, exact data), and only the Zendesk app is served, so every
 fault is placed precisely. zenpy reaches the server through ZENPY_FORCE_NETLOC/SCHEME.
+
+The seeded data is long past. A test about "today" runs with ``read_started``: a first run that
+reads now, then a *later* run simulated by a ``read_started`` some minutes ahead (the source's
+changes made now are older than that run's read bound), as a real schedule would have it.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 from sqlalchemy import func, insert, select, update
 from zenpy import Zenpy
 
+from customer_health.refresh import RefreshWindow, affected_accounts
+from customer_health.sandbox.connections import SANDBOX_ZENDESK_EMAIL, SANDBOX_ZENDESK_TOKEN
 from customer_health.sandbox.http import serve
 from customer_health.sandbox.server import Sandbox
 from customer_health.sandbox.store import (
@@ -23,7 +29,8 @@ from customer_health.sandbox.store import (
     zd_satisfaction_rating,
     zd_ticket,
 )
-from customer_health.sandbox.zendesk_api import build_app
+from customer_health.sandbox.zendesk_api import build_app, source_now, system_update_delay
+from customer_health.sources import zendesk as zendesk_source
 from customer_health.sources.retry import (
     RetriesExhausted,
     Retryable,
@@ -31,7 +38,9 @@ from customer_health.sources.retry import (
     call_with_retries,
     parse_retry_after,
 )
+from customer_health.sources.window import SAFETY_LAG
 from customer_health.sources.zendesk import (
+    ZendeskAuthenticationError,
     ZendeskExtractionError,
     extract_zendesk,
     run_zendesk_extraction,
@@ -40,6 +49,8 @@ from customer_health.sources.zendesk import (
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.io import get_watermark
 from customer_health.warehouse.schema import (
+    account_crosswalk,
+    account_identity_map,
     quarantine,
     raw_zd_organization,
     raw_zd_satisfaction_rating,
@@ -134,7 +145,7 @@ def zendesk(tmp_path, monkeypatch):
 
 @pytest.fixture()
 def zenpy_client() -> Zenpy:
-    return Zenpy(subdomain="acme", email="ops@acme.example", token="sandbox-token")
+    return Zenpy(subdomain="acme", email=SANDBOX_ZENDESK_EMAIL, token=SANDBOX_ZENDESK_TOKEN)
 
 
 @pytest.fixture()
@@ -154,6 +165,29 @@ def watermark(engine, obj: str) -> str | None:
 
 def tickets_before(until: datetime) -> int:
     return sum(1 for i in range(TICKETS) if _ticket_updated(i) < until)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def stored(engine, table, record_id: int):
+    with engine.connect() as conn:
+        return conn.execute(select(table).where(table.c.id == record_id)).first()
+
+
+def export_pages(base_url: str, start: datetime, per_page: int = 9) -> list[dict]:
+    """Every page of the raw ticket export from ``start``, as the sandbox serves it."""
+    auth = (f"{SANDBOX_ZENDESK_EMAIL}/token", SANDBOX_ZENDESK_TOKEN)
+    url = f"{base_url}/api/v2/incremental/tickets/cursor.json"
+    params: dict = {"start_time": int(start.replace(tzinfo=UTC).timestamp()), "per_page": per_page}
+    pages = []
+    while True:
+        page = requests.get(url, params=params, auth=auth, timeout=10).json()
+        pages.append(page)
+        if page["end_of_stream"]:
+            return pages
+        params = {"cursor": page["after_cursor"], "per_page": per_page}
 
 
 # ----------------------------------------------------------------------------- completeness
@@ -275,6 +309,149 @@ def test_tickets_updated_at_or_after_until_are_not_stored_and_the_cursor_stays_b
     assert count(warehouse, raw_zd_ticket) == TICKETS
     assert follow_up.objects["tickets"].rows >= TICKETS - tickets_before(until)
     assert report.objects["tickets"].watermark_after != follow_up.objects["tickets"].watermark_after
+
+
+# ----------------------------------------------------------------------------- time
+def test_a_run_for_today_leaves_every_watermark_before_the_moment_it_read(zendesk, zenpy_client, warehouse):
+    started = now_utc()
+    tonight = started + timedelta(hours=6)  # the interval of a run for "today" ends in the future
+
+    first = extract_zendesk(zenpy_client, warehouse, tonight, read_started=started, **SMALL_PAGES)
+
+    bound = started - SAFETY_LAG
+    assert datetime.fromisoformat(watermark(warehouse, "satisfaction_ratings")) == bound
+    assert first.objects["tickets"].rows == TICKETS
+    # Just after that read, Zendesk - its clock a few seconds behind ours - records a rating and
+    # a ticket change, stamped *before* the moment the first run started reading.
+    at_zendesk = source_now(zendesk.store)
+    assert at_zendesk < now_utc()
+    with zendesk.store.begin() as conn:
+        conn.execute(
+            insert(zd_satisfaction_rating).values(
+                id=7998, ticket_id=5002, requester_id=9002, score="bad", created_at=at_zendesk, updated_at=at_zendesk
+            )
+        )
+        conn.execute(update(zd_ticket).where(zd_ticket.c.id == 5002).values(status="solved", updated_at=at_zendesk))
+
+    # The next run (ten minutes later) reads both: nothing was marked read that had not happened.
+    later = extract_zendesk(zenpy_client, warehouse, tonight, read_started=started + timedelta(minutes=10), **SMALL_PAGES)
+
+    assert later.objects["satisfaction_ratings"].rows == 1
+    assert stored(warehouse, raw_zd_satisfaction_rating, 7998).score == "bad"
+    assert stored(warehouse, raw_zd_ticket, 5002).status == "solved"
+    assert datetime.fromisoformat(watermark(warehouse, "satisfaction_ratings")) == bound + timedelta(minutes=10)
+
+
+def test_a_ticket_and_a_rating_changed_while_a_run_is_in_progress_are_left_for_the_next_run(
+    zendesk, zenpy_client, warehouse, monkeypatch
+):
+    started = now_utc()
+    tonight = started + timedelta(hours=6)
+    changed = []
+    get = zendesk_source.ZendeskPages.get
+
+    def get_then_change(self, api, path, params):  # noqa: ANN001, ANN202
+        body = get(self, api, path, params)
+        if path.startswith("incremental/tickets") and not changed:  # after the first export page
+            at_zendesk = source_now(zendesk.store)
+            with zendesk.store.begin() as conn:
+                conn.execute(
+                    update(zd_ticket).where(zd_ticket.c.id == 5100).values(status="solved", updated_at=at_zendesk)
+                )
+                conn.execute(
+                    insert(zd_satisfaction_rating).values(
+                        id=7997, ticket_id=5100, requester_id=9100, score="good", created_at=at_zendesk
+                    )
+                )
+            changed.append(at_zendesk)
+        return body
+
+    monkeypatch.setattr(zendesk_source.ZendeskPages, "get", get_then_change)
+
+    first = extract_zendesk(zenpy_client, warehouse, tonight, read_started=started, **SMALL_PAGES)
+
+    # Ticket 5100 moved to the end of the export while the run paged; it was changed after the
+    # read began, so this run stores no version of it and its cursor stops before it.
+    assert changed and stored(warehouse, raw_zd_ticket, 5100) is None
+    assert stored(warehouse, raw_zd_satisfaction_rating, 7997) is None
+    assert first.objects["tickets"].rows == TICKETS - 1
+    monkeypatch.setattr(zendesk_source.ZendeskPages, "get", get)
+
+    second = extract_zendesk(zenpy_client, warehouse, tonight, read_started=started + timedelta(minutes=10), **SMALL_PAGES)
+
+    assert stored(warehouse, raw_zd_ticket, 5100).status == "solved"
+    assert stored(warehouse, raw_zd_satisfaction_rating, 7997).score == "good"
+    assert second.objects["tickets"].rows >= 1
+    assert count(warehouse, raw_zd_ticket) == TICKETS
+
+
+def test_the_export_is_ordered_by_generated_timestamp_and_a_ticket_system_updated_after_until_waits(
+    zendesk, zenpy_client, warehouse
+):
+    until = T0 + timedelta(hours=6 * 60 + 3)  # between ticket 60 and ticket 61
+    touched = next(i for i in range(6000, 6100) if system_update_delay(i))  # gets a system update
+    plain = next(i for i in range(6000, 6100) if not system_update_delay(i))
+    with zendesk.store.begin() as conn:
+        for ticket_id, updated in ((touched, until - timedelta(minutes=2)), (plain, until - timedelta(minutes=1))):
+            conn.execute(
+                insert(zd_ticket).values(
+                    id=ticket_id, organization_id=1001, requester_id=9999, subject="Late", type="question",
+                    priority="low", status="open", tags=["how_to"], created_at=T0, updated_at=updated,
+                )
+            )  # fmt: skip
+
+    # Zendesk's page: `touched` (last event 2 minutes before `until`, system update after it)
+    # comes after `plain`, so updated_at goes backwards within the page.
+    pages = export_pages(zendesk.servers["zendesk"].base_url, until - timedelta(hours=1))
+    order = [t["id"] for page in pages for t in page["tickets"]]
+    assert order.index(plain) < order.index(touched)
+    stamps = [(t["generated_timestamp"], t["updated_at"]) for page in pages for t in page["tickets"]]
+    assert stamps == sorted(stamps, key=lambda s: s[0])
+    assert [u for _, u in stamps] != sorted(u for _, u in stamps)
+
+    report = extract_zendesk(zenpy_client, warehouse, until, **SMALL_PAGES)
+
+    # Its current version was generated after `until`: left for the next run, although its
+    # updated_at is before `until`.
+    assert stored(warehouse, raw_zd_ticket, plain) is not None
+    assert stored(warehouse, raw_zd_ticket, touched) is None
+    assert report.objects["tickets"].rows == tickets_before(until) + 1
+    follow_up = extract_zendesk(zenpy_client, warehouse, UNTIL, **SMALL_PAGES)
+    assert stored(warehouse, raw_zd_ticket, touched).source_updated_at == until - timedelta(minutes=2)
+    assert follow_up.objects["tickets"].rows >= TICKETS - tickets_before(until) + 1
+
+
+def test_ratings_carry_no_organization_and_a_rating_alone_marks_its_account_changed(
+    zendesk, zenpy_client, warehouse
+):
+    base = zendesk.servers["zendesk"].base_url
+    auth = (f"{SANDBOX_ZENDESK_EMAIL}/token", SANDBOX_ZENDESK_TOKEN)
+    served = requests.get(f"{base}/api/v2/satisfaction_ratings.json", auth=auth, timeout=5).json()
+    assert served["satisfaction_ratings"] and not any("organization_id" in r for r in served["satisfaction_ratings"])
+
+    extract_zendesk(zenpy_client, warehouse, UNTIL, **SMALL_PAGES)
+
+    with warehouse.connect() as conn:
+        orgs = set(conn.execute(select(raw_zd_satisfaction_rating.c.organization_id)).scalars())
+    assert orgs == {None}
+    # Rating 21 (on ticket 21 of org 1021) is the only change of org 1021 in this window: the
+    # rating -> ticket -> organization -> account path marks the account changed.
+    i = 21
+    account = "001A00000000000021"
+    with warehouse.begin() as conn:
+        conn.execute(insert(account_crosswalk).values(account_key=account, account_name="Org 21", updated_at=T0))
+        conn.execute(
+            insert(account_identity_map).values(
+                system="zendesk", source_id=str(1000 + i % ORGS), account_key=account, match_method="external_id",
+                updated_at=T0,
+            )
+        )  # fmt: skip
+    rated_at = T0 + timedelta(hours=12 * i)
+    assert _ticket_updated(i) < rated_at - timedelta(hours=1)
+    window = RefreshWindow(since=rated_at - timedelta(hours=1), until=rated_at + timedelta(hours=1))
+
+    assert affected_accounts(warehouse, window) == [account]
+    assert affected_accounts(warehouse, RefreshWindow(since=rated_at, until=rated_at + timedelta(hours=1))) == []
 
 
 # ----------------------------------------------------------------------------- faults
@@ -404,14 +581,60 @@ def test_the_retry_helper_honours_retry_after_and_gives_up_within_its_bounds():
 
 
 # ----------------------------------------------------------------------------- the API itself
-def test_requests_without_zendesk_credentials_are_rejected(zendesk):
-    base = zendesk.servers["zendesk"].base_url
+def test_only_the_api_token_of_the_sandbox_user_is_accepted_as_zendesk_takes_it(zendesk):
+    url = f"{zendesk.servers['zendesk'].base_url}/api/v2/organizations.json"
+    email, token = SANDBOX_ZENDESK_EMAIL, SANDBOX_ZENDESK_TOKEN
 
-    assert requests.get(f"{base}/api/v2/organizations.json", timeout=5).status_code == 401
-    assert (
-        requests.get(f"{base}/api/v2/organizations.json", auth=("a@b.c/token", "x"), timeout=5).status_code
-        == 200
+    refused = [
+        requests.get(url, timeout=5),  # no credentials
+        requests.get(url, auth=(f"{email}/token", "wrong-token"), timeout=5),
+        requests.get(url, auth=("someone.else@example.com/token", token), timeout=5),
+        requests.get(url, auth=(email, token), timeout=5),  # a password login, not a token
+    ]
+
+    assert [(r.status_code, r.json()) for r in refused] == [(401, {"error": "Couldn't authenticate you"})] * 4
+    assert requests.get(url, auth=(f"{email.upper()}/token", token), timeout=5).status_code == 200
+
+
+def test_a_wrong_api_token_fails_at_once_with_an_error_that_names_the_connection(zendesk, warehouse, monkeypatch):
+    client = Zenpy(subdomain="acme", email=SANDBOX_ZENDESK_EMAIL, token="revoked-token")
+    requests_sent = []
+    original = client.organizations._get
+    monkeypatch.setattr(
+        client.organizations, "_get", lambda *a, **k: requests_sent.append(a) or original(*a, **k)
     )
+
+    with pytest.raises(ZendeskAuthenticationError, match=r"HTTP 401.*connection 'health_zendesk'") as failure:
+        extract_zendesk(client, warehouse, UNTIL, connection="health_zendesk", **SMALL_PAGES)
+
+    assert len(requests_sent) == 1, "an authentication error is not retried"
+    assert failure.value.retryable is False
+    assert isinstance(failure.value, ZendeskExtractionError)
+    assert "API token" in str(failure.value) and "Retrying will not help" in str(failure.value)
+    assert watermark(warehouse, "tickets") is None
+    # The DAG's wrapper turns it into a failure Airflow does not retry.
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from customer_health.pipeline import fail_fast
+
+    with pytest.raises(AirflowFailException, match="ZendeskAuthenticationError"):
+        fail_fast(extract_zendesk)(client, warehouse, UNTIL, connection="health_zendesk", **SMALL_PAGES)
+
+
+def test_an_agent_without_admin_access_fails_at_once_saying_the_export_needs_an_admin(
+    zendesk, zenpy_client, warehouse
+):
+    from customer_health.sandbox.store import sandbox_meta
+
+    with zendesk.store.begin() as conn:
+        conn.execute(insert(sandbox_meta).values(key="zendesk_role", value="agent"))
+
+    with pytest.raises(ZendeskAuthenticationError, match=r"HTTP 403.*for admins only") as failure:
+        extract_zendesk(zenpy_client, warehouse, UNTIL, **SMALL_PAGES)
+
+    assert failure.value.retryable is False
+    assert count(warehouse, raw_zd_organization) == ORGS  # organizations are readable by agents
+    assert watermark(warehouse, "tickets") is None
 
 
 def test_zenpy_reads_a_single_ticket(zendesk, zenpy_client):
@@ -430,8 +653,8 @@ def test_the_provider_hook_built_from_an_airflow_connection_extracts_from_the_sa
             {
                 "conn_type": "zendesk",
                 "host": "acme.zendesk.com",
-                "login": "ops@acme.example",
-                "password": "sandbox-token",
+                "login": SANDBOX_ZENDESK_EMAIL,
+                "password": SANDBOX_ZENDESK_TOKEN,
                 "extra": {"use_token": True},
             }
         ),
@@ -469,3 +692,13 @@ def test_the_generated_company_extracts_completely_through_the_sandbox_connectio
     assert {name: o["rows"] for name, o in counts["objects"].items()} == expected
     assert counts["quarantined"] == 0
     assert count(warehouse, raw_zd_ticket) == expected["tickets"]
+    # As on real export pages, updated_at goes backwards somewhere (system updates), and the
+    # company's ratings carry no organization.
+    pages = export_pages(sandbox.endpoints["zendesk"], datetime(2000, 1, 1), per_page=1000)
+    assert any(
+        later["updated_at"] < earlier["updated_at"]
+        for page in pages
+        for earlier, later in zip(page["tickets"], page["tickets"][1:], strict=False)
+    )
+    with warehouse.connect() as conn:
+        assert set(conn.execute(select(raw_zd_satisfaction_rating.c.organization_id)).scalars()) == {None}

@@ -1,24 +1,40 @@
 """The loopback Zendesk Support API (v2): organizations, ticket export, satisfaction ratings.
 
-Served shapes follow Zendesk's documentation closely enough for zenpy and for the extraction:
+Served shapes follow Zendesk's API reference and zenpy's object definitions, and are checked
+against both (``tests/contracts/test_zendesk_contract.py``):
 
 * ``GET /api/v2/organizations.json`` - cursor pagination (``page[size]`` up to 100,
   ``page[after]``), answering ``{"organizations", "meta": {"has_more", "after_cursor",
   "before_cursor"}, "links": {"next", "prev"}}``; ordered by id.
 * ``GET /api/v2/incremental/tickets/cursor.json`` - the cursor-based incremental export:
   ``start_time`` (unix) *or* ``cursor``, ``per_page`` (up to 1000) and ``include=metric_sets``.
-  Tickets whose ``updated_at`` is at or after ``start_time``, ordered by (updated_at, id), each
-  page ``{"tickets", "metric_sets", "after_cursor", "after_url", "before_cursor", "before_url",
-  "end_of_stream"}``. A ticket updated again moves to its new position, as in Zendesk. The
-  cursor is an opaque token for "after ticket (updated_at second, id)"; the last page's
-  ``after_cursor`` resumes the export later.
+  Ordered as Zendesk orders it: by ``generated_timestamp`` (then id), the moment of the ticket's
+  last change of *any* kind, not by ``updated_at``, which only a ticket event moves. Some tickets
+  carry a later system update (``system_update_delay``: a deterministic subset, a few minutes
+  after their last event), so ``updated_at`` goes backwards within a page, as on real pages.
+  Each page ``{"tickets", "metric_sets", "after_cursor", "after_url", "before_cursor",
+  "before_url", "end_of_stream"}``; a ticket changed again moves to its new position; the cursor
+  is an opaque token for "after (generated second, id)"; the last page's ``after_cursor``
+  resumes the export later.
 * ``GET /api/v2/satisfaction_ratings.json`` - ``start_time`` (inclusive) and ``end_time``
   (exclusive), unix seconds on ``created_at``, with the same cursor pagination, ordered by id.
+  A rating has no ``organization_id`` (Zendesk's has none; the store keeps one for the
+  company's bookkeeping, never served): its organization is its ticket's.
 * ``GET /api/v2/tickets/{id}.json``.
 
-Authentication is HTTP basic, ``{email}/token:{api_token}`` (or ``{email}:{password}``). When
-``sandbox_meta`` holds ``zendesk_api_token`` the token must match; otherwise any non-empty
-credentials pass. zenpy reaches this server when the environment has
+The sandbox's clock is the host's plus a skew of a few seconds (``CLOCK_SKEW``, overridden by
+``sandbox_meta`` ``zendesk_clock_skew_seconds``; ``source_now``): the source and the warehouse
+host never agree exactly, and a test stamps "now at Zendesk" with it. A system update is served
+only once it has happened: not after the source's now, nor after the newest ticket event the
+store holds (the company's history ends there; nothing happened after it).
+
+Authentication is HTTP basic with an API token, ``{email}/token:{api_token}``, as Zendesk
+takes it: the e-mail and token are the sandbox connection's (``sandbox.connections``), or
+``sandbox_meta``'s ``zendesk_email`` / ``zendesk_api_token`` when set. Anything else - no
+header, another e-mail or token, a password instead of a token - answers 401 with Zendesk's body
+``{"error": "Couldn't authenticate you"}``. The user is an admin unless ``sandbox_meta``'s
+``zendesk_role`` says otherwise (e.g. ``agent``); the incremental export and the satisfaction
+ratings are admin-only, so a non-admin gets 403 ``{"error": "Forbidden", "description": ...}``. zenpy reaches this server when the environment has
 ``ZENPY_FORCE_NETLOC=127.0.0.1:<port>`` and ``ZENPY_FORCE_SCHEME=http`` (zenpy reads both on
 every request, so they may be set after the client was built).
 
@@ -35,12 +51,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Integer, and_, cast, func, or_, select
+from sqlalchemy import Engine, Integer, and_, case, cast, func, literal, or_, select
 
+from customer_health.sandbox.connections import SANDBOX_ZENDESK_EMAIL, SANDBOX_ZENDESK_TOKEN
 from customer_health.sandbox.http import Request, Response, SandboxApp
 from customer_health.sandbox.store import (
     sandbox_meta,
@@ -54,6 +72,19 @@ ORG_PAGE_DEFAULT = 100
 ORG_PAGE_MAX = 100
 EXPORT_PAGE_DEFAULT = 1000
 EXPORT_PAGE_MAX = 1000
+# The Zendesk host's clock against ours: a few seconds behind (the direction that hides a record
+# stamped just before a read began, if a reader trusted the read's start as its bound).
+CLOCK_SKEW = timedelta(seconds=-4)
+# Every SYSTEM_UPDATE_EVERY-th ticket (by id) gets one system update a few minutes after its last
+# event: generated_timestamp moves, updated_at does not (Zendesk: SLA and metric recalculations,
+# merges and other background updates create no ticket event).
+SYSTEM_UPDATE_EVERY = 7
+UNAUTHORIZED = {"error": "Couldn't authenticate you"}
+FORBIDDEN = {
+    "error": "Forbidden",
+    "description": "You do not have access to this page. Please contact the account owner of this help desk for further help.",
+}
+ADMIN_ONLY = re.compile(r"/api/v2/(incremental/.*|satisfaction_ratings(/.*)?\.json)")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -72,6 +103,59 @@ def unix(value: datetime) -> int:
 def from_unix(seconds: int) -> datetime:
     """A naive-UTC datetime from unix seconds."""
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+
+
+def system_update_delay(ticket_id: int) -> timedelta | None:
+    """How long after its last event ticket ``ticket_id`` gets a system update (None: never)."""
+    if ticket_id % SYSTEM_UPDATE_EVERY != 3:
+        return None
+    return timedelta(minutes=7 + ticket_id % 9)
+
+
+def generated_at(ticket_id: int, updated_at: datetime, present: datetime) -> datetime:
+    """The ticket's ``generated_timestamp`` as served when the source's history ends at ``present``.
+
+    Whole seconds, like Zendesk's. Mirrors the export's SQL (``_generated_second``).
+    """
+    updated_at = updated_at.replace(microsecond=0)
+    delay = system_update_delay(ticket_id)
+    if delay is not None and updated_at + delay <= present:
+        return updated_at + delay
+    return updated_at
+
+
+def source_now(store: Engine) -> datetime:
+    """Now on the Zendesk host's clock: ours plus ``CLOCK_SKEW`` (or ``sandbox_meta``'s override)."""
+    with store.connect() as conn:
+        skew = conn.execute(
+            select(sandbox_meta.c.value).where(sandbox_meta.c.key == "zendesk_clock_skew_seconds")
+        ).scalar_one_or_none()
+    offset = timedelta(seconds=float(skew)) if skew not in (None, "") else CLOCK_SKEW
+    return datetime.now(UTC).replace(tzinfo=None) + offset
+
+
+def history_present(store: Engine) -> datetime:
+    """The latest moment a system update may have happened: the source's now, capped at the
+    store's newest ticket event (nothing happens in the company after its history ends)."""
+    with store.connect() as conn:
+        newest = conn.execute(
+            select(func.max(func.coalesce(zd_ticket.c.updated_at, zd_ticket.c.created_at)))
+        ).scalar_one_or_none()
+    now = source_now(store)
+    if newest is None:
+        return now
+    if isinstance(newest, str):  # a raw SQLite value
+        newest = datetime.fromisoformat(newest)
+    return min(now, newest)
+
+
+def _generated_second(present: datetime) -> Any:
+    """SQL: the export's ordering key, ``generated_timestamp`` in unix seconds (see ``generated_at``)."""
+    t = zd_ticket.c
+    second = cast(func.strftime("%s", func.coalesce(t.updated_at, t.created_at)), Integer)
+    delay = (literal(7) + t.id % 9) * 60
+    touched = and_(t.id % SYSTEM_UPDATE_EVERY == 3, second + delay <= unix(present))
+    return case((touched, second + delay), else_=second)
 
 
 def encode_cursor(payload: dict[str, Any]) -> str:
@@ -127,17 +211,16 @@ def organization_json(row: Any, base: str) -> dict[str, Any]:
     }
 
 
-def ticket_json(row: Any, base: str) -> dict[str, Any]:
-    """A ticket as Zendesk serializes it (incremental export adds ``generated_timestamp``)."""
+def ticket_json(row: Any, base: str, generated: int | None = None) -> dict[str, Any]:
+    """A ticket as Zendesk serializes it; the incremental export adds ``generated_timestamp``."""
     updated = row.updated_at or row.created_at
-    return {
+    ticket = {
         "url": f"{base}/api/v2/tickets/{row.id}.json",
         "id": row.id,
         "external_id": None,
         "via": {"channel": "web", "source": {"from": {}, "to": {}, "rel": None}},
         "created_at": iso(row.created_at),
         "updated_at": iso(updated),
-        "generated_timestamp": unix(updated) if updated else None,
         "type": row.type,
         "subject": row.subject,
         "raw_subject": row.subject,
@@ -163,6 +246,9 @@ def ticket_json(row: Any, base: str) -> dict[str, Any]:
         "allow_channelback": False,
         "allow_attachments": True,
     }
+    if generated is not None:
+        ticket["generated_timestamp"] = generated
+    return ticket
 
 
 def metric_set_json(row: Any, base: str) -> dict[str, Any]:
@@ -200,7 +286,7 @@ def metric_set_json(row: Any, base: str) -> dict[str, Any]:
 
 
 def satisfaction_rating_json(row: Any, base: str) -> dict[str, Any]:
-    """A satisfaction rating as Zendesk serializes it."""
+    """A satisfaction rating as Zendesk serializes it: no organization (that is the ticket's)."""
     return {
         "url": f"{base}/api/v2/satisfaction_ratings/{row.id}.json",
         "id": row.id,
@@ -208,7 +294,6 @@ def satisfaction_rating_json(row: Any, base: str) -> dict[str, Any]:
         "group_id": None,
         "requester_id": row.requester_id,
         "ticket_id": row.ticket_id,
-        "organization_id": row.organization_id,
         "score": row.score,
         "comment": row.comment,
         "reason": None,
@@ -248,23 +333,38 @@ class ZendeskApp(SandboxApp):
             return _invalid(str(exc))
 
     def _authenticate(self, req: Request) -> Response | None:
-        unauthorized = Response(401, {"error": "Couldn't authenticate you"})
+        """None when the request carries ``{email}/token:{api_token}`` of the sandbox's user."""
+        unauthorized = Response(401, dict(UNAUTHORIZED))
         header = req.header("authorization") or ""
         if not header.startswith("Basic "):
             return unauthorized
         try:
-            user, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+            user, _, secret = base64.b64decode(header[6:], validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return unauthorized
-        if not user or not secret:
+        email, _, kind = user.rpartition("/")
+        user_meta = self.user()
+        if kind != "token" or email.lower() != user_meta["email"].lower() or secret != user_meta["token"]:
             return unauthorized
-        with self.store.connect() as conn:
-            expected = conn.execute(
-                select(sandbox_meta.c.value).where(sandbox_meta.c.key == "zendesk_api_token")
-            ).scalar_one_or_none()
-        if expected and user.endswith("/token") and secret != expected:
-            return unauthorized
+        if user_meta["role"] != "admin" and ADMIN_ONLY.fullmatch(req.path):
+            return Response(403, dict(FORBIDDEN))
         return None
+
+    def user(self) -> dict[str, str]:
+        """The sandbox's API user: ``email``, API ``token`` and ``role``."""
+        with self.store.connect() as conn:
+            meta = dict(
+                conn.execute(
+                    select(sandbox_meta.c.key, sandbox_meta.c.value).where(
+                        sandbox_meta.c.key.in_(("zendesk_email", "zendesk_api_token", "zendesk_role"))
+                    )
+                ).all()
+            )
+        return {
+            "email": meta.get("zendesk_email") or SANDBOX_ZENDESK_EMAIL,
+            "token": meta.get("zendesk_api_token") or SANDBOX_ZENDESK_TOKEN,
+            "role": meta.get("zendesk_role") or "admin",
+        }
 
     def take_malformed(self, req: Request, records: list[dict[str, Any]], breaker) -> None:  # noqa: ANN001
         """Break the first record of a non-empty page when a ``malformed`` fault is armed."""
@@ -384,12 +484,12 @@ def build_app(store: Engine, folder: Path | None = None) -> SandboxApp:
                 return _invalid(f"start_time must be unix seconds, got {start!r}")
         include = {part.strip() for part in (req.arg("include") or "").split(",")}
         base = _base(req)
-        second = cast(func.strftime("%s", zd_ticket.c.updated_at), Integer)
+        second = _generated_second(history_present(store))
         duplicate = cursor is not None and app.take_fault(req, kinds=("duplicate_page",)) is not None
         with store.connect() as conn:
             if duplicate:  # the page before the cursor, again, leading back to the cursor
                 rows = conn.execute(
-                    select(zd_ticket)
+                    select(zd_ticket, second.label("generated"))
                     .where(or_(second < after[0], and_(second == after[0], zd_ticket.c.id <= after[1])))
                     .order_by(second.desc(), zd_ticket.c.id.desc())
                     .limit(size)
@@ -397,20 +497,20 @@ def build_app(store: Engine, folder: Path | None = None) -> SandboxApp:
                 end_of_stream = False
             else:
                 rows = conn.execute(
-                    select(zd_ticket)
+                    select(zd_ticket, second.label("generated"))
                     .where(or_(second > after[0], and_(second == after[0], zd_ticket.c.id > after[1])))
                     .order_by(second, zd_ticket.c.id)
                     .limit(size + 1)
                 ).fetchall()
                 end_of_stream = len(rows) <= size
                 rows = rows[:size]
-        tickets = [ticket_json(r, base) for r in rows]
+        tickets = [ticket_json(r, base, r.generated) for r in rows]
         app.take_malformed(req, tickets, _break_ticket)
         if duplicate:
             after_cursor = cursor
         elif rows:
             last = rows[-1]
-            after_cursor = encode_cursor({"u": unix(last.updated_at or last.created_at), "i": last.id})
+            after_cursor = encode_cursor({"u": last.generated, "i": last.id})
         else:
             after_cursor = encode_cursor({"u": after[0], "i": after[1]})
         extra = "&include=metric_sets" if "metric_sets" in include else ""

@@ -7,33 +7,48 @@ client's own transport (its session, authentication, URL building and 429 handli
 the extraction needs what zenpy's object generators hide: each export page's ``after_cursor``,
 its sideloaded ``metric_sets``, and the page boundaries it commits on.
 
+How far a run reads: ``until`` is the run's interval end, but never later than the moment the
+read starts minus a safety lag (``sources.window.read_bound``; ``read_started`` stands in for
+"now" in tests). A run for "today" must not mark as read what has not happened yet, and the lag
+covers a Zendesk clock a few seconds behind ours and records that become visible a little after
+their stamp. Everything below calls that bound ``bound``.
+
 What is read, and how it stays correct:
 
-* **Organizations** - all of them, every run (a few thousand at most), upserted page by page.
+* **Organizations** - all of them, every run (a few thousand at most), upserted page by page;
+  one created at or after ``bound`` is left for a later run.
 * **Tickets** - the cursor-based incremental export with ``include=metric_sets``; the metric set
   is folded into the ticket row (reopens, full resolution minutes, solved_at) and the category
   derived from tags. The watermark is the export cursor (``cursor:<token>``), written in the
   transaction that commits its page, so it never runs ahead of stored data; Zendesk's cursor is
   safe to resume from, and a crashed run resumes after its last committed page.
-* **Satisfaction ratings** - by ``created_at`` window ``[watermark, until)``; the watermark (the
-  window's end) is written after the whole window is stored, pages before it are upserted, so a
-  failed run just reads the window again.
+* **Satisfaction ratings** - by ``created_at`` window ``[watermark, bound)``; the watermark (the
+  window's end) is written after the whole window is stored, only forward
+  (``advance_time_watermark``: an overlapping run that read less far leaves it), pages before it
+  are upserted, so a failed run just reads the window again. Zendesk's ratings carry no
+  ``organization_id`` (Zendesk's API reference and zenpy's ``SatisfactionRating`` define none):
+  the rating's organization is its ticket's, and every reader joins through ``ticket_id``
+  (the signals, ``refresh.affected_accounts``); the raw column stays NULL.
 
-Point in time: a run bounded by ``until`` (the exclusive end of its data interval) stores no
-ticket updated at or after ``until``. The export is ordered by ``updated_at``, so the first such
-ticket ends the stream. Its page's earlier tickets are stored, but the cursor is *not* advanced
-past that page - the watermark stays at the previous page's cursor, the last position that is
-entirely before ``until`` - and the next run reads that page again (upserts make it harmless).
-A consequence worth knowing: Zendesk exports only a ticket's current state, so a ticket updated
-both before and after ``until`` is left at its previously stored version (or absent) until a
-later run; a run never stores a version from its future. Likewise organizations and ratings
-created at or after ``until`` are left for a later run.
+Point in time: the export is ordered by each ticket's ``generated_timestamp`` - moved by *every*
+change, system updates included - not by ``updated_at``, which only a ticket event moves. So
+``updated_at`` can go backwards within a page, and a ticket whose last event was before
+``bound`` may carry a later system update. A run stores no ticket generated at or after
+``bound``: the first such ticket ends the stream (every later one is generated later still).
+Its page's earlier tickets are stored, but the cursor is *not* advanced past that page - the
+watermark stays at the previous page's cursor, the last position entirely before ``bound`` - and
+the next run reads that page again (upserts make it harmless). Zendesk exports only a ticket's
+current state, so a ticket changed both before and after ``bound`` is left at its previously
+stored version (or absent) until a later run; a run never stores a version from its future.
 
 Failures: malformed records go to the quarantine with the reason and the rest continues.
 zenpy waits out 429s itself, honouring ``Retry-After``; ``ratelimit_budget`` bounds that wait
 (zenpy raises ``RatelimitBudgetExceeded`` when spent, unbounded otherwise). 5xx, timeouts and
 429s without ``Retry-After`` are retried with backoff by ``sources.retry``; when retries run out
 the run fails with ``ZendeskExtractionError`` and no watermark past the last committed page.
+Zendesk refusing the credentials (401) or the user's access (403) raises
+``ZendeskAuthenticationError`` at once, naming the connection and what to check: it has
+``retryable = False``, so the DAG fails the task instead of retrying the same credentials.
 
 Pointing zenpy at the sandbox: zenpy reads ``ZENPY_FORCE_NETLOC`` and ``ZENPY_FORCE_SCHEME``
 from the environment on *every request* (``BaseApi._build_url``), not at import or construction,
@@ -69,7 +84,9 @@ from customer_health.sources.retry import (
     call_with_retries,
     retry_after_from,
 )
+from customer_health.sources.window import read_bound
 from customer_health.warehouse.io import (
+    advance_time_watermark,
     get_watermark,
     quarantine_records,
     set_watermark,
@@ -95,7 +112,22 @@ log = logging.getLogger(__name__)
 
 
 class ZendeskExtractionError(RuntimeError):
-    """The Zendesk extraction could not complete; the message says why and what to do."""
+    """The Zendesk extraction could not complete; the message says why and what to do.
+
+    Retryable as such (rate limits or an outage that outlasted the retries); the subclass
+    below is the failure another attempt cannot fix.
+    """
+
+    retryable = True
+
+
+class ZendeskAuthenticationError(ZendeskExtractionError):
+    """Zendesk refused the connection's credentials (401) or the user's access (403).
+
+    A retry sends the same credentials, so the DAG fails at once (``retryable = False``).
+    """
+
+    retryable = False
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -118,6 +150,15 @@ def parse_time(value: Any, field: str, *, required: bool = True) -> datetime | N
         raise MalformedRecord(f"{field} is not a timestamp: {value!r}") from None
 
 
+def parse_unix(value: Any, field: str) -> datetime:
+    """Unix seconds (Zendesk's ``generated_timestamp``) as naive UTC; ``MalformedRecord`` when not."""
+    if value is None:
+        raise MalformedRecord(f"{field} is missing")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedRecord(f"{field} is not unix seconds: {value!r}")
+    return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
+
+
 def _int(value: Any, field: str, *, required: bool = False) -> int | None:
     if value is None:
         if required:
@@ -126,10 +167,6 @@ def _int(value: Any, field: str, *, required: bool = False) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise MalformedRecord(f"{field} is not an integer: {value!r}")
     return value
-
-
-
-
 
 
 def ticket_category(tags: list[str]) -> str:
@@ -202,13 +239,17 @@ def ticket_row(
 
 
 def satisfaction_rating_row(rating: Mapping[str, Any], extracted_at: datetime) -> dict[str, Any]:
-    """A ``raw_zd_satisfaction_rating`` row from an API satisfaction rating."""
+    """A ``raw_zd_satisfaction_rating`` row from an API satisfaction rating.
+
+    Zendesk's ratings have no ``organization_id``: the organization is the ticket's, joined
+    through ``ticket_id`` by every reader, so the raw column is left NULL.
+    """
     check = FieldCheck()
     return check.row(
         {
             "id": check(_int, rating.get("id"), "id", required=True),
-            "ticket_id": check(_int, rating.get("ticket_id"), "ticket_id"),
-            "organization_id": check(_int, rating.get("organization_id"), "organization_id"),
+            "ticket_id": check(_int, rating.get("ticket_id"), "ticket_id", required=True),
+            "organization_id": None,
             "score": check(_choice, rating.get("score"), "score", RATING_SCORES),
             "created_at": check(parse_time, rating.get("created_at"), "created_at"),
             "source_updated_at": check(parse_time, rating.get("updated_at"), "updated_at", required=False),
@@ -246,10 +287,12 @@ class ZendeskPages:
         ratelimit_budget: int,
         request_timeout: float,
         logger: logging.Logger,
+        connection: str = settings.ZENDESK_CONN_ID,
     ) -> None:
         self.client = client
         self.policy = policy
         self.logger = logger
+        self.connection = connection
         # zenpy copies budget and timeout into each API object; ZendeskHook sets neither, and an
         # unset budget means zenpy would wait out 429s forever. Reset per run: zenpy spends it.
         for api in (client.organizations, client.tickets, client.satisfaction_ratings):
@@ -282,13 +325,11 @@ class ZendeskPages:
             raise ZendeskExtractionError(str(exc)) from exc
         except (APIException, requests.HTTPError) as exc:
             status = getattr(exc.response, "status_code", "?")
-            hint = (
-                "check the login and API token of the Zendesk connection"
-                if status in (401, 403)
-                else "check the request parameters and the Zendesk plan's API access"
-            )
+            if status in (401, 403):
+                raise ZendeskAuthenticationError(self._refused(describe, status, exc)) from exc
             raise ZendeskExtractionError(
-                f"{describe} was rejected with HTTP {status}: {exc}; {hint}."
+                f"{describe} was rejected with HTTP {status}: {exc}; check the request parameters "
+                "and the Zendesk plan's API access."
             ) from exc
         try:
             body = response.json()
@@ -300,6 +341,24 @@ class ZendeskPages:
         if not isinstance(body, dict):
             raise ZendeskExtractionError(f"{describe} answered {type(body).__name__}, expected a JSON object")
         return body
+
+    def _refused(self, describe: str, status: Any, exc: BaseException) -> str:
+        host = getattr(self.client.tickets, "subdomain", "?")
+        if status == 401:
+            what = (
+                f"Zendesk did not accept the credentials of Airflow connection {self.connection!r} "
+                f"(subdomain {host!r}). Check that its login is the e-mail of an active Zendesk admin, "
+                "that its password (or extra 'token') holds an API token that is still active in "
+                'Admin Center > Apps and integrations > Zendesk API, with extra {"use_token": true} '
+                "and token access enabled there, and that the host is <subdomain>.zendesk.com"
+            )
+        else:
+            what = (
+                f"Zendesk accepted the credentials of Airflow connection {self.connection!r} "
+                f"(subdomain {host!r}) but refused access: the incremental ticket export and the "
+                "satisfaction ratings are for admins only; use an admin's e-mail and API token"
+            )
+        return f"{describe} was refused with HTTP {status} ({exc}). {what}. Retrying will not help."
 
 
 def _records(body: Mapping[str, Any], key: str, describe: str) -> list[dict[str, Any]]:
@@ -322,22 +381,39 @@ def extract_zendesk(
     retry: RetryPolicy = RetryPolicy(),
     ratelimit_budget: int = 300,
     request_timeout: float = 60.0,
+    read_started: datetime | None = None,
+    connection: str = settings.ZENDESK_CONN_ID,
 ) -> ExtractReport:
     """Extract organizations, tickets and satisfaction ratings up to ``until`` (exclusive).
 
-    ``history_start`` bounds the first run (no watermark yet); later runs resume from their
-    watermarks. Pages stream one at a time and each is committed before the next is read.
+    The bound is ``read_bound(until, read_started)``: never past the moment of reading (default
+    now) minus the safety lag. ``history_start`` bounds the first run (no watermark yet); later
+    runs resume from their watermarks. Pages stream one at a time and each is committed before
+    the next is read. ``connection`` names the Airflow connection in error messages.
     """
-    until = naive_utc(until)
+    until = _bound(until, read_started)
     history_start = naive_utc(history_start)
     pages = ZendeskPages(
-        client, policy=retry, ratelimit_budget=ratelimit_budget, request_timeout=request_timeout, logger=log
+        client,
+        policy=retry,
+        ratelimit_budget=ratelimit_budget,
+        request_timeout=request_timeout,
+        logger=log,
+        connection=connection,
     )
     report = ExtractReport(SOURCE)
     extracted_at = utcnow()
     _extract_organizations(pages, engine, until, report.object("organizations"), extracted_at, page_size, log)
     _extract_tickets(
-        pages, engine, until, report.object("tickets"), extracted_at, history_start, export_page_size, log
+        pages,
+        engine,
+        until,
+        report.object("tickets"),
+        extracted_at,
+        history_start,
+        export_page_size,
+        log,
+        read_started=read_started,
     )
     _extract_satisfaction_ratings(
         pages,
@@ -348,9 +424,15 @@ def extract_zendesk(
         history_start,
         page_size,
         log,
+        read_started=read_started,
     )
     log.info("Zendesk extraction up to %s: %s", until.isoformat(), report.as_dict())
     return report
+
+
+def _bound(until: datetime, read_started: datetime | None) -> datetime:
+    """``read_bound`` in whole seconds (Zendesk's resolution), rounded down: still before the read."""
+    return read_bound(naive_utc(until), read_started).replace(microsecond=0)
 
 
 def _store_page(
@@ -433,7 +515,11 @@ def _extract_tickets(
     history_start: datetime,
     per_page: int,
     log: logging.Logger,
+    *,
+    read_started: datetime | None = None,
 ) -> None:
+    """Export tickets generated before ``read_bound(until, read_started)``, cursor page by page."""
+    until = _bound(until, read_started)
     api = pages.client.tickets
     with engine.connect() as conn:
         report.watermark_before = get_watermark(conn, SOURCE, "tickets")
@@ -453,21 +539,22 @@ def _extract_tickets(
         metric_sets = {m.get("ticket_id"): m for m in body.get("metric_sets") or [] if isinstance(m, dict)}
         rows, bad, reached_until = [], [], False
         for ticket in tickets:
-            if (ticket.get("id"), ticket.get("updated_at")) in previous:
+            if (ticket.get("id"), ticket.get("generated_timestamp")) in previous:
                 continue  # the same page served twice
             try:
-                updated_at = parse_time(ticket.get("updated_at"), "updated_at")
-                if updated_at >= until:
-                    reached_until = True  # ordered by updated_at: the rest is later still
+                generated = parse_unix(ticket.get("generated_timestamp"), "generated_timestamp")
+                if generated >= until:
+                    # Ordered by generated_timestamp (not updated_at): the rest is later still.
+                    reached_until = True
                     break
                 row = ticket_row(ticket, metric_sets.get(ticket.get("id")), extracted_at)
             except MalformedRecord as exc:
                 bad.append((str(ticket.get("id")), f"ticket: {exc}", ticket))
                 continue
             rows.append(row)
-        previous = {(t.get("id"), t.get("updated_at")) for t in tickets}
+        previous = {(t.get("id"), t.get("generated_timestamp")) for t in tickets}
         after = body.get("after_cursor")
-        # Advance only past pages wholly before `until`; a page reaching it is read again next run.
+        # Advance only past pages wholly before the bound; a page reaching it is read again next run.
         advance = f"cursor:{after}" if after and not reached_until else None
         _store_page(engine, raw_zd_ticket, "tickets", rows, bad, advance)
         if advance:
@@ -492,14 +579,22 @@ def _extract_satisfaction_ratings(
     history_start: datetime,
     page_size: int,
     log: logging.Logger,
+    *,
+    read_started: datetime | None = None,
 ) -> None:
+    """Ratings created in ``[watermark, read_bound(until, read_started))``; then the watermark."""
+    until = _bound(until, read_started)
     api = pages.client.satisfaction_ratings
     with engine.connect() as conn:
         report.watermark_before = get_watermark(conn, SOURCE, "satisfaction_ratings")
     report.watermark_after = report.watermark_before
-    start = datetime.fromisoformat(report.watermark_before) if report.watermark_before else history_start
+    start = (
+        naive_utc(datetime.fromisoformat(report.watermark_before))
+        if report.watermark_before
+        else history_start
+    )
     if start >= until:
-        return  # this window was extracted already (a re-run or an older backfill date)
+        return  # this window was extracted already (a re-run, an older backfill date, a later run)
     window = {
         "start_time": int(start.replace(tzinfo=UTC).timestamp()),
         "end_time": int(until.replace(tzinfo=UTC).timestamp()),
@@ -524,19 +619,17 @@ def _extract_satisfaction_ratings(
         meta = body.get("meta") or {}
         after = meta.get("after_cursor")
         last_page = not meta.get("has_more") or not records or not after
-        # The window's end becomes the watermark only with the window's last page.
-        _store_page(
-            engine,
-            raw_zd_satisfaction_rating,
-            "satisfaction_ratings",
-            rows,
-            bad,
-            until.isoformat() if last_page else None,
-        )
+        # The window's end becomes the watermark only with the window's last page, and only forward.
+        with engine.begin() as conn:
+            upsert_rows(conn, raw_zd_satisfaction_rating, rows)
+            quarantine_records(conn, SOURCE, "satisfaction_ratings", bad)
+            if last_page:
+                report.watermark_after = advance_time_watermark(
+                    conn, SOURCE, "satisfaction_ratings", until.isoformat(), until, report.rows + len(rows)
+                )
         report.rows += len(rows)
         report.quarantined += len(bad)
         if last_page:
-            report.watermark_after = until.isoformat()
             return
         stalled = stalled + 1 if after == params.get("page[after]") else 0
         if stalled > MAX_PAGES_WITHOUT_PROGRESS:
@@ -591,4 +684,4 @@ def run_zendesk_extraction(
         from customer_health.warehouse.engine import get_engine
 
         engine = get_engine()
-    return extract_zendesk(zendesk_client(conn_id), engine, until).as_dict()
+    return extract_zendesk(zendesk_client(conn_id), engine, until, connection=conn_id).as_dict()
