@@ -23,8 +23,11 @@ $(VENV)/.installed: requirements.txt constraints.txt
 
 venv: $(VENV)/.installed  ## create .local/venv with the pinned set
 
+# DEMO_ARGS: options of `python -m customer_health.demo`, e.g. DEMO_ARGS="--accounts 500 --days 400".
+DEMO_ARGS ?=
+
 demo: venv  ## generate the company, start the sandbox, run customer_health_daily for today
-	$(PY) -m customer_health.demo
+	$(PY) -m customer_health.demo $(DEMO_ARGS)
 
 test: venv browser  ## run the whole test suite
 	$(PY) -m ruff check include dags plugins tests benchmarks
@@ -36,10 +39,10 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is missing: sudo apt-get install chromium (the browser test needs it)"; fi; }
 
-airflow: venv  ## start the Airflow UI (airflow standalone) on the demo setup
-	$(PY) -m customer_health.demo --prepare-only
-	@echo "Airflow UI: http://127.0.0.1:8080  (login and password: see $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
-	$(VENV)/bin/airflow standalone
+# `airflow standalone` with the venv first on PATH (it starts its components as `airflow`), on
+# 127.0.0.1:8080 unless AIRFLOW__API__HOST / AIRFLOW__API__PORT say otherwise; Ctrl-C stops it all.
+airflow: venv  ## set up as the demo does, then serve the Airflow UI (airflow standalone) until Ctrl-C
+	$(PY) -m customer_health.demo --airflow $(DEMO_ARGS)
 
 sandbox: venv  ## (re)start only the sandbox in the background
 	$(PY) -m customer_health.sandbox serve --background

@@ -8,13 +8,19 @@ Steps (each reuses what already exists, so a second run is fast):
 5. build a year of score history (``customer_health_rebuild``), unless it exists;
 6. run ``customer_health_daily`` for today with ``airflow dags test``;
 7. print a summary a person can read.
+
+``--airflow`` (what ``make airflow`` runs) does steps 1-4, then serves the Airflow UI with
+``airflow standalone`` until Ctrl-C or SIGTERM (see ``serve_airflow``).
 """
 
 from __future__ import annotations
 
 import argparse
+import configparser
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -151,6 +157,205 @@ def build_history(today: date, days: int) -> None:
     _done(t0)
 
 
+# --------------------------------------------------------------------------- make airflow
+UI_HOST = "127.0.0.1"  # the development UI listens on loopback unless AIRFLOW__API__HOST says otherwise
+UI_PORT = "8080"
+STOP_GRACE_SECONDS = 30.0  # after Ctrl-C, how long the components get to stop before SIGTERM, then SIGKILL
+
+
+class _Stopped(Exception):
+    """Ctrl-C (SIGINT), SIGTERM or SIGHUP arrived."""
+
+
+class _StopSignals:
+    """Turns the first stop signal into ``_Stopped``; later ones (make forwards its own SIGTERM,
+    a second Ctrl-C) are no-ops, so they cannot cut the clean-up short."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.stopping = False
+        # Installing a handler also undoes an inherited SIG_IGN (a shell's background job starts
+        # with SIGINT ignored): the children exec'd below then get SIGINT's default back.
+        for sig in self.SIGNALS:
+            signal.signal(sig, self)
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise _Stopped(signal.Signals(signum).name)
+
+
+def airflow_setting(env: dict[str, str], section: str, key: str, airflow_default: str = "") -> str | None:
+    """A value the user chose for ``[section] key``: its environment variable, else ``airflow.cfg``.
+
+    Airflow writes its defaults into a new ``airflow.cfg``, so a value there equal to
+    ``airflow_default`` is not a choice (to insist on Airflow's default, use the variable).
+    """
+    value = env.get(f"AIRFLOW__{section.upper()}__{key.upper()}", "").strip()
+    if value:
+        return value
+    cfg = Path(env.get("AIRFLOW_CONFIG") or Path(env["AIRFLOW_HOME"]) / "airflow.cfg")
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read(cfg)
+    except configparser.Error:
+        return None
+    value = parser.get(section, key, fallback="").strip()
+    return value if value and value != airflow_default else None
+
+
+def standalone_env() -> dict[str, str]:
+    """``airflow_env()`` for ``airflow standalone``, which starts its components as ``airflow``
+    from ``PATH``: this interpreter's bin directory (the venv's) first on ``PATH``; the api-server
+    on 127.0.0.1 and port 8080 unless ``AIRFLOW__API__HOST`` / ``AIRFLOW__API__PORT`` (or
+    ``airflow.cfg``) say otherwise; and the tasks' execution API at that address.
+    """
+    env = airflow_env()
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), *filter(None, [env.get("PATH")])])
+    host = airflow_setting(env, "api", "host", airflow_default="0.0.0.0") or UI_HOST
+    port = airflow_setting(env, "api", "port") or UI_PORT
+    env["AIRFLOW__API__HOST"], env["AIRFLOW__API__PORT"] = host, port
+    # Without a full [api] base_url, tasks call the execution API at http://localhost:8080: follow
+    # the host and port chosen here.
+    base_url = airflow_setting(env, "api", "base_url") or "/"
+    chosen = [airflow_setting(env, section, "execution_api_server_url") for section in ("core", "workers")]
+    if not any(chosen) and base_url.startswith("/"):
+        env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"{ui_url(env)}/execution/"
+    return env
+
+
+def ui_url(env: dict[str, str]) -> str:
+    """Where a browser on this machine reaches the api-server started with ``env``."""
+    base = airflow_setting(env, "api", "base_url")
+    if base and not base.startswith("/"):
+        return base.rstrip("/")
+    host = env.get("AIRFLOW__API__HOST") or UI_HOST
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{env.get('AIRFLOW__API__PORT') or UI_PORT}{base or ''}".rstrip("/")
+
+
+def _login_hint(env: dict[str, str]) -> str:
+    if (airflow_setting(env, "core", "simple_auth_manager_all_admins", "False") or "").lower() == "true":
+        return "no login needed (simple_auth_manager_all_admins)"
+    users = airflow_setting(env, "core", "simple_auth_manager_users", "admin:admin") or "admin:admin"
+    if users != "admin:admin":
+        return f"users from [core] simple_auth_manager_users ({users}); passwords as you set them"
+    passwords = airflow_setting(env, "core", "simple_auth_manager_passwords_file") or str(
+        Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+    )
+    return f"user admin, password in {passwords} (generated at the first start)"
+
+
+def _track(root: int, seen: dict[int, float]) -> None:
+    """Add the live descendants of ``root`` to ``seen`` (pid -> create time)."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(root).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                seen.setdefault(child.pid, child.create_time())
+
+
+def _alive(seen: dict[int, float]) -> list[int]:
+    """The processes of ``seen`` still running (same pid and start time, not a zombie)."""
+    import psutil
+
+    alive = []
+    for pid, created in seen.items():
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            if proc.create_time() == created and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+    return alive
+
+
+def stop_process_tree(proc: subprocess.Popen, seen: dict[int, float], grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop ``proc`` (``airflow standalone``, a process-group leader) and every process it started.
+
+    SIGINT to the leader first: standalone then stops each component with SIGTERM, and they shut
+    down cleanly (a component that gets SIGINT and SIGTERM at once may hang). After ``grace``
+    seconds, SIGTERM to the whole group and to every process seen that left it (task processes
+    get groups of their own); SIGKILL ten seconds later.
+    """
+    _track(proc.pid, seen)
+    stages = ((signal.SIGINT, grace), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0))
+    for sig, wait in stages:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if sig == signal.SIGINT:
+                os.kill(proc.pid, sig)
+            else:
+                os.killpg(proc.pid, sig)
+        if sig != signal.SIGINT:
+            for pid in _alive(seen):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            _track(proc.pid, seen)
+            if proc.poll() is not None and not _alive(seen):
+                return
+            time.sleep(0.2)
+        print(f"==> still running {wait:.0f} s after {sig.name}: {_names(proc, seen)}", flush=True)
+    proc.poll()
+
+
+def _names(proc: subprocess.Popen, seen: dict[int, float]) -> str:
+    """``"airflow scheduler (pid 12), ..."`` for the processes still running."""
+    import psutil
+
+    alive = ([proc.pid] if proc.poll() is None else []) + _alive(seen)
+    names = []
+    for pid in dict.fromkeys(alive):
+        with contextlib.suppress(psutil.Error):
+            names.append(f"{' '.join(psutil.Process(pid).cmdline()[1:3])[:60]} (pid {pid})")
+    return ", ".join(names) or "none"
+
+
+def serve_airflow(accounts: int, days: int, seed: int) -> int:
+    """``make airflow``: prepare (as ``--prepare-only``), then ``airflow standalone`` until stopped.
+
+    Ctrl-C, SIGTERM or SIGHUP stop every process it started: the standalone command's process
+    group, the task processes that left it, and the sandbox if this command started it.
+    """
+    from customer_health.sandbox.__main__ import running_endpoints
+    from customer_health.sandbox.__main__ import stop as stop_sandbox
+
+    stop_signals = _StopSignals()
+    started_sandbox = running_endpoints(settings.sandbox_dir()) is None
+    proc: subprocess.Popen | None = None
+    seen: dict[int, float] = {}
+    try:
+        prepare(accounts, days, seed)
+        env = standalone_env()
+        url = ui_url(env)
+        print(
+            f"\nAirflow UI: {url}/  (Customer health: {url}/customer-health/, or Browse -> Customer health)\n"
+            f"Login: {_login_hint(env)}\n"
+            f"Stop with Ctrl-C.{' The sandbox stops with it.' if started_sandbox else ''}\n",
+            flush=True,
+        )
+        exe = Path(sys.executable).with_name("airflow")
+        proc = subprocess.Popen([str(exe), "standalone"], env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+        while proc.poll() is None:
+            _track(proc.pid, seen)
+            time.sleep(1.0)
+        print(f"airflow standalone exited (code {proc.returncode})", file=sys.stderr, flush=True)
+        return proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+    except (KeyboardInterrupt, _Stopped):
+        print("\n==> stopping Airflow", flush=True)
+        return 0
+    finally:
+        stop_signals.stopping = True
+        if proc is not None:
+            stop_process_tree(proc, seen)
+        if started_sandbox and stop_sandbox(settings.sandbox_dir()):
+            print("==> sandbox stopped", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--accounts", type=int, default=2000)
@@ -159,7 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history-days", type=int, default=365, help="score history to rebuild before today")
     parser.add_argument("--prepare-only", action="store_true", help="set up but do not run the DAG")
     parser.add_argument("--skip-audit", action="store_true", help="do not audit and recalibrate the model")
+    parser.add_argument(
+        "--airflow", action="store_true", help="set up, then serve the Airflow UI (airflow standalone) until Ctrl-C"
+    )
     args = parser.parse_args(argv)
+    if args.airflow:
+        return serve_airflow(args.accounts, args.days, args.seed)
     prepare(args.accounts, args.days, args.seed)
     if args.prepare_only:
         return 0
@@ -177,7 +387,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print()
         t0 = _step("model audit against real churn, and a recalibrated proposal (python -m customer_health.validation.audit --recalibrate)")
-        audit(["--recalibrate", "--warehouse-url", settings.default_warehouse_url()])
+        code = audit(["--recalibrate", "--warehouse-url", settings.default_warehouse_url()])
+        if code:
+            return code
         _done(t0)
     print(
         "\nNext: `make airflow` opens the Airflow UI (DAGs, runs, and the Customer health dashboard under Browse)."

@@ -6,6 +6,7 @@ from datetime import date
 
 from sqlalchemy import Engine, func, select
 
+from customer_health.scoring.drivers import describe_drivers, read_drivers
 from customer_health.warehouse import schema as s
 
 RAW_TABLES = [
@@ -64,7 +65,11 @@ def extraction_summary(engine: Engine) -> list[str]:
 
 
 def score_summary(engine: Engine, as_of: date) -> list[str]:
-    """Zone distribution, coverage and the ten highest-priority accounts for ``as_of``."""
+    """Zone distribution, coverage and the ten highest-priority accounts for ``as_of``.
+
+    Under each of the ten: its explanation, then its drivers (``scoring.drivers``, the one
+    reader of ``health_scores.drivers``): the signals pulling it down and those holding it up.
+    """
     hs = s.health_scores
     with engine.connect() as conn:
         version = conn.execute(
@@ -78,7 +83,15 @@ def score_summary(engine: Engine, as_of: date) -> list[str]:
         cov_avg, cov_min = conn.execute(select(func.avg(hs.c.coverage), func.min(hs.c.coverage)).where(*where)).one()
         arr = dict(conn.execute(select(hs.c.zone, func.sum(hs.c.arr)).where(*where).group_by(hs.c.zone)).fetchall())
         top = conn.execute(
-            select(hs.c.account_key, s.account_crosswalk.c.account_name, hs.c.score, hs.c.zone, hs.c.priority, hs.c.explanation)
+            select(
+                hs.c.account_key,
+                s.account_crosswalk.c.account_name,
+                hs.c.score,
+                hs.c.zone,
+                hs.c.priority,
+                hs.c.explanation,
+                hs.c.drivers,
+            )
             .select_from(hs.outerjoin(s.account_crosswalk, s.account_crosswalk.c.account_key == hs.c.account_key))
             .where(*where)
             .order_by(hs.c.priority.desc(), hs.c.account_key)
@@ -95,6 +108,11 @@ def score_summary(engine: Engine, as_of: date) -> list[str]:
         lines.append(f" {i:>2}. {r.account_name or r.account_key} [{r.account_key}] {r.score} {r.zone}, priority {r.priority:.1f}")
         if r.explanation:
             lines.append(f"     {r.explanation}")
+        drivers = read_drivers(r.drivers)
+        for kind, heading in (("down", "pulling down"), ("up", "holding up")):
+            phrase = describe_drivers(drivers, kind=kind)
+            if phrase:
+                lines.append(f"     {heading}: {phrase}")
     return lines
 
 

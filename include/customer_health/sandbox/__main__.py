@@ -4,6 +4,9 @@
     python -m customer_health.sandbox stop                    stop a background sandbox
     python -m customer_health.sandbox status                  is it running, and where
     python -m customer_health.sandbox connections             print the Airflow connections JSON
+
+It serves on fixed ports (``server.DEMO_PORTS``); ``CUSTOMER_HEALTH_SANDBOX_PORTS=free`` picks free
+ones (endpoints.json in the folder says which).
 """
 
 from __future__ import annotations
@@ -46,10 +49,10 @@ def running_endpoints(folder: Path) -> dict | None:
 
 
 def serve_foreground(folder: Path) -> None:
-    """Serve until SIGTERM/SIGINT, on the fixed demo ports."""
-    from customer_health.sandbox.server import DEMO_PORTS, Sandbox
+    """Serve until SIGTERM/SIGINT, on the fixed demo ports (free ones with CUSTOMER_HEALTH_SANDBOX_PORTS=free)."""
+    from customer_health.sandbox.server import Sandbox, serve_ports
 
-    sb = Sandbox.start(folder, ports=DEMO_PORTS)
+    sb = Sandbox.start(folder, ports=serve_ports())
     _pid_file(folder).write_text(str(os.getpid()))
     print(json.dumps(sb.endpoints, indent=2), flush=True)
     stop = False
@@ -92,7 +95,10 @@ def serve_background(folder: Path, wait_seconds: float = 30.0) -> dict:
         if endpoints:
             return endpoints
         time.sleep(0.3)
-    raise SystemExit(f"the sandbox did not come up within {wait_seconds:.0f} s; see {folder / 'sandbox.log'}")
+    raise SystemExit(
+        f"the sandbox did not come up within {wait_seconds:.0f} s; see {folder / 'sandbox.log'} (if its ports are "
+        "taken by another sandbox, CUSTOMER_HEALTH_SANDBOX_PORTS=free picks free ones)"
+    )
 
 
 def stop(folder: Path) -> bool:

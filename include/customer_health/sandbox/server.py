@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,22 @@ DEMO_PORTS: dict[str, int] = {
     "marketing": 18483,
     "smtp": 18025,
 }
+
+# ``python -m customer_health.sandbox serve`` (what ``make demo`` starts) listens on DEMO_PORTS;
+# CUSTOMER_HEALTH_SANDBOX_PORTS=free makes it pick free ports instead, so a second sandbox (a
+# test's, another CUSTOMER_HEALTH_HOME's) can run beside a developer's demo sandbox. The ports
+# chosen are in the sandbox folder's endpoints.json, which is what everything else reads.
+SANDBOX_PORTS_ENV = "CUSTOMER_HEALTH_SANDBOX_PORTS"
+
+
+def serve_ports() -> dict[str, int] | None:
+    """The ports a served sandbox listens on: DEMO_PORTS, or None (free ports) when asked."""
+    choice = os.environ.get(SANDBOX_PORTS_ENV, "").strip().lower()
+    if choice in ("", "demo"):
+        return DEMO_PORTS
+    if choice == "free":
+        return None
+    raise ValueError(f"{SANDBOX_PORTS_ENV}={choice!r}: expected 'demo' (the default, fixed ports) or 'free'")
 
 
 @dataclass
