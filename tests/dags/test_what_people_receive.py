@@ -51,7 +51,10 @@ def received(fresh_sandbox, dagbag, dag_env, tmp_path):
     url = f"sqlite:///{tmp_path / 'wh.db'}"
     dag_env(fresh_sandbox, url)
     key = _hostile_critical_account(fresh_sandbox, url)
-    run = dagbag.dags["customer_health_daily"].test(logical_date=_logical_date_scoring(TEST_END_DATE))
+    # The conf is explicit: dag.test() of the same logical date keeps an earlier test's conf.
+    run = dagbag.dags["customer_health_daily"].test(
+        logical_date=_logical_date_scoring(TEST_END_DATE), run_conf={"dispatch": True}
+    )
     assert run.state == "success", [(ti.task_id, ti.state) for ti in run.get_task_instances()]
     with fresh_sandbox.store.connect() as conn:
         tasks = conn.execute(select(sf_task).where(sf_task.c.Health_Action_Key__c.is_not(None))).fetchall()
