@@ -10,16 +10,20 @@ the sandbox recorded (``sandbox_writes``, ``sf_task``, ``mk_membership``, ``sf_a
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
+import requests
+from slack_sdk.webhook import WebhookResponse
 from sqlalchemy import delete, insert, select, update
 
 from customer_health.actions.config import load_action_rules
 from customer_health.actions.decide import decide_actions
 from customer_health.actions.dispatch import dispatch
-from customer_health.actions.targets import RetryPolicy, clients_from_airflow
+from customer_health.actions.targets import DispatchClients, clients_from_airflow
 from customer_health.actions.writeback import writeback_health_fields
+from customer_health.retries import RetriesExhausted, RetryPolicy
 from customer_health.sandbox import marketing_api, salesforce_api, slack_api
 from customer_health.sandbox.connections import as_environment, sandbox_connections
 from customer_health.sandbox.http import serve
@@ -34,7 +38,7 @@ from customer_health.sandbox.store import (
     store_engine,
 )
 from customer_health.sandbox.tls import ensure_certificate, server_context
-from customer_health.warehouse.schema import action_outbox, health_scores
+from customer_health.warehouse.schema import action_outbox, crm_writeback_state, health_scores
 from tests.unit.test_action_rules import D, Warehouse
 
 RULES = load_action_rules()
@@ -115,7 +119,7 @@ def wh(sqlite_warehouse_url) -> Warehouse:
 @pytest.fixture()
 def clients(sinks):
     c = clients_from_airflow()
-    c.retry = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
+    c.retry = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
     c.waits = []
     c.sleep = c.waits.append  # count the backoff instead of sleeping through it
     return c
@@ -212,8 +216,49 @@ def test_a_429_is_retried_after_retry_after_within_the_same_dispatch(wh, sinks, 
     sinks.fault("slack", "rate_limit", times=1, retry_after=1)
     report = dispatch(wh.engine, "executive_slack", None, clients, RULES)
     assert (report.sent, report.retries) == (1, 1)
-    assert clients.waits == [0.05]  # Retry-After (1 s) beats the 0.01 s backoff, capped at max_delay
+    assert clients.waits == [1.0]  # the server's Retry-After (1 s), not the 0.01 s backoff
     assert len(sinks.writes("slack")) == 1
+
+
+class FlakySlack:
+    """A Slack webhook client answering with ``answers`` in turn (slack_sdk's own response type)."""
+
+    def __init__(self, *answers: tuple[int, dict[str, str]]) -> None:
+        self.answers = list(answers)
+        self.sent: list[str] = []
+
+    def send(self, *, text: str) -> WebhookResponse:
+        status, headers = self.answers.pop(0)
+        if status < 300:
+            self.sent.append(text)
+        return WebhookResponse(url="https://hooks.slack.test/x", status_code=status,
+                               body="ok" if status < 300 else "rate_limited", headers=headers)
+
+
+def test_a_retry_after_given_as_an_http_date_is_honoured(wh):
+    """RFC 9110 allows Retry-After as an HTTP date; the wait is the time until that date."""
+    wh.score(wh.account("001A", "Acme"), D, "Critical", 18, "At Risk")
+    decide_actions(wh.engine, D, "v1", RULES)
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=40), usegmt=True)
+    slack = FlakySlack((429, {"Retry-After": later}), (200, {}))
+    waits: list[float] = []
+    clients = DispatchClients(slack=slack, retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05),
+                              sleep=waits.append)
+    report = dispatch(wh.engine, "executive_slack", None, clients, RULES)
+    assert (report.sent, report.retries, len(slack.sent)) == (1, 1, 1)
+    assert len(waits) == 1 and 37 <= waits[0] <= 40  # until the date (1 s resolution), not the backoff
+
+
+def test_a_retry_after_beyond_the_policy_defers_the_row_instead_of_waiting_or_hammering(wh):
+    wh.score(wh.account("001A", "Acme"), D, "Critical", 18, "At Risk")
+    decide_actions(wh.engine, D, "v1", RULES)
+    slack = FlakySlack((429, {"retry-after": "3600"}))
+    waits: list[float] = []
+    clients = DispatchClients(slack=slack, retry=RetryPolicy(attempts=3, max_retry_after=120), sleep=waits.append)
+    report = dispatch(wh.engine, "executive_slack", None, clients, RULES)
+    assert (report.sent, report.deferred, waits) == (0, 1, [])
+    assert statuses(wh, "executive_slack") == ["pending"]
+    assert "asked to wait 3600s" in wh.outbox(action_type="executive_slack")[0].last_error
 
 
 def test_an_smtp_outage_leaves_the_email_pending_and_it_is_sent_once_later(wh, sinks, clients):
@@ -422,3 +467,49 @@ def test_salesforce_refusing_health_fields_fails_the_writeback_task_with_the_rea
         wh.score(k, D, "Healthy", 80, "Healthy")
     with pytest.raises(AirflowFailException, match=r"WritebackRejected: Salesforce refused the health fields of 1 Account record \(1 written\)"):
         pipeline.crm_writeback(D)
+
+
+class FlakySalesforce:
+    """``restful`` fails with ``failures`` (exceptions) first, then accepts every record."""
+
+    def __init__(self, *failures: Exception) -> None:
+        self.failures = list(failures)
+        self.calls = 0
+
+    def restful(self, path: str, method: str, json: dict) -> list[dict]:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return [{"id": r["Id"], "success": True, "errors": []} for r in json["records"]]
+
+
+def _http_error(status: int, headers: dict[str, str]) -> requests.HTTPError:
+    response = requests.Response()
+    response.status_code, response._content = status, b"busy"
+    response.headers.update(headers)
+    return requests.HTTPError(f"{status}", response=response)
+
+
+def test_the_writeback_retries_a_transient_failure_honouring_an_http_date_retry_after(wh):
+    key = wh.account("001W01", "Co 1")
+    wh.score(key, D, "Healthy", 80, "Healthy")
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=20), usegmt=True)
+    sf = FlakySalesforce(_http_error(503, {"Retry-After": later}), requests.ConnectionError("reset"))
+    waits: list[float] = []
+    policy = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
+    report = writeback_health_fields(wh.engine, sf, D, "v1", RULES, retry=policy, sleep=waits.append)
+    assert (report.written, sf.calls) == (1, 3)
+    assert 17 <= waits[0] <= 20 and 0.02 <= waits[1] <= 0.05  # the date, then the backoff with jitter
+
+
+def test_a_writeback_still_failing_after_its_retries_raises_and_records_nothing(wh):
+    key = wh.account("001W01", "Co 1")
+    wh.score(key, D, "Healthy", 80, "Healthy")
+    sf = FlakySalesforce(*[_http_error(503, {}) for _ in range(3)])
+    waits: list[float] = []
+    with pytest.raises(RetriesExhausted, match=r"CRM writeback of 1 Account record\(s\) failed after 3 attempt\(s\)"):
+        writeback_health_fields(wh.engine, sf, D, "v1", RULES, retry=RetryPolicy(attempts=3, base_delay=0.01),
+                                sleep=waits.append)
+    assert len(waits) == 2
+    with wh.engine.connect() as conn:
+        assert conn.execute(select(crm_writeback_state)).fetchall() == []

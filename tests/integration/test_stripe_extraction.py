@@ -15,6 +15,7 @@ import pytest
 import stripe
 from sqlalchemy import func, insert, select, update
 
+from customer_health.retries import RetryPolicy
 from customer_health.sandbox.http import Response, SandboxApp, serve
 from customer_health.sandbox.server import Sandbox
 from customer_health.sandbox.store import (
@@ -26,7 +27,6 @@ from customer_health.sandbox.store import (
     stripe_subscription,
 )
 from customer_health.sandbox.stripe_api import build_app, configure
-from customer_health.sources.retry import RetryPolicy
 from customer_health.sources.stripe import (
     StripeAuthenticationError,
     StripeExtractionError,

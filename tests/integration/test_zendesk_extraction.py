@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select, update
 from zenpy import Zenpy
 
 from customer_health.refresh import RefreshWindow, affected_accounts
+from customer_health.retries import RetryPolicy
 from customer_health.sandbox.connections import SANDBOX_ZENDESK_EMAIL, SANDBOX_ZENDESK_TOKEN
 from customer_health.sandbox.http import serve
 from customer_health.sandbox.server import Sandbox
@@ -31,13 +32,6 @@ from customer_health.sandbox.store import (
 )
 from customer_health.sandbox.zendesk_api import build_app, source_now, system_update_delay
 from customer_health.sources import zendesk as zendesk_source
-from customer_health.sources.retry import (
-    RetriesExhausted,
-    Retryable,
-    RetryPolicy,
-    call_with_retries,
-    parse_retry_after,
-)
 from customer_health.sources.window import SAFETY_LAG
 from customer_health.sources.zendesk import (
     ZendeskAuthenticationError,
@@ -549,35 +543,6 @@ def test_a_page_served_twice_stores_each_record_once(zendesk, zenpy_client, ware
     assert report.objects["organizations"].rows == ORGS
     assert count(warehouse, raw_zd_ticket) == TICKETS
     assert report.objects["tickets"].pages == -(-TICKETS // 9) + 2
-
-
-def test_the_retry_helper_honours_retry_after_and_gives_up_within_its_bounds():
-    waits: list[float] = []
-    outcomes = iter([Retryable("HTTP 429", 2.0), Retryable("HTTP 503"), None])
-
-    def flaky() -> str:
-        verdict = next(outcomes)
-        if verdict is None:
-            return "page"
-        raise ConnectionError(verdict.reason)
-
-    def classify(exc: BaseException) -> Retryable | None:
-        return Retryable(str(exc), 2.0 if "429" in str(exc) else None)
-
-    policy = RetryPolicy(attempts=3, base_delay=0.5)
-    assert (
-        call_with_retries(flaky, describe="GET x", classify=classify, policy=policy, sleep=waits.append)
-        == "page"
-    )
-    assert waits == [2.0, 1.0]  # Retry-After exactly, then exponential backoff
-    with pytest.raises(RetriesExhausted, match="asked to wait 900s"):
-        call_with_retries(
-            lambda: (_ for _ in ()).throw(ConnectionError("429")),
-            describe="GET y",
-            classify=lambda exc: Retryable("HTTP 429", 900.0),
-            sleep=waits.append,
-        )
-    assert parse_retry_after("7") == 7.0 and parse_retry_after("soon") is None
 
 
 # ----------------------------------------------------------------------------- the API itself

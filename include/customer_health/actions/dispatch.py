@@ -2,9 +2,10 @@
 
 For each row: claim it (the status is re-checked inside the UPDATE), deliver it with the
 target's client, and record the outcome at once, so a fault in the middle of a batch leaves the
-rows before it sent. Transient failures (429, 5xx, a dropped connection) are retried with
-bounded exponential backoff and, if they outlive the retries, the row goes back to pending for
-the next dispatch; permanent failures (400, 404, a refused recipient) leave the row failed with
+rows before it sent. Transient failures (429, 5xx, a dropped connection) are retried
+(``customer_health.retries``: bounded backoff with jitter, the target's Retry-After honoured;
+``DispatchClients.retry`` and ``.sleep``) and, if they outlive the retries, the row goes back
+to pending for the next dispatch; permanent failures (400, 404, a refused recipient) leave the row failed with
 the error in ``last_error``.
 
 Exactly once, per target:
@@ -18,6 +19,7 @@ Exactly once, per target:
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -32,11 +34,14 @@ from customer_health.actions.config import ActionRules, ActionSpec
 from customer_health.actions.targets import (
     DispatchClients,
     PermanentDeliveryError,
-    TransientDeliveryError,
+    classify_delivery_error,
     classify_http,
     translated_errors,
 )
+from customer_health.retries import RetriesExhausted, call_with_retries
 from customer_health.warehouse.schema import action_outbox
+
+log = logging.getLogger(__name__)
 
 
 class DeliveryFailed(RuntimeError):
@@ -283,37 +288,44 @@ def dispatch(
         if not outbox.claim(engine, key, spec.target):
             report.skipped += 1
             continue
-        row = _load_row(engine, key)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                delivery = deliver(row, spec, clients, engine)
-            except TransientDeliveryError as exc:
-                if attempt >= clients.retry.max_attempts:
-                    outbox.release(engine, key, f"transient, will retry at the next dispatch: {exc}")
-                    report.deferred += 1
-                    report.errors[key] = str(exc)
-                    break
-                report.retries += 1
-                sleep(clients.retry.delay(attempt, exc.retry_after))
-                row = _load_row(engine, key)  # progress saved by the failed attempt
-                continue
-            except PermanentDeliveryError as exc:
-                outbox.mark_failed(engine, key, str(exc))
-                report.failed += 1
-                report.errors[key] = str(exc)
-                report.failed_keys.append(key)
-                break
-            except Exception as exc:  # noqa: BLE001 - a bug must leave a visible failed row, not 'sending'
-                outbox.mark_failed(engine, key, f"unexpected error while delivering: {exc!r}")
-                report.failed += 1
-                report.errors[key] = repr(exc)
-                report.failed_keys.append(key)
-                break
-            outbox.mark_sent(engine, key, delivery.external_id, delivery.result)
-            report.sent += 1
-            break
+        attempts = 0
+
+        def attempt(key: str = key) -> Delivery:
+            nonlocal attempts
+            attempts += 1
+            row = _load_row(engine, key)  # each attempt sees the progress an earlier one saved
+            return deliver(row, spec, clients, engine)
+
+        try:
+            delivery = call_with_retries(
+                attempt,
+                describe=f"{action_type} {key} to {spec.target}",
+                classify=classify_delivery_error,
+                policy=clients.retry,
+                sleep=sleep,
+                logger=log,
+            )
+        except RetriesExhausted as exc:
+            outbox.release(engine, key, f"transient, will retry at the next dispatch: {exc}")
+            report.deferred += 1
+            report.errors[key] = str(exc)
+            continue
+        except PermanentDeliveryError as exc:
+            outbox.mark_failed(engine, key, str(exc))
+            report.failed += 1
+            report.errors[key] = str(exc)
+            report.failed_keys.append(key)
+            continue
+        except Exception as exc:  # noqa: BLE001 - a bug must leave a visible failed row, not 'sending'
+            outbox.mark_failed(engine, key, f"unexpected error while delivering: {exc!r}")
+            report.failed += 1
+            report.errors[key] = repr(exc)
+            report.failed_keys.append(key)
+            continue
+        finally:
+            report.retries += max(0, attempts - 1)
+        outbox.mark_sent(engine, key, delivery.external_id, delivery.result)
+        report.sent += 1
     return report
 
 

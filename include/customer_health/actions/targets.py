@@ -6,6 +6,9 @@ Airflow's ``SlackWebhookHook.client`` returns) for Slack, SMTP (smtplib or Airfl
 ``SmtpHook``) for e-mail and ``requests`` for the marketing tool's HTTP API. Every failure is
 turned into a ``TransientDeliveryError`` (retry later: 429, 5xx, a dropped connection) or a
 ``PermanentDeliveryError`` (a retry cannot help: 400, 403, 404, a rejected recipient).
+Transient errors carry the target's ``Retry-After`` (seconds or an HTTP date, read by
+``customer_health.retries``), and ``classify_delivery_error`` tells the shared retry loop which
+errors are worth another try; ``DELIVERY_RETRY`` bounds how hard one delivery tries.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import smtplib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -21,6 +24,7 @@ from urllib.parse import quote
 import requests
 
 from customer_health import settings
+from customer_health.retries import Retryable, RetryPolicy, retry_after_from
 
 
 class DeliveryError(Exception):
@@ -39,14 +43,11 @@ class PermanentDeliveryError(DeliveryError):
     """The target refused the request; retrying the same request cannot succeed."""
 
 
-def _retry_after(headers: Any) -> float | None:
-    value = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
-    if isinstance(value, list):
-        value = value[0] if value else None
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+def classify_delivery_error(exc: BaseException) -> Retryable | None:
+    """For ``retries.call_with_retries``: only a ``TransientDeliveryError`` is worth another try."""
+    if isinstance(exc, TransientDeliveryError):
+        return Retryable(str(exc), exc.retry_after)
+    return None
 
 
 def classify_http(status: int, body: str, what: str, headers: Any = None) -> None:
@@ -55,7 +56,7 @@ def classify_http(status: int, body: str, what: str, headers: Any = None) -> Non
         return
     detail = f"{what} answered HTTP {status}: {body[:300]}"
     if status == 429 or status >= 500 or status == 408:
-        raise TransientDeliveryError(detail, _retry_after(headers))
+        raise TransientDeliveryError(detail, retry_after_from(headers))
     raise PermanentDeliveryError(detail)
 
 
@@ -186,18 +187,10 @@ class AirflowSmtpEmailSender:
 
 
 # ----------------------------------------------------------------------------- all clients
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded exponential backoff for transient failures (honouring Retry-After up to a cap)."""
-
-    max_attempts: int = 4
-    base_delay: float = 0.5
-    max_delay: float = 30.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based)."""
-        backoff = self.base_delay * (2 ** (attempt - 1))
-        return min(self.max_delay, max(backoff, retry_after or 0.0))
+# One delivery (or one writeback call) tries 4 times, backing off from 0.5 s (capped at 30 s)
+# and honouring a target's Retry-After up to 2 minutes, sleeping at most 5 minutes in all. A
+# target still failing goes back to pending for the task's retry (dispatch) or fails the task.
+DELIVERY_RETRY = RetryPolicy(attempts=4, base_delay=0.5, max_delay=30.0, max_retry_after=120.0, budget=300.0)
 
 
 @dataclass
@@ -208,7 +201,7 @@ class DispatchClients:
     slack: Any = None  # slack_sdk.webhook.WebhookClient (SlackWebhookHook(...).client)
     email: EmailSender | None = None
     marketing: MarketingClient | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = DELIVERY_RETRY
     sleep: Callable[[float], None] | None = None  # time.sleep unless a test wants to count waits
 
     def require(self, target: str) -> Any:

@@ -28,7 +28,8 @@ from sqlalchemy import Engine, select
 
 from customer_health import wording
 from customer_health.actions.config import ActionRules
-from customer_health.actions.targets import RetryPolicy, TransientDeliveryError, translated_errors
+from customer_health.actions.targets import DELIVERY_RETRY, classify_delivery_error, translated_errors
+from customer_health.retries import RetryPolicy, call_with_retries
 from customer_health.scoring.drivers import describe_drivers, read_drivers
 from customer_health.warehouse.io import upsert_rows, utcnow
 from customer_health.warehouse.schema import crm_writeback_state, health_scores
@@ -129,10 +130,11 @@ def writeback_health_fields(
     """Write changed health fields of every account scored on ``as_of`` to Salesforce.
 
     ``sf`` is a ``simple_salesforce.Salesforce``. Transient failures of a whole call are
-    retried with bounded backoff; if they persist the error is raised (the task retries) and
-    the records of that call keep their old state.
+    retried within ``retry`` (default ``DELIVERY_RETRY``; Retry-After honoured, ``sleep``
+    waits); if they persist ``retries.RetriesExhausted`` is raised (the task retries) and the
+    records of that call keep their old state.
     """
-    retry = retry or RetryPolicy()
+    retry = retry or DELIVERY_RETRY
     report = WritebackReport(as_of=as_of, model_version=model_version)
     with engine.connect() as conn:
         rows = conn.execute(
@@ -198,14 +200,17 @@ def _as_date(value: Any) -> date:
 
 
 def _patch_collection(sf: Any, records: list[dict[str, Any]], retry: RetryPolicy, sleep: Callable[[float], None]) -> list[dict]:
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            with translated_errors("Salesforce composite/sobjects"):
-                answer = sf.restful("composite/sobjects", method="PATCH", json={"allOrNone": False, "records": records})
-            return list(answer or [])
-        except TransientDeliveryError as exc:
-            if attempt >= retry.max_attempts:
-                raise
-            sleep(retry.delay(attempt, exc.retry_after))
+    """One ``PATCH composite/sobjects`` call, retried while Salesforce fails transiently."""
+
+    def patch() -> list[dict]:
+        with translated_errors("Salesforce composite/sobjects"):
+            answer = sf.restful("composite/sobjects", method="PATCH", json={"allOrNone": False, "records": records})
+        return list(answer or [])
+
+    return call_with_retries(
+        patch,
+        describe=f"CRM writeback of {len(records)} Account record(s)",
+        classify=classify_delivery_error,
+        policy=retry,
+        sleep=sleep,
+    )

@@ -50,8 +50,9 @@ Where the fields come from (API version of the pinned SDK):
 Failures: malformed objects go to the quarantine with every bad field named. Transport failures
 are retried by the SDK (``max_network_retries``: connection errors, timeouts, 5xx, and whatever
 Stripe marks ``Stripe-Should-Retry: true``); 429 rate limits, which Stripe marks as not to be
-retried blindly, are waited out by ``sources.retry`` honouring ``Retry-After``. When retries run
-out, ``StripeExtractionError`` says what failed, and no watermark has moved past stored data.
+retried blindly, are waited out by ``customer_health.retries`` honouring ``Retry-After``. When
+retries run out, ``StripeExtractionError`` says what failed, and no watermark has moved past
+stored data.
 Errors a retry cannot fix are their own classes with ``retryable = False`` (the DAG fails them
 at once): ``StripeAuthenticationError`` (401, the key is wrong), ``StripePermissionError`` (403,
 a restricted key lacks a permission), ``StripeNotFoundError`` (404, usually an ``api_base`` that
@@ -71,16 +72,16 @@ import stripe
 from sqlalchemy import Engine, Table
 
 from customer_health import settings
-from customer_health.sources.report import ExtractReport, FieldCheck, MalformedRecord, ObjectReport
-from customer_health.sources.report import checked_choice as _choice
-from customer_health.sources.report import checked_text as _text
-from customer_health.sources.retry import (
+from customer_health.retries import (
     RetriesExhausted,
     Retryable,
     RetryPolicy,
     call_with_retries,
     retry_after_from,
 )
+from customer_health.sources.report import ExtractReport, FieldCheck, MalformedRecord, ObjectReport
+from customer_health.sources.report import checked_choice as _choice
+from customer_health.sources.report import checked_text as _text
 from customer_health.sources.window import naive_utc, read_bound
 from customer_health.warehouse.io import (
     advance_time_watermark,
@@ -490,7 +491,10 @@ class StripePages:
                 logger=self.logger,
             )
         except RetriesExhausted as exc:
-            raise StripeExtractionError(str(exc)) from exc
+            raise StripeExtractionError(
+                f"{exc} Stripe is throttling this key; nothing past the last committed page was recorded, "
+                "so re-running the task resumes where it stopped."
+            ) from exc
         except stripe.StripeError as exc:
             raise _explain(exc, describe, resource, self.conn_id, api_base_of(self.client)) from exc
 

@@ -44,8 +44,9 @@ stored version (or absent) until a later run; a run never stores a version from 
 Failures: malformed records go to the quarantine with the reason and the rest continues.
 zenpy waits out 429s itself, honouring ``Retry-After``; ``ratelimit_budget`` bounds that wait
 (zenpy raises ``RatelimitBudgetExceeded`` when spent, unbounded otherwise). 5xx, timeouts and
-429s without ``Retry-After`` are retried with backoff by ``sources.retry``; when retries run out
-the run fails with ``ZendeskExtractionError`` and no watermark past the last committed page.
+429s without ``Retry-After`` are retried with backoff by ``customer_health.retries``; when
+retries run out the run fails with ``ZendeskExtractionError`` and no watermark past the last
+committed page.
 Zendesk refusing the credentials (401) or the user's access (403) raises
 ``ZendeskAuthenticationError`` at once, naming the connection and what to check: it has
 ``retryable = False``, so the DAG fails the task instead of retrying the same credentials.
@@ -73,10 +74,7 @@ from zenpy.lib.endpoint import Url
 from zenpy.lib.exception import APIException, RatelimitBudgetExceeded
 
 from customer_health import settings
-from customer_health.sources.report import ExtractReport, FieldCheck, MalformedRecord, ObjectReport
-from customer_health.sources.report import checked_choice as _choice
-from customer_health.sources.report import checked_text as _text
-from customer_health.sources.retry import (
+from customer_health.retries import (
     RETRYABLE_STATUSES,
     RetriesExhausted,
     Retryable,
@@ -84,6 +82,9 @@ from customer_health.sources.retry import (
     call_with_retries,
     retry_after_from,
 )
+from customer_health.sources.report import ExtractReport, FieldCheck, MalformedRecord, ObjectReport
+from customer_health.sources.report import checked_choice as _choice
+from customer_health.sources.report import checked_text as _text
 from customer_health.sources.window import read_bound
 from customer_health.warehouse.io import (
     advance_time_watermark,
@@ -322,7 +323,10 @@ class ZendeskPages:
                 "run outside peak hours."
             ) from exc
         except RetriesExhausted as exc:
-            raise ZendeskExtractionError(str(exc)) from exc
+            raise ZendeskExtractionError(
+                f"{exc} Zendesk is unavailable or throttling; nothing past the last committed page was "
+                "recorded, so re-running the task resumes where it stopped."
+            ) from exc
         except (APIException, requests.HTTPError) as exc:
             status = getattr(exc.response, "status_code", "?")
             if status in (401, 403):

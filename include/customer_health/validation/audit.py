@@ -37,9 +37,9 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +48,19 @@ import pandas as pd
 from sqlalchemy import Engine, and_, select
 
 from customer_health.scoring.drivers import read_drivers
-from customer_health.scoring.model_config import ModelConfig, load_model_config
+from customer_health.scoring.model_config import ModelConfig
 from customer_health.validation.metrics import DEFAULT_THRESHOLD, evaluate_scores, json_safe
 from customer_health.validation.outcomes import read_outcomes
+from customer_health.validation.snapshots import (
+    CADENCES,
+    DEFAULT_HORIZON_DAYS,
+    AuditError,
+    SignalSource,
+    as_date,
+    resolve_config,
+    signals_at,
+    snapshot_dates,
+)
 from customer_health.warehouse.io import upsert_rows, utcnow
 from customer_health.warehouse.schema import (
     health_scores,
@@ -60,82 +70,11 @@ from customer_health.warehouse.schema import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HORIZON_DAYS = 90
 DEFAULT_TOLERANCE_DAYS = 7
-CADENCES = ("quarterly", "monthly")
 MAX_LISTED = 200  # false negatives / positives kept in the stored metrics and the report
 
-SignalSource = Callable[[Engine, date], pd.DataFrame]
 
-
-class AuditError(ValueError):
-    """The audit cannot run with the arguments given; the message says what to change."""
-
-
-# --------------------------------------------------------------------------- snapshot dates
-def _period_starts(first: date, last: date, cadence: str) -> list[date]:
-    if cadence not in CADENCES:
-        raise AuditError(f"cadence {cadence!r} is not supported; use one of {', '.join(CADENCES)}")
-    step = 3 if cadence == "quarterly" else 1
-    month = ((first.month - 1) // step) * step + 1
-    day = date(first.year, month, 1)
-    out = []
-    while day <= last:
-        if day >= first:
-            out.append(day)
-        month_index = day.year * 12 + day.month - 1 + step
-        day = date(month_index // 12, month_index % 12 + 1, 1)
-    return out
-
-
-def snapshot_dates(start: date, end: date, horizon_days: int = DEFAULT_HORIZON_DAYS, cadence: str = "quarterly") -> list[date]:
-    """Snapshot dates T of the window: period starts with ``start - 1 <= T <= end - H``."""
-    if end < start:
-        raise AuditError(f"window end {end} is before its start {start}; swap them")
-    if horizon_days < 1:
-        raise AuditError(f"horizon_days is {horizon_days}; pass a horizon of at least 1 day (default 90)")
-    first, last = start - timedelta(days=1), end - timedelta(days=horizon_days)
-    dates = _period_starts(first, last, cadence) if last >= first else []
-    if not dates:
-        raise AuditError(
-            f"no {cadence} snapshot date T fits the window {start}..{end} with a {horizon_days}-day horizon "
-            f"(T must satisfy {first} <= T <= {last}); widen the window to at least {horizon_days} days "
-            "past a period start, or shorten the horizon"
-        )
-    return dates
-
-
-# --------------------------------------------------------------------------- signals and scores at T
-def _as_date(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return pd.Timestamp(value).date()
-
-
-def stored_signals(engine: Engine, day: date) -> pd.DataFrame:
-    """The signals frame of ``day`` exactly as the daily run stored it (empty when none stored).
-
-    Account context (plan, tenure, ARR, ...) is the point-in-time context stored beside the
-    values, so an audit rescoring ``day`` sees what the daily run saw.
-    """
-    from customer_health.scoring.signal_store import read_signal_frame
-
-    frame = read_signal_frame(engine, day)
-    return frame if len(frame) else pd.DataFrame()
-
-
-def signals_at(engine: Engine, day: date) -> pd.DataFrame:
-    """Point-in-time signals of ``day``: the stored ``signal_values``, else ``compute_signals``."""
-    frame = stored_signals(engine, day)
-    if len(frame):
-        return frame
-    from customer_health.scoring.signals import compute_signals
-
-    return compute_signals(engine, day)
-
-
+# --------------------------------------------------------------------------- scores at T
 def stored_scores(engine: Engine, day: date, model_version: str, tolerance_days: int = DEFAULT_TOLERANCE_DAYS) -> pd.DataFrame:
     """Each account's latest stored score of ``model_version`` in ``[day - tolerance, day]``."""
     t = health_scores.c
@@ -149,7 +88,7 @@ def stored_scores(engine: Engine, day: date, model_version: str, tolerance_days:
     frame = pd.DataFrame([tuple(r) for r in rows], columns=["account_key", "score_date", "score", "zone", "drivers", "explanation"])
     if frame.empty:
         return frame
-    frame["score_date"] = frame["score_date"].map(_as_date)
+    frame["score_date"] = frame["score_date"].map(as_date)
     frame = frame.sort_values(["account_key", "score_date"]).drop_duplicates("account_key", keep="last")
     return frame.reset_index(drop=True)
 
@@ -162,7 +101,7 @@ def rescore(signals: pd.DataFrame, config: ModelConfig) -> pd.DataFrame:
         return pd.DataFrame(columns=["account_key", "score_date", "score", "zone", "drivers", "explanation"])
     scored = score_accounts(signals, config)
     out = scored[["account_key", "as_of_date", "score", "zone", "drivers", "explanation"]].rename(columns={"as_of_date": "score_date"})
-    out["score_date"] = out["score_date"].map(_as_date)
+    out["score_date"] = out["score_date"].map(as_date)
     out["zone"] = out["zone"].astype(object)
     return out.reset_index(drop=True)
 
@@ -247,7 +186,7 @@ def _listing(frame: pd.DataFrame, sort_ascending: bool) -> list[dict[str, Any]]:
         out.append(
             {
                 "account_key": r.account_key,
-                "snapshot_date": _as_date(r.snapshot_date).isoformat(),
+                "snapshot_date": as_date(r.snapshot_date).isoformat(),
                 "score": int(r.score),
                 "zone": r.zone,
                 "churned_on": r.churned_on.isoformat() if isinstance(r.churned_on, date) else None,
@@ -328,16 +267,6 @@ class AuditResult:
                 "notes": self.notes,
             }
         )
-
-
-def resolve_config(engine: Engine, model_version: str | None) -> ModelConfig:
-    """``model_version`` from the registry; else the active version; else the shipped default."""
-    from customer_health.validation import registry
-
-    if model_version:
-        return registry.get_config(engine, model_version)
-    active = registry.active_config(engine)
-    return active if active is not None else load_model_config()
 
 
 def _zones(config: ModelConfig) -> list[tuple[str, int, int]]:

@@ -75,13 +75,6 @@ from customer_health.scoring.model_config import (
     ScoreCalibration,
     load_model_config,
 )
-from customer_health.validation.audit import (
-    DEFAULT_HORIZON_DAYS,
-    SignalSource,
-    _as_date,
-    signals_at,
-    snapshot_dates,
-)
 from customer_health.validation.metrics import (
     DEFAULT_THRESHOLD,
     SENSITIVITY_TARGET,
@@ -90,6 +83,14 @@ from customer_health.validation.metrics import (
     json_safe,
 )
 from customer_health.validation.outcomes import read_outcomes
+from customer_health.validation.snapshots import (
+    DEFAULT_HORIZON_DAYS,
+    SignalSource,
+    as_date,
+    resolve_config,
+    signals_at,
+    snapshot_dates,
+)
 
 DEFAULT_C = 1.0
 DEFAULT_MIN_TRAIN_CHURNERS = 10
@@ -108,11 +109,11 @@ def label_snapshots(signals: pd.DataFrame, churn: pd.DataFrame, horizon_days: in
     if out.empty:
         out["churned"] = pd.Series(dtype=bool)
         return out
-    as_of = out["as_of_date"].map(_as_date)
+    as_of = out["as_of_date"].map(as_date)
     churned = np.zeros(len(out), dtype=bool)
     if len(churn):
         events = churn[["account_key", "occurred_on"]].copy()
-        events["occurred_on"] = events["occurred_on"].map(_as_date)
+        events["occurred_on"] = events["occurred_on"].map(as_date)
         by_account: dict[str, list[date]] = {}
         for key, day in zip(events["account_key"], events["occurred_on"], strict=True):
             by_account.setdefault(key, []).append(day)
@@ -147,7 +148,7 @@ def normalized_matrix(snapshots: pd.DataFrame, config: ModelConfig) -> np.ndarra
     from customer_health.scoring.normalize import normalize_signals
 
     values = np.full((len(snapshots), len(config.signals)), np.nan)
-    dates = snapshots["as_of_date"].map(_as_date).to_numpy()
+    dates = snapshots["as_of_date"].map(as_date).to_numpy()
     for day in pd.unique(dates):
         rows = np.flatnonzero(dates == day)
         values[rows] = normalize_signals(snapshots.iloc[rows], config).values
@@ -618,7 +619,7 @@ def recalibrate_snapshots(
     if snapshots.empty or "churned" not in snapshots:
         raise RecalibrationError("no labelled snapshots; build them with training_snapshots(engine, dates, horizon)")
     data = snapshots.sort_values(["as_of_date", "account_key"], kind="stable").reset_index(drop=True)
-    data["as_of_date"] = data["as_of_date"].map(_as_date)
+    data["as_of_date"] = data["as_of_date"].map(as_date)
     churned = data["churned"].to_numpy(dtype=bool)
     normalized = normalized_matrix(data, parent)
     features = features_from_normalized(normalized)
@@ -735,14 +736,13 @@ def recalibrate(
     **options: Any,
 ) -> Recalibration:
     """Recalibrate from the warehouse: snapshots of ``[window_start, window_end]`` (see
-    ``audit.snapshot_dates``), labels from ``account_outcomes``, then ``recalibrate_snapshots``;
+    ``snapshots.snapshot_dates``), labels from ``account_outcomes``, then ``recalibrate_snapshots``;
     registers the result as a *proposed* version (``register``).
 
     ``as_of`` (default ``window_end + 1``) names the version (``v1-r<as_of>``), so a re-run for the
     same logical date proposes the same version again (refreshing it while still proposed).
     """
     from customer_health.validation import registry
-    from customer_health.validation.audit import resolve_config
 
     parent = parent or resolve_config(engine, parent_version)
     dates = snapshot_dates(window_start, window_end, horizon_days, cadence)
