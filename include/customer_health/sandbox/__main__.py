@@ -23,6 +23,9 @@ from pathlib import Path
 
 from customer_health import settings
 
+# The endpoints.json keys of the HTTP systems (server.HTTP_SYSTEMS; not imported: it starts no server).
+HTTP_ENDPOINTS = ("salesforce", "zendesk", "stripe", "slack", "marketing")
+
 
 def _pid_file(folder: Path) -> Path:
     return folder / "sandbox.pid"
@@ -39,7 +42,11 @@ def running_endpoints(folder: Path) -> dict | None:
     except (ValueError, ProcessLookupError, PermissionError):
         return None
     endpoints = json.loads(ep_file.read_text())
-    for url in (endpoints["salesforce"], endpoints["zendesk"]):
+    # The HTTP systems this company has (a self-serve company has no Salesforce or Zendesk).
+    served = [endpoints[s] for s in HTTP_ENDPOINTS if s in endpoints]
+    if not served:
+        return None
+    for url in served:
         host, port = url.split("://", 1)[1].split(":")
         try:
             socket.create_connection((host, int(port)), timeout=1).close()

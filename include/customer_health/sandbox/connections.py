@@ -24,11 +24,39 @@ SANDBOX_SLACK_WEBHOOK_PATH = "T00000000/B00000000/sandboxwebhooktoken"
 
 
 def sandbox_connections(endpoints: dict[str, Any], warehouse_url: str | None = None) -> dict[str, dict[str, Any]]:
-    """Connection definitions (Airflow's JSON import format) for a running sandbox."""
-    sf = endpoints["salesforce"]
-    zd = urlsplit(endpoints["zendesk"])
-    slack = urlsplit(endpoints["slack"])
-    conns: dict[str, dict[str, Any]] = {
+    """Connection definitions (Airflow's JSON import format) for a running sandbox.
+
+    Only the systems the sandbox serves get a connection: a company without Salesforce or
+    Zendesk (the self-serve company) has no ``health_salesforce`` or ``health_zendesk``
+    connection at all, as at a real company that does not use them.
+    """
+    conns = {
+        conn_id: conn
+        for conn_id, conn in _all_connections(endpoints).items()
+        if _SERVED_BY[conn_id] in endpoints
+    }
+    if warehouse_url:
+        conns[settings.WAREHOUSE_CONN_ID] = warehouse_connection(warehouse_url)
+    return conns
+
+
+# The endpoints.json key each connection needs.
+_SERVED_BY = {
+    settings.SALESFORCE_CONN_ID: "salesforce",
+    settings.ZENDESK_CONN_ID: "zendesk",
+    settings.STRIPE_CONN_ID: "stripe",
+    settings.PRODUCT_DB_CONN_ID: "product_db_url",
+    settings.SLACK_CONN_ID: "slack",
+    settings.SMTP_CONN_ID: "smtp_host",
+    settings.MARKETING_CONN_ID: "marketing",
+}
+
+
+def _all_connections(endpoints: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    sf = endpoints.get("salesforce", "")
+    zd = urlsplit(endpoints.get("zendesk", ""))
+    slack = urlsplit(endpoints.get("slack", ""))
+    return {
         settings.SALESFORCE_CONN_ID: {
             "conn_type": "salesforce",
             "login": "",
@@ -37,7 +65,7 @@ def sandbox_connections(endpoints: dict[str, Any], warehouse_url: str | None = N
                 "instance_url": sf,
                 "consumer_key": SANDBOX_SF_CLIENT_ID,
                 "consumer_secret": SANDBOX_SF_CLIENT_SECRET,
-                "ca_cert": endpoints["ca_cert"],
+                "ca_cert": endpoints.get("ca_cert"),
                 "version": "59.0",
             },
         },
@@ -51,11 +79,11 @@ def sandbox_connections(endpoints: dict[str, Any], warehouse_url: str | None = N
         settings.STRIPE_CONN_ID: {
             "conn_type": "stripe",
             "password": SANDBOX_STRIPE_KEY,
-            "extra": {"api_base": endpoints["stripe"]},
+            "extra": {"api_base": endpoints.get("stripe")},
         },
         settings.PRODUCT_DB_CONN_ID: {
             "conn_type": "sqlite",
-            "host": endpoints["product_db_url"].split("///", 1)[1],
+            "host": endpoints.get("product_db_url", "///").split("///", 1)[1],
         },
         settings.SLACK_CONN_ID: {
             "conn_type": "slackwebhook",
@@ -64,8 +92,8 @@ def sandbox_connections(endpoints: dict[str, Any], warehouse_url: str | None = N
         },
         settings.SMTP_CONN_ID: {
             "conn_type": "smtp",
-            "host": endpoints["smtp_host"],
-            "port": endpoints["smtp_port"],
+            "host": endpoints.get("smtp_host"),
+            "port": endpoints.get("smtp_port"),
             "extra": {
                 "disable_tls": True,
                 "disable_ssl": True,
@@ -76,13 +104,10 @@ def sandbox_connections(endpoints: dict[str, Any], warehouse_url: str | None = N
         },
         settings.MARKETING_CONN_ID: {
             "conn_type": "http",
-            "host": endpoints["marketing"],
+            "host": endpoints.get("marketing"),
             "password": SANDBOX_MARKETING_TOKEN,
         },
     }
-    if warehouse_url:
-        conns[settings.WAREHOUSE_CONN_ID] = warehouse_connection(warehouse_url)
-    return conns
 
 
 def warehouse_connection(url: str) -> dict[str, Any]:

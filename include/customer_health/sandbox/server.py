@@ -4,6 +4,13 @@
 ``product.db``): Salesforce over HTTPS, Zendesk, Stripe, Slack and the marketing tool over HTTP,
 and an SMTP server. The endpoints are written to ``folder/endpoints.json`` so other processes
 (the Airflow connections, the demo summary) know where everything is.
+
+A company may have fewer systems: ``sandbox_meta['systems']`` (a JSON list, written by its
+generator) names the ones it has, and only those are served. The self-serve company
+(``self_serve.py``) has no Salesforce and no Zendesk, so neither is started, ``endpoints.json``
+has no entry for them and no Airflow connection is made for them: they are not connected, as at
+a company that does not use them, rather than connected and empty. A company without the key
+(the B2B company of ``company.py``) has every system.
 """
 
 from __future__ import annotations
@@ -15,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine, delete, insert, select
 
 from customer_health.sandbox.http import RunningServer, serve
-from customer_health.sandbox.store import sandbox_faults, store_engine
+from customer_health.sandbox.store import sandbox_faults, sandbox_meta, store_engine
 from customer_health.sandbox.tls import ensure_certificate, server_context
 
 # system -> (module with build_app(store, folder), served over TLS?)
@@ -45,6 +52,25 @@ DEMO_PORTS: dict[str, int] = {
 # test's, another CUSTOMER_HEALTH_HOME's) can run beside a developer's demo sandbox. The ports
 # chosen are in the sandbox folder's endpoints.json, which is what everything else reads.
 SANDBOX_PORTS_ENV = "CUSTOMER_HEALTH_SANDBOX_PORTS"
+ALL_SYSTEMS: tuple[str, ...] = (*HTTP_SYSTEMS, "smtp")
+SYSTEMS_META = "systems"  # sandbox_meta key: the JSON list of the systems a company has
+
+
+def company_systems(store: Engine) -> tuple[str, ...]:
+    """The systems the company in ``store`` has (``sandbox_meta['systems']``; all when unset)."""
+    with store.connect() as conn:
+        value = conn.execute(
+            select(sandbox_meta.c.value).where(sandbox_meta.c.key == SYSTEMS_META)
+        ).scalar_one_or_none()
+    if value is None:
+        return ALL_SYSTEMS
+    named = json.loads(value)
+    unknown = sorted(set(named) - set(ALL_SYSTEMS))
+    if unknown:
+        raise ValueError(
+            f"sandbox_meta['{SYSTEMS_META}'] names unknown systems {unknown}; known: {list(ALL_SYSTEMS)}"
+        )
+    return tuple(s for s in ALL_SYSTEMS if s in named)
 
 
 def serve_ports() -> dict[str, int] | None:
@@ -66,28 +92,32 @@ class Sandbox:
     servers: dict[str, RunningServer] = field(default_factory=dict)
     smtp: Any = None
     endpoints: dict[str, Any] = field(default_factory=dict)
+    systems: tuple[str, ...] = ALL_SYSTEMS
 
     @classmethod
     def start(cls, folder: Path, ports: dict[str, int] | None = None) -> Sandbox:
         """Serve every system of the company in ``folder``; ``ports=None`` picks free ports."""
         folder = Path(folder)
         store = store_engine(folder / "company.db")
-        sb = cls(folder=folder, store=store)
+        sb = cls(folder=folder, store=store, systems=company_systems(store))
         cert, _key = ensure_certificate(folder)
         tls = server_context(folder)
         for system, (module_name, use_tls) in HTTP_SYSTEMS.items():
+            if system not in sb.systems:
+                continue
             module = importlib.import_module(module_name)
             app = module.build_app(store, folder)
             port = (ports or {}).get(system, 0)
             sb.servers[system] = serve(app, port=port, tls=tls if use_tls else None)
-        from customer_health.sandbox.smtp_sink import start_smtp
+        smtp: dict[str, Any] = {}
+        if "smtp" in sb.systems:
+            from customer_health.sandbox.smtp_sink import start_smtp
 
-        sb.smtp = start_smtp(store, port=(ports or {}).get("smtp", 0))
+            sb.smtp = start_smtp(store, port=(ports or {}).get("smtp", 0))
+            smtp = {"smtp_host": "127.0.0.1", "smtp_port": sb.smtp.port}
         sb.endpoints = {
             system: running.base_url for system, running in sb.servers.items()
-        } | {
-            "smtp_host": "127.0.0.1",
-            "smtp_port": sb.smtp.port,
+        } | smtp | {
             "ca_cert": str(cert),
             "product_db_url": f"sqlite:///{folder / 'product.db'}",
             "store_db": str(folder / "company.db"),
