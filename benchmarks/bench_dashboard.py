@@ -26,14 +26,20 @@ date), so 36.5 million rows take minutes, not hours. Each account's score is a s
 ``delta_30/60/90`` and zone changes are consistent with the scores of the earlier days, as the
 pipeline writes them. Bench choices that differ from production, and why:
 
-* ``drivers`` and ``explanation`` are stored for the last 90 days only (the dashboard reads
-  them for the latest date alone); older rows keep every other column. That keeps the SQLite
-  file near 10 GB instead of ~25 GB.
+* ``drivers`` (in the documented compact shape, ``scoring.drivers``) and ``explanation`` are
+  stored for the last 90 days only (the dashboard reads them for the latest date alone); older
+  rows keep every other column. That keeps the SQLite file near 10 GB instead of ~25 GB.
 * ``delta_60`` is left empty (no page reads it; ``delta_30`` and ``delta_90`` are real).
 * ``signal_values`` holds the latest date only (the account page reads that date alone);
   a year of it would be 550 million rows that no page touches.
 * Rows are inserted in date order, as the daily runs write them; the secondary indexes are
   dropped during the load and rebuilt after it (a sort instead of random inserts).
+* Accounts belong to ``OWNERS`` Salesforce Users (a few hundred each, e-mail
+  ``csmNNN@example.com``); the bench logs in as owner 7, so the worklist opens on "my
+  accounts" (``/worklist?owner=all`` is everyone's, ``&format=csv`` the export). Check-in actions carry
+  the rules' Task payload (its ``ActivityDate``) and, once sent, a Salesforce Task in
+  ``raw_sf_task`` (completed unless recent); the last two days' actions are still pending; a
+  campaign pause is resolved by the account's next resume.
 * The dashboard's derived tables (health_score_summary, health_score_movers,
   health_score_episodes) are computed after the load by ``refresh_score_summary`` over every
   date - what ``write_scores`` keeps up to date for each date it writes.
@@ -101,14 +107,12 @@ def _insert_day_sql(version: str, with_text: bool) -> str:
     band = f"CASE WHEN {tenure} < 90 THEN 'first_90_days' WHEN {tenure} < 365 THEN 'first_year' ELSE 'mature' END"
     model = f"CASE WHEN {tenure} < 90 THEN 'new' ELSE 'established' END"
     weak = "x.n % 15"
+    # The documented compact shape (scoring.drivers): [signal, points, score] / [signal, points].
     drivers = (
-        """'{"down":[{"signal":"' || s1.signal || '","points":-' || printf('%.1f', 4 + x.n % 7) ||
-        ',"score":' || (x.n % 30) || ',"text":"' || s1.signal || ' well below its segment"},' ||
-        '{"signal":"' || s2.signal || '","points":-' || printf('%.1f', 2 + x.n % 3) || ',"score":' || (20 + x.n % 30) ||
-        ',"text":"' || s2.signal || ' below its segment"}],"up":[{"signal":"payment_timeliness","points":3.5,' ||
-        '"score":95,"text":"100% of invoices paid on time"}],"changes":[{"signal":"' || s1.signal ||
-        '","points":-' || printf('%.1f', 1 + x.n % 5) || ',"score":' || (x.n % 30) || ',"was_score":' || (40 + x.n % 40) ||
-        ',"text":"' || s1.signal || ' fell (was higher)"}]}'"""
+        """'{"down":[["' || s1.signal || '",-' || printf('%.1f', 4 + x.n % 7) || ',' || (x.n % 30) || '],' ||
+        '["' || s2.signal || '",-' || printf('%.1f', 2 + x.n % 3) || ',' || (20 + x.n % 30) || ']],' ||
+        '"up":[["payment_timeliness",3.5,95]],"changes":[["' || s1.signal || '",-' || printf('%.1f', 1 + x.n % 5) ||
+        ']]}'"""
         if with_text
         else "NULL"
     )
@@ -153,6 +157,23 @@ def _insert_day_sql(version: str, with_text: bool) -> str:
 
 def _account_key(n: int) -> str:
     return f"001{n:012d}AAA"
+
+
+OWNERS = 200
+
+
+def _owner_id(o: int) -> str:
+    return f"005{o:012d}AAA"
+
+
+def _owner_of(n: int) -> int:
+    """The owner (0 .. OWNERS-1) of account number ``n``: spread, not in key order."""
+    return (n * 7919) % OWNERS
+
+
+def owner_email(o: int) -> str:
+    """Owner ``o``'s e-mail: the Airflow login that maps to them on the worklist."""
+    return f"csm{o:03d}@example.com"
 
 
 def build_warehouse(url: str, accounts: int, days: int, seed: int = 11) -> None:
@@ -205,11 +226,18 @@ def build_warehouse(url: str, accounts: int, days: int, seed: int = 11) -> None:
         "INSERT INTO account_crosswalk (account_key, account_name, updated_at) VALUES (?, ?, ?)",
         [(k, f"Account {i:06d} Ltd", stamp) for i, k in enumerate(keys)],
     )
+    # The account owners: OWNERS customer-success managers (Salesforce Users with an e-mail), a
+    # few hundred accounts each, as the worklist's owner filter sees a real book of business.
+    raw.executemany(
+        "INSERT INTO raw_sf_user (id, name, email, title, role, is_active, is_deleted, extracted_at) "
+        "VALUES (?, ?, ?, 'Customer Success Manager', 'CSM', 1, 0, ?)",
+        [(_owner_id(o), f"Csm Owner {o:03d}", owner_email(o), stamp) for o in range(OWNERS)],
+    )
     raw.executemany(
         "INSERT INTO raw_sf_account (id, name, owner_id, industry, plan, seats, arr, customer_since, created_at, "
-        "is_deleted, extracted_at) VALUES (?, ?, '005000000000001AAA', 'Software', ?, ?, ?, ?, ?, 0, ?)",
+        "is_deleted, extracted_at) VALUES (?, ?, ?, 'Software', ?, ?, ?, ?, ?, 0, ?)",
         [
-            (k, f"Account {i:06d} Ltd", p, 10 + i % 400, a, c[:10], c[:10] + " 00:00:00", stamp)
+            (k, f"Account {i:06d} Ltd", _owner_id(_owner_of(i)), p, 10 + i % 400, a, c[:10], c[:10] + " 00:00:00", stamp)
             for i, (k, p, a, c) in enumerate(zip(keys, params["plan"].tolist(), params["arr"].tolist(), created, strict=True))
         ],
     )
@@ -268,8 +296,8 @@ def build_warehouse(url: str, accounts: int, days: int, seed: int = 11) -> None:
     for ix in health_scores.indexes:
         raw.execute(str(CreateIndex(ix).compile(dialect=sqlite_dialect.dialect())))
     raw.execute("BEGIN")
-    _insert_actions(raw, start, stamp)
     last = (start + timedelta(days=days - 1)).isoformat()
+    _insert_actions(raw, start, last, stamp)
     values = ", ".join(
         f"CASE WHEN (n + {i}) % 11 = 0 THEN NULL ELSE round(((n * 31 + {i} * 17) % 100) / 100.0, 2) END"
         for i in range(len(SIGNALS))
@@ -288,21 +316,35 @@ def build_warehouse(url: str, accounts: int, days: int, seed: int = 11) -> None:
     raw.close()
 
 
-def _insert_actions(raw: sqlite3.Connection, start: date, stamp: str) -> None:
-    """Actions the rules would have sent on zone changes (most entries into At Risk get one)."""
+def _insert_actions(raw: sqlite3.Connection, start: date, last: str, stamp: str) -> None:
+    """Actions the rules would have sent on zone changes (most entries into At Risk get one).
+
+    Check-in tasks carry the rules' Task payload (``ActivityDate`` two days after the trigger)
+    and, once sent, a Salesforce Task keyed by the action (``raw_sf_task.health_action_key``),
+    completed unless triggered in the last 14 days; the last two days' actions are still
+    pending; a pause is resolved by the account's next resume. So the worklist finds the open
+    actions a real warehouse has: recent tasks, pending rows and ongoing pauses.
+    """
+    task_payload = (
+        "json_object('sobject', 'Task', 'external_id_field', 'Health_Action_Key__c', 'fields', json_object("
+        "'Subject', 'Health check-in: account entered At Risk', 'ActivityDate', date(as_of_date, '+2 days'), "
+        "'Status', 'Not Started', 'Priority', 'High', 'Type', 'Call', 'WhatId', account_key))"
+    )
     for action, target, zone_filter in (
         ("checkin_task", "salesforce", "zone = 'At Risk' AND previous_zone IN ('Healthy', 'Neutral')"),
         ("campaign_pause", "marketing", "zone IN ('At Risk', 'Critical') AND previous_zone IN ('Healthy', 'Neutral')"),
         ("executive_slack", "slack", "zone = 'Critical' AND previous_zone <> 'Critical'"),
         ("campaign_resume", "marketing", "zone IN ('Healthy', 'Neutral') AND previous_zone IN ('At Risk', 'Critical')"),
     ):
+        payload = task_payload if action == "checkin_task" else "'{}'"
         raw.execute(
             f"""INSERT OR IGNORE INTO action_outbox (idempotency_key, account_key, action_type, trigger_date,
                 model_version, status, reason, payload, target, external_id, attempts, created_at, updated_at,
                 dispatched_at, result)
             SELECT account_key || ':{action}:' || as_of_date, account_key, '{action}', as_of_date, model_version,
-                CASE (abs(hash_n) / 4) % 20 WHEN 0 THEN 'failed' WHEN 1 THEN 'suppressed' ELSE 'sent' END,
-                'Entered ' || zone || ' from ' || previous_zone, '{{}}', '{target}',
+                CASE WHEN (abs(hash_n) / 4) % 20 = 0 THEN 'failed' WHEN (abs(hash_n) / 4) % 20 = 1 THEN 'suppressed'
+                     WHEN as_of_date >= date(:last, '-1 day') THEN 'pending' ELSE 'sent' END,
+                'Entered ' || zone || ' from ' || previous_zone, {payload}, '{target}',
                 CASE WHEN (abs(hash_n) / 4) % 20 > 1 THEN 'EXT-' || hash_n END, 1, :stamp, :stamp, :stamp,
                 CASE WHEN (abs(hash_n) / 4) % 20 > 1 THEN '{{"delivered": true}}' END
             FROM (SELECT account_key, as_of_date, model_version, zone, previous_zone,
@@ -310,8 +352,28 @@ def _insert_actions(raw: sqlite3.Connection, start: date, stamp: str) -> None:
                   FROM health_scores
                   WHERE model_version = 'v1' AND zone <> previous_zone AND {zone_filter})
             WHERE abs(hash_n) % 4 <> 0""",
-            {"stamp": stamp},
+            {"stamp": stamp, "last": last},
         )
+    raw.execute(
+        """INSERT INTO raw_sf_task (id, account_id, owner_id, subject, task_type, status, activity_date,
+            health_action_key, created_at, is_deleted, extracted_at)
+        SELECT '00T' || printf('%012d', ob.rowid) || 'AAA', ob.account_key, sa.owner_id,
+            'Health check-in: account entered At Risk', 'Call',
+            CASE WHEN ob.trigger_date < date(:last, '-14 days') THEN 'Completed' ELSE 'Not Started' END,
+            date(ob.trigger_date, '+2 days'), ob.idempotency_key, ob.trigger_date || ' 07:00:00.000000', 0, :stamp
+        FROM action_outbox ob JOIN raw_sf_account sa ON sa.id = ob.account_key
+        WHERE ob.action_type = 'checkin_task' AND ob.status = 'sent'""",
+        {"stamp": stamp, "last": last},
+    )
+    raw.execute(
+        """UPDATE action_outbox SET resolved_by = (
+            SELECT r.idempotency_key FROM action_outbox r
+            WHERE r.account_key = action_outbox.account_key AND r.action_type = 'campaign_resume'
+              AND r.trigger_date > action_outbox.trigger_date
+            ORDER BY r.trigger_date LIMIT 1)
+        WHERE action_type = 'campaign_pause' AND status = 'sent'"""
+    )
+    raw.execute("UPDATE action_outbox SET resolved_at = :stamp WHERE resolved_by IS NOT NULL", {"stamp": stamp})
 
 
 def _shape_file(path: Path) -> Path:
@@ -321,7 +383,7 @@ def _shape_file(path: Path) -> Path:
 def ensure_warehouse(path: Path, accounts: int, days: int) -> str:
     """The bench warehouse at ``path``, built unless one of the same shape is there."""
     url = f"sqlite:///{path}"
-    shape = {"accounts": accounts, "days": days, "end": END_DATE.isoformat(), "generator": 6}
+    shape = {"accounts": accounts, "days": days, "end": END_DATE.isoformat(), "generator": 7}
     if path.exists() and _shape_file(path).exists() and json.loads(_shape_file(path).read_text()) == shape:
         return url
     for leftover in path.parent.glob(path.name + "*"):
@@ -445,7 +507,8 @@ def time_pages(url: str, accounts: int) -> list[tuple[str, float, float, int]]:
     from customer_health.dashboard.app import clear_caches, create_app
     from customer_health.dashboard.auth import auth_manager
 
-    token = auth_manager().generate_jwt(SimpleAuthManagerUser(username="bench", role="ADMIN"))
+    # The login is owner 7's e-mail: the worklist opens on "my accounts" (a few hundred).
+    token = auth_manager().generate_jwt(SimpleAuthManagerUser(username=owner_email(7), role="ADMIN"))
     # No lifespan here: the cache refresher does not run, so first requests are truly cold.
     client = TestClient(create_app(), headers={"Authorization": f"Bearer {token}"})
     account = _account_key(0)  # has an override; actions on its zone changes
@@ -456,6 +519,11 @@ def time_pages(url: str, accounts: int) -> list[tuple[str, float, float, int]]:
         "/interventions", "/api/interventions",
         "/model", "/api/model",
         "/?model_version=v2", "/api/trending?model_version=v2",
+        "/worklist", "/api/worklist",
+        "/worklist?owner=all", "/api/worklist?owner=all",
+        "/api/worklist?owner=all&zone=At+Risk&zone=Critical&plan=enterprise",
+        f"/api/worklist?owner=all&page={accounts // 100}",
+        "/api/worklist?format=csv", "/api/trending?format=csv&limit=200", "/api/accounts?q=Account+0001&format=csv",
     ]
     results = []
     for path in paths:
@@ -470,6 +538,16 @@ def time_pages(url: str, accounts: int) -> list[tuple[str, float, float, int]]:
         results.append((path, first, median, status["code"]))
         print(f"  {path:<48} first {first * 1000:7.0f} ms   median {median * 1000:7.0f} ms   HTTP {status['code']}",
               flush=True)
+    # The whole portfolio as one CSV download: a file, not a page (streamed by the api-server;
+    # TestClient collects it), so it is timed once, reported as a rate, outside the page target.
+    clear_caches()
+    export = "/api/worklist?owner=all&format=csv"
+    rows = client.get("/api/worklist?owner=all&per_page=1").json()["total"]
+    t0 = time.perf_counter()
+    resp = client.get(export)
+    took = time.perf_counter() - t0
+    print(f"  export {export}: {rows:,} rows, {len(resp.content) / 1e6:.1f} MB in {took:.1f} s "
+          f"({rows / took:,.0f} rows/s), HTTP {resp.status_code}", flush=True)
     return results
 
 

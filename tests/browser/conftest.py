@@ -2,8 +2,9 @@
 
 ``airflow_ui`` starts ``airflow api-server`` (the process that serves the Airflow UI and mounts
 plugin FastAPI apps) with a private ``AIRFLOW_HOME`` and SQLite metadata database, the simple
-auth manager with one known admin user, the project's ``plugins/`` folder and the dashboard's
-warehouse; it waits for the health endpoint and stops the process group it started. The
+auth manager with two known users - an admin, and a customer-success manager whose username is
+the e-mail of the Salesforce User owning the most accounts (the worklist's "my accounts") - the
+project's ``plugins/`` folder and the dashboard's warehouse; it waits for the health endpoint and stops the process group it started. The
 scheduler and dag-processor are not needed to serve pages and are not started.
 
 The warehouse is a copy of the session's ``scored_company`` (``tests/scored_company.py``): the
@@ -56,6 +57,8 @@ class AirflowUI:
     password: str
     warehouse_url: str
     home: Path
+    csm_username: str  # the e-mail of a Salesforce User who owns accounts
+    csm_password: str
 
     def log(self, lines: int = 80) -> str:
         path = self.home / "api-server.log"
@@ -95,8 +98,9 @@ def airflow_ui(tmp_path_factory, request) -> Iterator[AirflowUI]:
     home = tmp_path_factory.mktemp("airflow-home")
     warehouse_url = copy_warehouse(scored_company.warehouse_url, home / "warehouse.db")
     port = _free_port()
-    password = secrets.token_urlsafe(12)
-    (home / "passwords.json").write_text(json.dumps({"admin": password}))
+    password, csm_password = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+    csm = busiest_owner_email(warehouse_url)
+    (home / "passwords.json").write_text(json.dumps({"admin": password, csm: csm_password}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(
         {
@@ -105,7 +109,7 @@ def airflow_ui(tmp_path_factory, request) -> Iterator[AirflowUI]:
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__DAGS_FOLDER": str(home / "no-dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{csm}:viewer",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),
@@ -127,7 +131,7 @@ def airflow_ui(tmp_path_factory, request) -> Iterator[AirflowUI]:
         [airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    ui = AirflowUI(f"http://127.0.0.1:{port}", "admin", password, warehouse_url, home)
+    ui = AirflowUI(f"http://127.0.0.1:{port}", "admin", password, warehouse_url, home, csm, csm_password)
     try:
         _wait_for_health(ui, proc)
         yield ui
@@ -141,6 +145,22 @@ def airflow_ui(tmp_path_factory, request) -> Iterator[AirflowUI]:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         log.close()
+
+
+def busiest_owner_email(warehouse_url: str) -> str:
+    """The e-mail of the active Salesforce User who owns the most accounts."""
+    from collections import Counter
+
+    from sqlalchemy import select
+
+    from customer_health.warehouse.engine import engine_for
+    from customer_health.warehouse.schema import raw_sf_account, raw_sf_user
+
+    with engine_for(warehouse_url).connect() as conn:
+        owners = Counter(conn.execute(select(raw_sf_account.c.owner_id)).scalars())
+        emails = dict(conn.execute(
+            select(raw_sf_user.c.id, raw_sf_user.c.email).where(raw_sf_user.c.is_active.is_(True))).all())  # fmt: skip
+    return next(emails[o] for o, _ in owners.most_common() if emails.get(o))
 
 
 def _wait_for_health(ui: AirflowUI, proc: subprocess.Popen, timeout: float = 240) -> None:

@@ -7,10 +7,11 @@ Mounted by the Airflow plugin at ``/customer-health`` on the api-server (see
 Page                            JSON                                          Reads
 ==============================  ============================================  ==========================
 ``/``  portfolio overview       ``/api/portfolio``                            zone mix, ARR at risk
-``/trending``                   ``/api/trending``                             30-day declines/recoveries
+``/worklist``                   ``/api/worklist`` (CSV)                       a CSM's accounts by priority
+``/trending``                   ``/api/trending`` (CSV)                       30-day declines/recoveries
 ``/accounts/{key}``             ``/api/accounts/{key}``                       one account, everything
-``/accounts?q=``                ``/api/accounts?q=``                          search, score and zone
-``/interventions``              ``/api/interventions``                        At Risk recovery by action
+``/accounts?q=``                ``/api/accounts?q=`` (CSV)                    search, score and zone
+``/interventions``              ``/api/interventions`` (CSV)                  At Risk recovery by action
 ``/model``                      ``/api/model``                                versions, audit metrics
 ``/model/{version}/report``     -                                             the latest HTML audit
 -                               ``POST /api/accounts/{key}/overrides``        a CSM override
@@ -18,7 +19,10 @@ Page                            JSON                                          Re
 ==============================  ============================================  ==========================
 
 Every page and endpoint takes ``?model_version=`` (default: the latest version with scores,
-see ``queries.default_version``) and requires an Airflow login (``auth``).
+see ``queries.default_version``) and requires an Airflow login (``auth``). The endpoints marked
+CSV also answer ``?format=csv``: the same rows as a download (``export``). Every response
+carries the security headers of ``security`` (CSP, ``X-Frame-Options: SAMEORIGIN``, ``nosniff``,
+``Referrer-Policy``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from contextlib import asynccontextmanager, contextmanager
 from datetime import date, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import quote, urlencode
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -41,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from sqlalchemy import Connection
 
 from customer_health import settings
-from customer_health.dashboard import charts, queries, tables
+from customer_health.dashboard import charts, export, queries, tables, worklist
 from customer_health.dashboard.auth import (
     CSRF_HEADER,
     DashboardUser,
@@ -51,6 +56,7 @@ from customer_health.dashboard.auth import (
     check_csrf,
     login_url,
 )
+from customer_health.dashboard.security import REPORT_POLICY, SecurityHeaders
 from customer_health.scoring.overrides import MAX_OVERRIDE_DAYS
 from customer_health.warehouse.engine import get_engine
 from customer_health.warehouse.io import utcnow
@@ -59,6 +65,7 @@ HERE = Path(__file__).resolve().parent
 T = TypeVar("T")
 
 ModelVersion = Annotated[str | None, Query(max_length=40, description="model version; default: the latest with scores")]
+Format = Annotated[Literal["json", "csv"], Query(alias="format", description="json, or csv: the same rows as a download")]
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -111,12 +118,14 @@ class _TTLCache:
 _interventions_cache = _TTLCache(3600)
 WARM_EVERY_SECONDS = 300
 _salesforce_cache = _TTLCache(60)
+_owners_cache = _TTLCache(300)  # the worklist's owner picker: who owns accounts changes with an extraction
 
 
 def clear_caches() -> None:
-    """Forget cached intervention analyses and the Salesforce instance URL."""
+    """Forget cached intervention analyses, the Salesforce instance URL and the account owners."""
     _interventions_cache.clear()
     _salesforce_cache.clear()
+    _owners_cache.clear()
 
 
 def _salesforce_instance_url() -> str | None:
@@ -175,7 +184,15 @@ def _signed(value: float | None) -> str:
     return "-" if value is None else f"{value:+.0f}"
 
 
-templates.env.filters.update(money=_money, pct=_pct, signed=_signed)
+ZONE_CLASSES = {"Healthy": "z-healthy", "Neutral": "z-neutral", "At Risk": "z-at-risk", "Critical": "z-critical"}
+
+
+def _zone_class(zone: str | None) -> str:
+    """The CSS class of a zone's colour (the CSP allows no inline ``style`` attribute)."""
+    return ZONE_CLASSES.get(zone or "", "z-other")
+
+
+templates.env.filters.update(money=_money, pct=_pct, signed=_signed, zone_class=_zone_class)
 
 
 def _page(request: Request, template: str, user: DashboardUser, view: queries.View | None, **context: Any) -> HTMLResponse:
@@ -185,7 +202,7 @@ def _page(request: Request, template: str, user: DashboardUser, view: queries.Vi
     def link(path: str, **params: Any) -> str:
         if chosen:
             params.setdefault("model_version", chosen)
-        query = "&".join(f"{k}={v}" for k, v in params.items() if v is not None)
+        query = urlencode({k: v for k, v in params.items() if v is not None and v != []}, doseq=True)
         return f"{base}{path}" + (f"?{query}" if query else "")
 
     return templates.TemplateResponse(
@@ -279,6 +296,17 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop.set()
 
 
+class DashboardApp(FastAPI):
+    """The dashboard's FastAPI app, with the security headers outermost.
+
+    ``SecurityHeaders`` wraps the whole middleware stack, Starlette's error middleware
+    included, so even the 500 of an unhandled exception carries them.
+    """
+
+    def build_middleware_stack(self) -> Any:
+        return SecurityHeaders(super().build_middleware_stack())
+
+
 def create_app(*, warm_cache: bool = True) -> FastAPI:
     """The dashboard app (pages, JSON endpoints, static assets).
 
@@ -288,7 +316,7 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
     # it at start-up, not each page's first visitor.
     for name in templates.env.list_templates(extensions=["html"]):
         templates.env.get_template(name)
-    app = FastAPI(
+    app = DashboardApp(
         title="Customer health dashboard",
         description="Portfolio health, trends, accounts, interventions and model audits; Airflow login required.",
         docs_url=None,
@@ -314,6 +342,12 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
         if _is_api(request):
             return JSONResponse({"detail": str(exc)}, status_code=404)
         return HTMLResponse(f"<h1>404 Not Found</h1><p>{_escape(str(exc))}</p>", status_code=404)
+
+    @app.exception_handler(worklist.BadFilter)
+    async def _bad_filter(request: Request, exc: worklist.BadFilter) -> Response:
+        if _is_api(request):
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        return HTMLResponse(f"<h1>422 Unprocessable</h1><p>{_escape(str(exc))}</p>", status_code=422)
 
     # ----------------------------------------------------------------------- overview
     @app.get("/api/portfolio")
@@ -351,14 +385,23 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
     # ----------------------------------------------------------------------- trending
     @app.get("/api/trending")
     def trending_data(
-        user: User, model_version: ModelVersion = None, limit: Annotated[int, Query(ge=1, le=200)] = 20
-    ) -> JSONResponse:
-        """The biggest 30-day declines and recoveries with drivers and explanation."""
+        request: Request,
+        user: User,
+        model_version: ModelVersion = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 20,
+        fmt: Format = "json",
+    ) -> Response:
+        """The biggest 30-day declines and recoveries with drivers and explanation (``format=csv``:
+        both lists in one file, with their direction and rank)."""
         with warehouse() as conn:
             view = _view(conn, model_version)
-            if view is None:
-                return _json({"model_version": None, "declines": [], "recoveries": []})
-            return _json(queries.trending(conn, view, limit=limit))
+            data = queries.trending(conn, view, limit=limit) if view else {"model_version": None, "declines": [], "recoveries": []}
+        if fmt == "csv":
+            return export.response(
+                export.trending_columns(_account_url(request, model_version)), export.trending_rows(data),
+                export.filename("trending", data["model_version"], data.get("as_of_date")),
+            )  # fmt: skip
+        return _json(data)
 
     @app.get("/trending", response_class=HTMLResponse)
     def trending_page(
@@ -368,20 +411,94 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
         with warehouse() as conn:
             view = _view(conn, model_version)
             data = queries.trending(conn, view, limit=limit) if view else None
-        return _page(request, "trending.html", user, view, page="trending", data=data)
+        return _page(request, "trending.html", user, view, page="trending", data=data, limit=limit)
+
+    # ----------------------------------------------------------------------- worklist
+    @app.get("/api/worklist")
+    def worklist_data(
+        request: Request,
+        user: User,
+        model_version: ModelVersion = None,
+        owner: OwnerParam = None,
+        zone: Zones = None,
+        plan: Annotated[str | None, Query(max_length=40)] = None,
+        segment: Annotated[str | None, Query(max_length=60)] = None,
+        page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+        per_page: Annotated[int, Query(ge=1, le=worklist.MAX_PER_PAGE)] = worklist.PER_PAGE,
+        fmt: Format = "json",
+    ) -> Response:
+        """Accounts by priority (highest first) with score, zone, 30-day change, ARR, top driver
+        and open action; by ``owner`` (a Salesforce User Id, ``me`` or ``all``; default: the
+        logged-in user's accounts when their e-mail is a Salesforce User's, else all), ``zone``
+        (repeatable), ``plan`` and ``segment``. ``total``, ``zone_counts`` and ``pages`` say how
+        much there is; ``format=csv`` streams every row under the filters, not one page."""
+        with warehouse() as conn:
+            view = _view(conn, model_version)
+            if view is None:
+                return _json({"model_version": None, "detail": "no scores yet", "total": 0, "accounts": []})
+            filters, chosen, me = _worklist_filters(conn, view, user, owner, zone, plan, segment)
+            url = _account_url(request, model_version)
+            if fmt == "csv":
+                return export.response(
+                    export.worklist_columns(url), _streamed(lambda c: worklist.iter_worklist(c, view, filters)),
+                    export.filename("worklist", _owner_label(chosen), *filters.zones, filters.plan, filters.segment,
+                                    view.version, view.as_of),
+                )  # fmt: skip
+            data = worklist.worklist(conn, view, filters, page=page, per_page=per_page)
+        for row in data["accounts"]:
+            row["account_url"] = url(row["account_key"])
+        return _json({**data, "filters": _filters_json(filters, chosen), "me": me.as_dict() if me else None})
+
+    @app.get("/worklist", response_class=HTMLResponse)
+    def worklist_page(
+        request: Request,
+        user: User,
+        model_version: ModelVersion = None,
+        owner: OwnerParam = None,
+        zone: Zones = None,
+        plan: Annotated[str | None, Query(max_length=40)] = None,
+        segment: Annotated[str | None, Query(max_length=60)] = None,
+        page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+        per_page: Annotated[int, Query(ge=1, le=worklist.MAX_PER_PAGE)] = worklist.PER_PAGE,
+    ) -> HTMLResponse:
+        """The CSM worklist: filters, one page of accounts by priority, pages, CSV download."""
+        with warehouse() as conn:
+            view = _view(conn, model_version)
+            if view is None:
+                return _page(request, "worklist.html", user, view, page="worklist", data=None)
+            filters, chosen, me = _worklist_filters(conn, view, user, owner, zone, plan, segment)
+            data = worklist.worklist(conn, view, filters, page=page, per_page=per_page)
+            segments = worklist.segments(conn, view)
+            owners = _owners(conn)
+        params = {"owner": chosen.owner_id if chosen else "all", "zone": list(filters.zones), "plan": filters.plan,
+                  "segment": filters.segment, "per_page": per_page if per_page != worklist.PER_PAGE else None}  # fmt: skip
+        return _page(
+            request, "worklist.html", user, view, page="worklist", data=data, filters=filters, chosen=chosen, me=me,
+            owners=owners, segments=segments, plans=sorted({queries._plan_of(s) for s in segments}), params=params,
+            per_page=per_page, per_page_choices=sorted({25, 50, 100, 200, per_page}),
+        )  # fmt: skip
 
     # ----------------------------------------------------------------------- accounts
     @app.get("/api/accounts")
     def account_search_data(
+        request: Request,
         user: User,
         q: Annotated[str, Query(min_length=1, max_length=100)],
         model_version: ModelVersion = None,
         limit: Annotated[int, Query(ge=1, le=100)] = queries.SEARCH_LIMIT,
-    ) -> JSONResponse:
+        fmt: Format = "json",
+    ) -> Response:
         """Accounts whose key starts with ``q`` or whose name contains it, with their latest
-        score and zone; ``total`` counts every match and ``truncated`` says the list stops at ``limit``."""
+        score and zone; ``total`` counts every match and ``truncated`` says the list stops at ``limit``
+        (``format=csv``: every match, in the same order)."""
         with warehouse() as conn:
             view = _view(conn, model_version)
+            if fmt == "csv":
+                return export.response(
+                    export.search_columns(_account_url(request, model_version)),
+                    _streamed(lambda c: queries.iter_search_accounts(c, q, view)),
+                    export.filename("search", q, view.version if view else None, view.as_of if view else None),
+                )  # fmt: skip
             found = queries.search_accounts(conn, q, view, limit=limit)
         return _json({"query": q, "model_version": view.version if view else None,
                       "as_of_date": view.as_of if view else None, **found})  # fmt: skip
@@ -466,13 +583,21 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
         model_version: ModelVersion = None,
         window_days: Annotated[int, Query(ge=30, le=730)] = 180,
         horizon_days: Annotated[int, Query(ge=7, le=180)] = 60,
-    ) -> JSONResponse:
-        """At Risk recovery rate, time to recover and outcomes per action type vs no action."""
+        fmt: Format = "json",
+    ) -> Response:
+        """At Risk recovery rate, time to recover and outcomes per action type vs no action
+        (``format=csv``: one row per action type, then the groups they are compared with)."""
         with warehouse() as conn:
             view = _view(conn, model_version)
             if view is None:
                 return _json({"model_version": None, "detail": "no scores yet"})
-            return _json(_interventions(conn, view, window_days, horizon_days))
+            data = _interventions(conn, view, window_days, horizon_days)
+        if fmt == "csv":
+            return export.response(
+                export.intervention_columns(), export.intervention_rows(data),
+                export.filename("interventions", f"{window_days}d", f"{horizon_days}d-horizon", view.version, view.as_of),
+            )  # fmt: skip
+        return _json(data)
 
     @app.get("/interventions", response_class=HTMLResponse)
     def interventions_page(
@@ -486,7 +611,10 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
         with warehouse() as conn:
             view = _view(conn, model_version)
             data = _interventions(conn, view, window_days, horizon_days) if view else None
-        return _page(request, "interventions.html", user, view, page="interventions", data=data)
+        return _page(
+            request, "interventions.html", user, view, page="interventions", data=data,
+            window_days=window_days, horizon_days=horizon_days,
+        )  # fmt: skip
 
     # ----------------------------------------------------------------------- model
     @app.get("/api/model")
@@ -511,9 +639,73 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
             path = queries.report_file(conn, _view(conn, None), version)
         if path is None:
             return HTMLResponse(f"<h1>404 Not Found</h1><p>no audit report for model {_escape(version)}</p>", status_code=404)
-        return FileResponse(path, media_type="text/html")
+        # A stored, self-contained file: its inline stylesheet and data: images, no script.
+        return FileResponse(path, media_type="text/html", headers={"Content-Security-Policy": REPORT_POLICY})
 
     return app
+
+
+OwnerParam = Annotated[
+    str | None,
+    Query(pattern=r"^(all|me|[A-Za-z0-9]{15,18})$", description="a Salesforce User Id, me or all"),
+]
+Zones = Annotated[list[str] | None, Query(description="zones to show (repeatable); default: every zone")]
+
+
+def _worklist_filters(
+    conn: Connection, view: queries.View, user: DashboardUser, owner: str | None, zones: list[str] | None,
+    plan: str | None, segment: str | None,
+) -> tuple[worklist.Filters, worklist.Owner | None, worklist.Owner | None]:
+    """The worklist's filters, the chosen owner (None: every owner) and the user's own
+    Salesforce User (None when their e-mail is nobody's)."""
+    me = worklist.salesforce_user_by_email(conn, user.email)
+    if owner is None:
+        owner = "me" if me is not None else "all"
+    if owner == "me" and me is None:
+        raise worklist.BadFilter(
+            f"your Airflow login {user.username!r} has no e-mail of a Salesforce user"
+            f"{f' ({user.email})' if user.email else ''}: choose an owner, or all"
+        )
+    chosen = None if owner == "all" else me if owner == "me" else worklist.owner(conn, owner)
+    filters = worklist.Filters(
+        owner_id=chosen.owner_id if chosen else None,
+        zones=tuple(dict.fromkeys(z for z in zones or () if z)),
+        plan=plan or None,
+        segment=segment or None,
+    )
+    worklist.check_filters(view, filters)
+    return filters, chosen, me
+
+
+def _filters_json(filters: worklist.Filters, chosen: worklist.Owner | None) -> dict[str, Any]:
+    return {"owner": chosen.as_dict() if chosen else None, "zones": list(filters.zones), "plan": filters.plan,
+            "segment": filters.segment}  # fmt: skip
+
+
+def _owner_label(chosen: worklist.Owner | None) -> str:
+    return (chosen.name or chosen.owner_id) if chosen else "all-owners"
+
+
+def _owners(conn: Connection) -> list[worklist.Owner]:
+    """Every account owner, looked up at most every five minutes per process."""
+    return _owners_cache.get((str(conn.engine.url), "owners"), lambda: worklist.owners(conn))
+
+
+def _account_url(request: Request, model_version: str | None) -> Callable[[str], str]:
+    """The address of an account's page (absolute: a CSV is opened outside the dashboard).
+
+    The dashboard's own root comes from the scope's ``root_path`` (the api-server's mount at
+    ``/customer-health``), as the pages' links do; ``request.base_url`` is the api-server's.
+    """
+    base = f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '').rstrip('/')}"
+    suffix = f"?{urlencode({'model_version': model_version})}" if model_version else ""
+    return lambda key: f"{base}/accounts/{quote(key, safe='')}{suffix}"
+
+
+def _streamed(produce: Callable[[Connection], Iterator[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    """Rows produced on a connection of their own: a streamed response outlives its endpoint."""
+    with warehouse() as conn:
+        yield from produce(conn)
 
 
 def _is_api(request: Request) -> bool:

@@ -15,6 +15,11 @@ role. The simple auth manager (development, tests) grants every custom view to e
 it cannot express a write permission for a plugin: with it, only its ``ADMIN`` role may
 override.
 
+Who is who in Salesforce. The worklist opens on the user's own accounts when the user's e-mail
+(``email_of``: the auth manager's e-mail field, else a username that is an e-mail address) is the
+e-mail of a Salesforce User (``raw_sf_user``, case-insensitive); otherwise it shows every owner
+and the user picks one.
+
 CSRF. Cookie-authenticated writes are the CSRF risk (a bearer header is never added by a
 browser on its own). The override endpoint accepts only JSON, and with the cookie it also
 requires (1) an ``Origin`` (or ``Referer``) header equal to the dashboard's own origin and (2)
@@ -55,6 +60,7 @@ class DashboardUser:
     can_override: bool
     token: str
     via_cookie: bool
+    email: str | None = None  # the worklist's "my accounts": the Salesforce User with this e-mail
 
     @property
     def csrf_token(self) -> str:
@@ -102,7 +108,28 @@ async def authenticate(request: Request) -> DashboardUser:
         can_override=may_override(manager, user),
         token=token,
         via_cookie=via_cookie,
+        email=email_of(user),
     )
+
+
+def email_of(user: Any) -> str | None:
+    """The e-mail address of an Airflow user, if the auth manager knows one.
+
+    FAB users carry ``email``; other auth managers' users may not, and their username is used
+    when it is an e-mail address (single sign-on logins often are). The worklist maps it to
+    the Salesforce User with that e-mail to preselect "my accounts".
+    """
+    for candidate in (getattr(user, "email", None), getattr(user, "username", None), _name(user)):
+        if isinstance(candidate, str) and "@" in candidate.strip()[1:-1]:
+            return candidate.strip()
+    return None
+
+
+def _name(user: Any) -> str | None:
+    try:
+        return user.get_name()
+    except Exception:  # noqa: BLE001 - a user object without a name: no e-mail from it
+        return None
 
 
 def may_override(manager: Any, user: Any) -> bool:

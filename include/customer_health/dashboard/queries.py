@@ -520,6 +520,31 @@ SEARCH_LIMIT = 20
 """Accounts a search shows by default; the answer says how many matched in all."""
 
 
+def _search_statements(text: str) -> tuple[Any, Any, Any]:
+    """Key matches (by key), name matches (by name) and the condition of either."""
+    cw = account_crosswalk.c
+    key_match = cw.account_key.startswith(text, autoescape=True)
+    name_match = func.lower(cw.account_name).contains(text.lower(), autoescape=True)
+    by_key = select(cw.account_key, cw.account_name).where(key_match).order_by(cw.account_key)
+    by_name = select(cw.account_key, cw.account_name).where(name_match).order_by(cw.account_name, cw.account_key)
+    return by_key, by_name, key_match | name_match
+
+
+def _with_scores(conn: Connection, found: list[dict[str, Any]], view: View | None) -> list[dict[str, Any]]:
+    """``found`` accounts with their latest ``score``, ``zone`` and ``score_date`` of ``view``."""
+    scores = {}
+    if view is not None and found:
+        scores = history_store.latest_account_scores(
+            conn, view.version, [a["account_key"] for a in found], view.as_of, [HS.account_key, HS.as_of_date, HS.score, HS.zone]
+        )
+    for account in found:
+        row = scores.get(account["account_key"])
+        account["score"] = row.score if row is not None else None
+        account["zone"] = row.zone if row is not None else None
+        account["score_date"] = _date(row.as_of_date) if row is not None else None
+    return found
+
+
 def search_accounts(conn: Connection, text: str, view: View | None = None, *, limit: int = SEARCH_LIMIT) -> dict[str, Any]:
     """Accounts whose key starts with ``text`` or whose name contains it (case-insensitive).
 
@@ -531,28 +556,30 @@ def search_accounts(conn: Connection, text: str, view: View | None = None, *, li
     text = text.strip()
     if not text:
         return {"accounts": [], "total": 0, "limit": limit, "truncated": False}
-    cw = account_crosswalk.c
-    key_match = cw.account_key.startswith(text, autoescape=True)
-    name_match = func.lower(cw.account_name).contains(text.lower(), autoescape=True)
-    by_key = select(cw.account_key, cw.account_name).where(key_match).order_by(cw.account_key)
-    by_name = select(cw.account_key, cw.account_name).where(name_match).order_by(cw.account_name, cw.account_key)
+    by_key, by_name, either = _search_statements(text)
     rows = list(conn.execute(by_key.limit(limit))) + list(conn.execute(by_name.limit(limit)))
     seen: dict[str, dict[str, Any]] = {}
     for row in rows:
         seen.setdefault(row.account_key, row._asdict())
     found = list(seen.values())[:limit]
-    total = conn.execute(select(func.count()).select_from(account_crosswalk).where(key_match | name_match)).scalar_one()
-    scores = {}
-    if view is not None and found:
-        scores = history_store.latest_account_scores(
-            conn, view.version, [a["account_key"] for a in found], view.as_of, [HS.account_key, HS.as_of_date, HS.score, HS.zone]
-        )
-    for account in found:
-        row = scores.get(account["account_key"])
-        account["score"] = row.score if row is not None else None
-        account["zone"] = row.zone if row is not None else None
-        account["score_date"] = _date(row.as_of_date) if row is not None else None
+    total = conn.execute(select(func.count()).select_from(account_crosswalk).where(either)).scalar_one()
+    _with_scores(conn, found, view)
     return {"accounts": found, "total": total, "limit": limit, "truncated": total > len(found)}
+
+
+def iter_search_accounts(conn: Connection, text: str, view: View | None = None, *, chunk: int = 500) -> Iterator[dict[str, Any]]:
+    """Every account ``search_accounts`` counts, in its order, with scores (the CSV export)."""
+    text = text.strip()
+    if not text:
+        return
+    by_key, by_name = _search_statements(text)[:2]
+    seen: dict[str, dict[str, Any]] = {}
+    for statement in (by_key, by_name):
+        for row in conn.execute(statement).all():
+            seen.setdefault(row.account_key, row._asdict())
+    found = list(seen.values())
+    for start in range(0, len(found), chunk):
+        yield from _with_scores(conn, found[start : start + chunk], view)
 
 
 # --------------------------------------------------------------------------- interventions
