@@ -13,7 +13,7 @@ not copied), and on a copy of it what happens at a real company after that:
 
 The worklist's expectations are recomputed from the stored rows: priorities from
 ``health_scores``, owners from ``raw_sf_account``/``raw_sf_user``, drivers through
-``read_drivers`` and open actions through the rules' own definition (``actions.decide._is_open``).
+``read_drivers`` and open actions through the rules' own definition (``actions.decide.is_open_action``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from sqlalchemy import select, update
 
 import tests.integration.test_dashboard_api as api
 from customer_health.actions.config import load_action_rules
-from customer_health.actions.decide import _is_open
+from customer_health.actions.decide import is_open_action
 from customer_health.scoring.drivers import read_drivers
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.io import utcnow
@@ -188,7 +188,7 @@ def expected_worklist(url: str, version: str, day: date, *, owner: str | None = 
     open_by_account: dict[str, list[dict]] = {}
     for row in outbox:
         spec = rules.actions.get(row.action_type)
-        if not _is_open(row, spec):
+        if not is_open_action(row, spec):
             continue
         due = None
         if spec is not None and spec.kind == "salesforce_task":

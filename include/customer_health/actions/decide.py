@@ -234,12 +234,15 @@ def load_history(conn: Connection, account_keys: list[str], as_of: date, rules: 
             continue
         spec = rules.actions.get(r.action_type)
         history[r.account_key].append(
-            PastAction(r.idempotency_key, r.action_type, _as_date(r.trigger_date), r.status, _is_open(r, spec))
+            PastAction(r.idempotency_key, r.action_type, _as_date(r.trigger_date), r.status, is_open_action(r, spec))
         )
     return history
 
 
-def _is_open(row: Any, spec: ActionSpec | None) -> bool:
+def is_open_action(row: Any, spec: ActionSpec | None) -> bool:
+    """Whether an outbox row still asks something of someone: pending or being sent, or sent and
+    not resolved yet - a Salesforce task not Completed (``row.task_status``), a campaign pause
+    not resumed. The rules' anti-fatigue checks and the dashboard's worklist both use this."""
     if row.status in (outbox.PENDING, outbox.SENDING):
         return True
     if row.status != outbox.SENT or row.resolved_at is not None or spec is None:

@@ -6,7 +6,7 @@ an account without a priority last), with its score, zone, 30-day change, ARR, i
 (``scoring.drivers.read_drivers``), its owner (``raw_sf_account.owner_id`` and the owner's
 name from ``raw_sf_user``) and its open actions.
 
-Open actions. An outbox row is open exactly when ``actions.decide._is_open`` says so - the
+Open actions. An outbox row is open exactly when ``actions.decide.is_open_action`` says so - the
 definition the rules use for cooldowns and "one open per account": ``pending`` or ``sending``;
 or ``sent``, not resolved, and a Salesforce Task that Salesforce does not report ``Completed``
 (``raw_sf_task`` joined by ``health_action_key``) or a campaign pause not yet resumed. SQL
@@ -44,7 +44,7 @@ from sqlalchemy import Connection, and_, false, func, or_, select
 
 from customer_health.actions import outbox
 from customer_health.actions.config import ActionRules, load_action_rules
-from customer_health.actions.decide import _is_open
+from customer_health.actions.decide import is_open_action
 from customer_health.dashboard.queries import _plan_of
 from customer_health.scoring.drivers import read_drivers
 from customer_health.warehouse.io import utcnow
@@ -214,7 +214,7 @@ def _payload_due(payload: str | None) -> date | None:
 
 
 def open_actions(conn: Connection, keys: Sequence[str], rules: ActionRules | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Each account's open actions (``actions.decide._is_open``), the one to show first first."""
+    """Each account's open actions (``actions.decide.is_open_action``), the one to show first first."""
     rules = rules or action_rules()
     may_stay_open = sorted(
         t for t, spec in rules.actions.items()
@@ -245,7 +245,7 @@ def open_actions(conn: Connection, keys: Sequence[str], rules: ActionRules | Non
         )  # fmt: skip
         for row in rows:
             spec = rules.actions.get(row.action_type)
-            if row.idempotency_key in found[row.account_key] or not _is_open(row, spec):
+            if row.idempotency_key in found[row.account_key] or not is_open_action(row, spec):
                 continue
             is_task = spec is not None and spec.kind == "salesforce_task"
             due = (_as_date(row.task_due) or _payload_due(row.payload)) if is_task else None
