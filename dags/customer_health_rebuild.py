@@ -15,7 +15,8 @@ vectorized pass).
    shards when `shards` > 1 or `accounts` is set).
 2. **Every account, one shard** (the default): `rebuild_blocks`, one mapped task per date
    block, computes the block's signals chunk by chunk, vectorized over dates
-   (`scoring/signals_range.py`, equal to the daily run's per-date SQL), bulk-writes them to
+   (the signal definitions of `scoring/signals.py` evaluated for a range of dates at once, equal
+   to the daily run's per-date SQL), bulk-writes them to
    `signal_values`, and scores the same chunk's dates in order over all accounts from the frame
    in memory - exactly what the stored input reads back - bulk-writing `health_scores` (an
    Asset) and `health_score_rollups`. Trends read earlier dates' scores: a later block also

@@ -1,10 +1,11 @@
-"""The vectorized multi-date signals equal the daily run's per-date signals, date for date.
+"""The signal definitions evaluated over a range of dates equal their evaluation per date.
 
 The test company (120 accounts, 400 days) is extracted with the real extraction functions and
-loaded into SQLite and PostgreSQL (``tests/history_helpers.py``); ``signals_range`` then computes a 45-day range in chunks of 10 dates (so
-chunk boundaries fall inside the range) and every date is compared with ``compute_signals``:
-same accounts in the same order, same account columns, every signal equal within 1e-9 with
-NaN equal to NaN.
+loaded into SQLite and PostgreSQL (``tests/history_helpers.py``); ``compute_signals_range``
+(the rebuild's vectorized evaluation) then computes a 45-day range in chunks of 10 dates (so
+chunk boundaries fall inside the range) and every date is compared with ``compute_signals``
+(the daily run's SQL push-down): same accounts in the same order, same account columns, every
+signal equal within 1e-9 with NaN equal to NaN.
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from customer_health.scoring.signals import ACCOUNT_COLUMNS, SIGNAL_COLUMNS, compute_signals
-from customer_health.scoring.signals_range import compute_signals_range, iter_signal_chunks
+from customer_health.scoring.signals import (
+    ACCOUNT_COLUMNS,
+    SIGNAL_COLUMNS,
+    compute_signals,
+    compute_signals_range,
+    iter_signal_chunks,
+)
 from customer_health.warehouse.engine import engine_for
 from tests.conftest import TEST_END_DATE
 from tests.history_helpers import extracted_template, load_warehouse

@@ -156,6 +156,26 @@ def test_a_direction_contradicting_the_signal_catalogue_is_rejected():
         _load_changed(change)
 
 
+def test_a_config_may_leave_dimension_and_direction_to_the_signal_definitions():
+    def change(raw):
+        for spec in raw["signals"].values():
+            spec.pop("dimension")
+            spec.pop("direction")
+
+    stated, derived = load_model_config(), _load_changed(change)
+    assert [(s.key, s.dimension, s.direction) for s in derived.signals] == [
+        (s.key, s.dimension, s.direction) for s in stated.signals
+    ]
+
+
+def test_a_signal_without_a_definition_is_rejected_with_the_known_ones():
+    def change(raw):
+        raw["signals"]["mood"] = {"normalization": {"method": "fixed_range", "worst": 0.0, "best": 1.0}}
+
+    with pytest.raises(ModelConfigError, match="unknown signal key 'mood'; known signals: .*login_frequency"):
+        _load_changed(change)
+
+
 def test_missing_version_is_rejected():
     with pytest.raises(ModelConfigError, match="'version' is missing"):
         _load_changed(lambda raw: raw.pop("version"))

@@ -1,10 +1,13 @@
 """Point-in-time signals: each signal on a hand-built world with a known answer, on SQLite and
-PostgreSQL; who counts as a customer at D; NaN versus zero; and that nothing dated after D
-changes the signals for D."""
+PostgreSQL; who counts as a customer at D; missing (NaN) versus a real zero; and that nothing
+dated after D changes the signals for D.
+
+Every world is evaluated both ways the definitions are evaluated - for the date in SQL
+(``compute_signals``, the daily run and the refresh) and as a range of one date, vectorized
+(``compute_signals_range``, the rebuild) - and the two frames must be equal (``signals_of``)."""
 
 from __future__ import annotations
 
-import math
 from datetime import date
 
 import pandas as pd
@@ -13,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from customer_health.scoring.signal_catalog import SIGNALS, SignalSpec
+from customer_health.scoring.signal_catalog import SIGNALS
+from customer_health.scoring.signal_definition import Signal
 from customer_health.scoring.signal_store import read_signal_frame, write_signal_frame
 from customer_health.scoring.signals import (
     ACCOUNT_COLUMNS,
@@ -30,7 +34,7 @@ from customer_health.warehouse.schema import (
     raw_zd_ticket,
     signal_values,
 )
-from tests.unit.signal_fixtures import RawWorld, at, days
+from tests.unit.signal_fixtures import RawWorld, at, both_ways, contact_of, days, is_nan, rich_account, row
 
 D = date(2026, 6, 30)  # a Tuesday
 LONG_AGO = date(2024, 1, 1)
@@ -39,17 +43,7 @@ LONG_AGO = date(2024, 1, 1)
 def signals_of(url: str, world: RawWorld, as_of: date = D) -> pd.DataFrame:
     engine = engine_for(url)
     world.save(engine)
-    return compute_signals(engine, as_of)
-
-
-def row(frame: pd.DataFrame, account_key: str) -> pd.Series:
-    rows = frame[frame["account_key"] == account_key]
-    assert len(rows) == 1, f"expected one row for {account_key}, got {len(rows)}"
-    return rows.iloc[0]
-
-
-def is_nan(value: float) -> bool:
-    return value is None or math.isnan(value)
+    return both_ways(engine, as_of)
 
 
 # --------------------------------------------------------------------------- catalog
@@ -85,9 +79,14 @@ def test_catalog_phrases_read_as_csm_sentences():
         spec.describe(0.5)  # every template formats a float
 
 
-def test_a_signal_spec_with_an_unknown_dimension_is_refused_with_the_choices():
+def test_a_signal_with_an_unknown_dimension_is_refused_with_the_choices():
     with pytest.raises(ValueError, match=r"dimension 'mood'.*engagement"):
-        SignalSpec("x", "mood", "higher_is_better", "u", "{value}", 1)  # type: ignore[arg-type]
+        Signal("x", "mood", "higher_is_better", "u", 1, "x", "{value}", inputs=(), value=lambda x: x.day)  # type: ignore[arg-type]
+
+
+def test_a_signal_whose_reading_does_not_format_a_number_is_refused():
+    with pytest.raises(ValueError, match=r"reading .* no \{value\} field"):
+        Signal("x", "support", "higher_is_better", "u", 1, "x", "no value here", inputs=(), value=lambda x: x.day)
 
 
 # --------------------------------------------------------------------------- engagement
@@ -222,9 +221,12 @@ def test_severity_mix_is_the_share_of_high_and_urgent_tickets_of_the_last_90_day
 
     frame = signals_of(warehouse_url, w)
     assert row(frame, acme)["severity_mix"] == pytest.approx(0.5)
-    assert row(frame, quiet)["severity_mix"] == 0.0  # no tickets: 0, as specified
-    assert row(frame, without_zendesk)["severity_mix"] == 0.0
-    assert row(frame, without_zendesk)["open_tickets"] == 0.0
+    # no tickets: a share of nothing is missing, not 0 % (the weight moves to present signals)
+    assert is_nan(row(frame, quiet)["severity_mix"])
+    assert row(frame, quiet)["open_tickets"] == 0.0  # an organization with no open ticket: a real 0
+    # no Zendesk organization: every support signal is missing, none is a 0 that looks like data
+    assert is_nan(row(frame, without_zendesk)["severity_mix"])
+    assert is_nan(row(frame, without_zendesk)["open_tickets"])
 
 
 def test_resolution_time_trend_compares_median_resolution_of_the_last_two_quarters(warehouse_url):
@@ -462,9 +464,9 @@ def test_exec_sponsor_recency_is_days_since_the_last_touch_capped_at_a_year(ware
     frame = signals_of(warehouse_url, w)
     assert row(frame, touched)["exec_sponsor_recency"] == 12
     assert row(frame, long_ago)["exec_sponsor_recency"] == 365
-    # never touched: the days it has been a customer, capped (documented decision)
-    assert row(frame, never_new)["exec_sponsor_recency"] == 40
-    assert row(frame, never_old)["exec_sponsor_recency"] == 365
+    # never touched: no touch on record is missing, not the tenure (documented decision)
+    assert is_nan(row(frame, never_new)["exec_sponsor_recency"])
+    assert is_nan(row(frame, never_old)["exec_sponsor_recency"])
 
 
 def test_outreach_response_is_the_share_of_outreach_emails_of_90_days_answered(warehouse_url):
@@ -536,12 +538,8 @@ def test_an_account_with_no_data_gets_nan_not_zero_where_the_spec_says_missing(w
     assert signals["tenure_days"] == 100
     assert signals["parent_account_key"] == "001PARENT000000AAA"
     assert signals["as_of_date"] == D
-    zeros = {"open_tickets": 0.0, "severity_mix": 0.0, "exec_sponsor_recency": 100.0}
-    for key in SIGNAL_COLUMNS:
-        if key in zeros:
-            assert signals[key] == zeros[key], key
-        else:
-            assert is_nan(signals[key]), key
+    # no source system connected, no record anywhere: every signal is missing
+    assert [key for key in SIGNAL_COLUMNS if not is_nan(signals[key])] == []
 
 
 def test_the_frame_has_the_account_columns_then_one_float_column_per_signal(warehouse_url):
@@ -557,9 +555,10 @@ def test_account_keys_restrict_the_computation_to_a_shard(warehouse_url):
     keys = [w.account(LONG_AGO) for _ in range(4)]
     w.save(engine_for(warehouse_url))
 
-    frame = compute_signals(engine_for(warehouse_url), D, account_keys=keys[1:3])
+    frame = both_ways(engine_for(warehouse_url), D, account_keys=keys[1:3])
     assert list(frame["account_key"]) == keys[1:3]
     assert compute_signals(engine_for(warehouse_url), D, account_keys=[]).empty
+    assert compute_signals_range(engine_for(warehouse_url), D, D, account_keys=[]).empty
 
 
 def test_as_of_must_be_a_date_not_a_datetime(warehouse_url):
@@ -571,51 +570,7 @@ def test_as_of_must_be_a_date_not_a_datetime(warehouse_url):
 def rich_world() -> tuple[RawWorld, dict[str, object]]:
     """One account with data for every signal, and handles to its records for later edits."""
     w = RawWorld()
-    acme = w.account(LONG_AGO, seats=10)
-    product = w.product_account(acme)
-    w.feature("reports")
-    w.feature("alerts")
-    for back in range(100):
-        w.usage(product, D - days(back), active_users=3 + back % 4, logins=5 + back % 7)
-        if back % 3 == 0:
-            w.feature_use(product, D - days(back), "reports", events=7)
-    org = w.zendesk_org(acme)
-    open_ticket = w.ticket(org, at(D - days(10)), priority="high", category="how_to")
-    for k in range(4):
-        w.ticket(org, at(D - days(20 + k)), solved_at=at(D - days(18 + k)), category="complaint", reopens=1)
-        w.ticket(org, at(D - days(120 + k)), solved_at=at(D - days(119 + k)), minutes=500 + k)
-    w.rating(org, "good", at(D - days(3)))
-    w.rating(org, "bad", at(D - days(30)))
-    cus = w.stripe_customer(acme)
-    sub = w.subscription(cus, at(LONG_AGO), unit_amount=10_000)
-    unpaid_invoices = []
-    for month in range(18):
-        created = D - days(30 * month)
-        paid = month % 4 != 0
-        invoice = w.invoice(
-            cus,
-            at(created),
-            subtotal=100_000 + 5_000 * (month < 3),
-            usage_amount=5_000 + 100 * month,
-            subscription_id=sub,
-            due_date=at(created + days(14)),
-            paid_at=at(created + days(3)) if paid else None,
-            charge_id=f"ch_{month}",
-        )
-        if not paid:
-            unpaid_invoices.append(invoice)
-    w.dispute("ch_2", at(D - days(10)))
-    w.nps(acme, 9, at(D - days(40)), contact_id="c1")
-    w.nps(acme, 3, at(D - days(10)), contact_id="c2")
-    w.task(acme, D - days(12), is_executive_touch=True)
-    w.task(acme, D - days(5), outreach_responded=True)
-    w.task(acme, D - days(6), outreach_responded=False)
-    unanswered = w.task(acme, D - days(2), outreach_responded=False, modified_at=at(D - days(2)))
-    handles = {
-        "acme": acme, "product": product, "org": org, "open_ticket": open_ticket, "customer": cus,
-        "subscription": sub, "unpaid_invoices": unpaid_invoices, "unanswered_outreach": unanswered,
-    }
-    return w, handles
+    return w, rich_account(w, D, LONG_AGO)
 
 
 def test_the_rich_world_has_a_value_for_every_signal(warehouse_url):
@@ -647,7 +602,7 @@ def test_nothing_dated_after_d_changes_the_signals_for_d(warehouse_url, events):
     engine = engine_for(warehouse_url)
     world, h = rich_world()
     world.save(engine)  # re-saving resets the edits an earlier example made
-    before = compute_signals(engine, D)
+    before = both_ways(engine, D)
 
     later = RawWorld(id_offset=1_000_000)
     for kind, offset, hour in events:
@@ -670,9 +625,9 @@ def test_nothing_dated_after_d_changes_the_signals_for_d(warehouse_url, events):
             for invoice in h["unpaid_invoices"]:
                 world.update(raw_stripe_invoice, (invoice,), paid_at=when, status="paid", attempt_count=5)
         elif kind == "dispute":
-            later.dispute("ch_5", when)
+            later.dispute(f"ch_{h['acme']}_5", when)
         elif kind == "nps":
-            later.nps(h["acme"], 0, when, contact_id="c1")
+            later.nps(h["acme"], 0, when, contact_id=contact_of(h["acme"], 1))
         elif kind == "backdated_task":
             later.task(h["acme"], D - days(offset % 30), created_at=when, is_executive_touch=True,
                        outreach_responded=False)
@@ -691,7 +646,7 @@ def test_nothing_dated_after_d_changes_the_signals_for_d(warehouse_url, events):
     world.save(engine)
     later.save(engine)
 
-    pd.testing.assert_frame_equal(compute_signals(engine, D), before)
+    pd.testing.assert_frame_equal(both_ways(engine, D), before)
 
 
 def test_records_stamped_late_on_d_do_count(warehouse_url):
@@ -753,7 +708,8 @@ def test_signal_input_is_stored_one_row_per_account_with_nulls_and_overwritten_o
     assert set(stored) == {handles["acme"], bare}
     assert stored[handles["acme"]].nps == 1.5
     assert stored[bare].nps is None
-    assert stored[bare].open_tickets == 0.0
+    assert stored[bare].open_tickets is None  # no Zendesk organization: missing, stored NULL
+    assert stored[handles["acme"]].open_tickets == 1.0
     back = read_signal_frame(engine, D)
     expected = rerun.sort_values("account_key").reset_index(drop=True)[back.columns]
     pd.testing.assert_frame_equal(back, expected, check_dtype=False)

@@ -9,6 +9,10 @@ comes from there; the code holds no thresholds of its own. A bad file fails at l
     ModelConfigError: weights for segment 'new' sum to 0.93, expected 1.0
     (model v1, include/customer_health/config/model_v1.yaml)
 
+A config weights signals the product defines (``scoring/signals.py``, ``known_signals``) and no
+others; each signal's dimension and direction come from its definition (a config may state
+them, and must then agree).
+
 A top-level ``actions:`` mapping belongs to the action rules; it is passed through untouched
 as :attr:`ModelConfig.actions`.
 
@@ -29,8 +33,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-DIMENSIONS: tuple[str, ...] = ("engagement", "support", "financial", "sentiment")
-DIRECTIONS: tuple[str, ...] = ("higher_is_better", "lower_is_better")
+from customer_health.scoring.signal_definition import DIMENSIONS, DIRECTIONS
+
 METHODS: tuple[str, ...] = ("segment_target", "segment_range", "fixed_range")
 
 # The seed method's "typical weighting distribution" (seeds/000: 35-45 % engagement, 20-30 %
@@ -42,27 +46,13 @@ SEED_DIMENSION_WEIGHT_RANGES: Mapping[str, tuple[float, float]] = {
     "sentiment": (0.10, 0.15),
 }
 
-# Signal keys of the catalogue (signal_catalog.SIGNALS), used when that module is absent.
-KNOWN_SIGNALS: Mapping[str, str] = {
-    "login_frequency": "engagement",
-    "active_user_ratio": "engagement",
-    "feature_breadth": "engagement",
-    "feature_depth": "engagement",
-    "engagement_trend": "engagement",
-    "open_tickets": "support",
-    "severity_mix": "support",
-    "resolution_time_trend": "support",
-    "howto_complaint_ratio": "support",
-    "reopen_rate": "support",
-    "csat": "support",
-    "payment_timeliness": "financial",
-    "payment_failures": "financial",
-    "contract_value_change": "financial",
-    "usage_billing_trend": "financial",
-    "nps": "sentiment",
-    "exec_sponsor_recency": "sentiment",
-    "outreach_response": "sentiment",
-}
+
+def known_signals() -> Mapping[str, Any]:
+    """The signals a model may weight: every signal definition (``scoring/signals.py``) by key."""
+    from customer_health.scoring.signal_catalog import SIGNALS
+
+    return SIGNALS
+
 
 WEIGHT_TOLERANCE = 1e-6
 
@@ -327,15 +317,6 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-def _catalog_signals() -> Mapping[str, Any] | None:
-    """The signal catalogue when it is importable (it is optional for the model)."""
-    try:
-        from customer_health.scoring.signal_catalog import SIGNALS
-    except ImportError:
-        return None
-    return SIGNALS
-
-
 class _Parser:
     """Turns the raw YAML mapping into a ModelConfig, raising precise errors."""
 
@@ -400,29 +381,27 @@ class _Parser:
         )
 
     def parse_signals(self) -> tuple[SignalConfig, ...]:
+        """The weighted signals. Each must be defined (``scoring/signals.py``); its dimension and
+        direction come from the definition, and a config that states them must agree."""
         section = self.section("signals")
-        catalog = _catalog_signals()
-        known = set(catalog) if catalog is not None else set(KNOWN_SIGNALS)
+        catalog = known_signals()
         out = []
         for key, spec in section.items():
-            if key not in known:
-                raise self.fail(f"unknown signal key '{key}'; known signals: {', '.join(sorted(known))}")
+            if key not in catalog:
+                raise self.fail(f"unknown signal key '{key}'; known signals: {', '.join(sorted(catalog))}")
             if not isinstance(spec, dict):
-                raise self.fail(f"signal '{key}' must be a mapping with dimension, direction, normalization")
-            dimension = spec.get("dimension")
+                raise self.fail(f"signal '{key}' must be a mapping with a normalization (and optionally dimension, direction)")
+            defined = catalog[key]
+            dimension = spec.get("dimension", defined.dimension)
             if dimension not in DIMENSIONS:
                 raise self.fail(f"signal '{key}' has dimension {dimension!r}, expected one of {', '.join(DIMENSIONS)}")
-            direction = spec.get("direction")
+            direction = spec.get("direction", defined.direction)
             if direction not in DIRECTIONS:
                 raise self.fail(f"signal '{key}' has direction {direction!r}, expected one of {', '.join(DIRECTIONS)}")
-            if catalog is not None:
-                cat = catalog[key]
-                for attr, mine in (("dimension", dimension), ("direction", direction)):
-                    theirs = getattr(cat, attr, mine)
-                    if theirs != mine:
-                        raise self.fail(
-                            f"signal '{key}' has {attr} {mine!r} but the signal catalogue says {theirs!r}"
-                        )
+            for attr, mine in (("dimension", dimension), ("direction", direction)):
+                theirs = getattr(defined, attr)
+                if theirs != mine:
+                    raise self.fail(f"signal '{key}' has {attr} {mine!r} but the signal catalogue says {theirs!r}")
             out.append(SignalConfig(key, dimension, direction, self.parse_normalization(key, direction, spec)))
         if not out:
             raise self.fail("section 'signals' is empty")

@@ -7,7 +7,7 @@ order would (every column but ``computed_at``), in two phases:
 1. **Signals, sharded.** ``clear_signal_range`` removes the range's stored signal input (of the
    filtered accounts, when there is a filter), as the daily run clears its date. Then each work
    item of ``plan_signal_work`` - a block of dates x an account shard, one mapped task each -
-   computes its signals with ``signals_range`` (vectorized over dates; equal to
+   computes its signals with ``signals.iter_signal_chunks`` (vectorized over dates; equal to
    ``compute_signals`` per date) and bulk-writes them (``write_signal_rows``).
 2. **Scores, sequential over dates, whole population per date.** Normalization compares each
    account with the baseline of *all* accounts of the date, and trends for D read the scores
@@ -34,7 +34,7 @@ import time as clock
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
@@ -46,6 +46,7 @@ from sqlalchemy import (
 
 from customer_health.scoring.history import refresh_score_episodes, scored_dates, summarize_bulk_write
 from customer_health.scoring.model_config import ModelConfig
+from customer_health.scoring.signal_engine import as_date as _as_date
 from customer_health.scoring.signal_store import (
     clear_signal_input,
     read_signal_frames,
@@ -150,7 +151,7 @@ def rebuild_signals(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Compute and store the signals of ``first`` .. ``last`` for ``account_keys`` (None: all)."""
-    from customer_health.scoring.signals_range import iter_signal_chunks
+    from customer_health.scoring.signals import iter_signal_chunks
 
     say = progress or log.info
     total_days = (last - first).days + 1
@@ -181,14 +182,6 @@ def rebuild_signals(
     }
 
 
-def _as_date(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
-
-
 # --------------------------------------------------------------------------- scoring over dates
 @dataclass
 class _History:
@@ -204,10 +197,10 @@ class _History:
         stmt = select(t.account_key, t.as_of_date, t.computed_score, t.score, t.zone).where(
             t.model_version == self.config.version, t.as_of_date.between(first, last)
         )
-        from customer_health.scoring.signals_range import _read
+        from customer_health.scoring.signal_engine import read_frame
 
         with engine.connect() as conn:
-            frame = _read(conn, stmt)  # driver rows, whole columns converted below
+            frame = read_frame(conn, stmt)  # driver rows, whole columns converted below
         if frame.empty:
             return
         frame.columns = HISTORY_COLUMNS
@@ -441,7 +434,7 @@ def rebuild_block(
     """Signals and scores of the dates ``start`` .. ``end`` in one pass, every account.
 
     What ``rebuild_signals`` then ``score_range`` write for the block, without reading the
-    block's stored input back: each chunk of dates is computed (``signals_range``), its signal
+    block's stored input back: each chunk of dates is computed (``iter_signal_chunks``), its signal
     rows bulk-written, and the same frame - as the stored input reads back
     (``signal_store.as_stored``) - scored in order and bulk-written. Only for a rebuild of every
     account in one shard: scoring normalizes each date over the whole population.
@@ -452,7 +445,7 @@ def rebuild_block(
     """
     from customer_health.scoring.engine import ensure_model_registered
     from customer_health.scoring.signal_store import as_stored
-    from customer_health.scoring.signals_range import iter_signal_chunks
+    from customer_health.scoring.signals import iter_signal_chunks
 
     say = progress or log.info
     ensure_model_registered(engine, config)

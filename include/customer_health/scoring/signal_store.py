@@ -1,8 +1,8 @@
 """A date's whole scoring input, stored and read back: account context plus signal values.
 
 The signals step writes, for each as-of date and account, one ``signal_values`` row: who the
-account was (plan, seats, ARR, tenure, parent, owner) and the raw value of every catalogued
-signal. The scoring step reads it back as the exact frame ``compute_signals`` returned, so
+account was (plan, seats, ARR, tenure, parent, owner) and the raw value of every defined
+signal (the table's signal columns are the definitions' keys, ``warehouse/schema.py``). The scoring step reads it back as the exact frame ``compute_signals`` returned, so
 signals can be computed in account shards (mapped tasks) while scoring normalizes against the
 baseline of the whole population, and a rebuild, an audit and a refresh score from the same
 stored input as the daily run. Writes are bulk upserts (``warehouse.bulk``): a re-run or a
@@ -20,28 +20,16 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, String, and_, delete, select, type_coerce
 
 from customer_health.scoring.signal_catalog import SIGNALS
+from customer_health.scoring.signal_engine import ACCOUNT_COLUMNS
 from customer_health.warehouse.bulk import bulk_upsert
-from customer_health.warehouse.schema import SIGNAL_VALUE_COLUMNS, signal_values
+from customer_health.warehouse.schema import signal_values
 
-CONTEXT_COLUMNS = (
-    "plan",
-    "seats",
-    "arr",
-    "customer_since",
-    "tenure_days",
-    "parent_account_key",
-    "owner_id",
-)
+CONTEXT_COLUMNS = ACCOUNT_COLUMNS[2:]
+"""Who the account was that day: the frame's columns between its keys and its signals."""
 INPUT_COLUMNS = ("account_key", "as_of_date", *CONTEXT_COLUMNS, *SIGNALS)
 """The columns of a ``compute_signals`` frame, in order (what ``read_signal_frame`` returns)."""
 _SQL_KEY_LIMIT = 10_000
 _FLOAT_COLUMNS = frozenset(SIGNALS)
-
-if tuple(SIGNALS) != SIGNAL_VALUE_COLUMNS:  # pragma: no cover - caught by the unit tests too
-    raise RuntimeError(
-        "signal_catalog.SIGNALS and the signal_values columns differ: a new or renamed signal "
-        "needs a column in warehouse/schema.py and a migration"
-    )
 
 
 def _signal_columns(frame: pd.DataFrame) -> list[str]:

@@ -1,8 +1,11 @@
 """The warehouse schema, in SQLAlchemy Core.
 
-This module is the single description of every warehouse table. The database itself is created
-and upgraded only by the Alembic migrations in ``warehouse/migrations`` (``upgrade_to_head``);
-a test checks that the migrations and this module agree.
+This module is the single entry point to every warehouse table: the tables the sources fill
+(raw records, extraction bookkeeping, the crosswalk) are described in ``raw_schema.py`` and
+re-exported here; the tables the pipeline writes (signal input, scores, actions, validation)
+are described below. The database itself is created and upgraded only by the Alembic
+migrations in ``warehouse/migrations`` (``upgrade_to_head``); a test checks that the migrations
+and these modules agree.
 
 Conventions
 -----------
@@ -12,6 +15,7 @@ Conventions
   as naive UTC.
 * ``account_key`` is the warehouse's own account identity: the 18-character Salesforce Account
   Id, which the crosswalk maps every other system's identity onto.
+* ``signal_values`` has one column per signal definition (``scoring/signals.py``).
 * Score history is keyed by (account, as-of date, model version) and overwritten on re-run.
 * Actions go through ``action_outbox``, keyed by a deterministic idempotency key.
 """
@@ -19,15 +23,12 @@ Conventions
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
     Column,
     Date,
     DateTime,
     Float,
     Index,
     Integer,
-    MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
@@ -35,346 +36,86 @@ from sqlalchemy import (
     text,
 )
 
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from customer_health.scoring.signals import signal_keys
+from customer_health.warehouse.raw_schema import (
+    NAMING,
+    account_crosswalk,
+    account_identity_map,
+    crosswalk_unmapped,
+    extraction_watermarks,
+    metadata,
+    quarantine,
+    raw_product_account,
+    raw_product_feature,
+    raw_product_feature_daily,
+    raw_product_usage_daily,
+    raw_sf_account,
+    raw_sf_contact,
+    raw_sf_nps_response,
+    raw_sf_opportunity,
+    raw_sf_task,
+    raw_sf_user,
+    raw_stripe_customer,
+    raw_stripe_dispute,
+    raw_stripe_invoice,
+    raw_stripe_subscription,
+    raw_zd_organization,
+    raw_zd_satisfaction_rating,
+    raw_zd_ticket,
+)
 
-metadata = MetaData(naming_convention=NAMING)
-
-
-def _bookkeeping() -> list[Column]:
-    """Columns every raw table carries."""
-    return [
-        Column("source_updated_at", DateTime, nullable=True),
-        Column("is_deleted", Boolean, nullable=False, default=False, server_default="0"),
-        Column("extracted_at", DateTime, nullable=False),
-    ]
-
-
-# --------------------------------------------------------------------------- Salesforce
-raw_sf_user = Table(
+__all__ = [
+    "NAMING",
+    "metadata",
     "raw_sf_user",
-    metadata,
-    Column("id", String(18), primary_key=True),
-    Column("name", String(255)),
-    Column("email", String(255)),
-    Column("title", String(255)),
-    Column("role", String(80)),
-    Column("is_active", Boolean),
-    *_bookkeeping(),
-)
-
-raw_sf_account = Table(
     "raw_sf_account",
-    metadata,
-    Column("id", String(18), primary_key=True),
-    Column("name", String(255)),
-    Column("parent_id", String(18), index=True),
-    Column("owner_id", String(18)),
-    Column("industry", String(80)),
-    Column("plan", String(40)),
-    Column("seats", Integer),
-    Column("arr", Float),
-    Column("customer_since", Date),
-    Column("product_account_id", String(40), index=True),
-    Column("created_at", DateTime),
-    *_bookkeeping(),
-)
-
-raw_sf_contact = Table(
     "raw_sf_contact",
-    metadata,
-    Column("id", String(18), primary_key=True),
-    Column("account_id", String(18), index=True),
-    Column("first_name", String(80)),
-    Column("last_name", String(80)),
-    Column("email", String(255)),
-    Column("title", String(128)),
-    Column("is_executive_sponsor", Boolean),
-    Column("created_at", DateTime),
-    *_bookkeeping(),
-)
-
-raw_sf_task = Table(
     "raw_sf_task",
-    metadata,
-    Column("id", String(18), primary_key=True),
-    Column("account_id", String(18), index=True),
-    Column("who_id", String(18)),
-    Column("owner_id", String(18)),
-    Column("subject", String(255)),
-    Column("task_type", String(40)),
-    Column("status", String(40)),
-    Column("activity_date", Date),
-    Column("is_executive_touch", Boolean),
-    Column("outreach_responded", Boolean),
-    Column("health_action_key", String(120), index=True),
-    Column("created_at", DateTime, index=True),
-    *_bookkeeping(),
-)
-
-raw_sf_opportunity = Table(
     "raw_sf_opportunity",
-    metadata,
-    Column("id", String(18), primary_key=True),
-    Column("account_id", String(18), index=True),
-    Column("name", String(255)),
-    Column("opportunity_type", String(40)),
-    Column("stage", String(40)),
-    Column("amount", Float),
-    Column("close_date", Date),
-    Column("is_closed", Boolean),
-    Column("is_won", Boolean),
-    Column("created_at", DateTime),
-    *_bookkeeping(),
-)
-
-raw_sf_nps_response = Table(
     "raw_sf_nps_response",
-    metadata,
-    Column("id", String(18), primary_key=True),
-    Column("account_id", String(18), index=True),
-    Column("contact_id", String(18)),
-    Column("score", Integer),
-    Column("comment", Text),
-    Column("responded_at", DateTime, index=True),
-    *_bookkeeping(),
-)
-
-# --------------------------------------------------------------------------- Zendesk
-raw_zd_organization = Table(
     "raw_zd_organization",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=False),
-    Column("name", String(255)),
-    Column("external_id", String(40), index=True),
-    Column("created_at", DateTime),
-    *_bookkeeping(),
-)
-
-raw_zd_ticket = Table(
     "raw_zd_ticket",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=False),
-    Column("organization_id", BigInteger, index=True),
-    Column("subject", String(255)),
-    Column("ticket_type", String(20)),
-    Column("priority", String(20)),
-    Column("status", String(20)),
-    Column("tags", Text),  # JSON list
-    Column("category", String(20)),  # how_to | complaint | other (from tags)
-    Column("created_at", DateTime, index=True),
-    Column("solved_at", DateTime),
-    Column("reopens", Integer),
-    Column("full_resolution_minutes", Integer),
-    *_bookkeeping(),
-)
-
-raw_zd_satisfaction_rating = Table(
     "raw_zd_satisfaction_rating",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=False),
-    Column("ticket_id", BigInteger, index=True),
-    Column("organization_id", BigInteger, index=True),
-    Column("score", String(20)),  # good | bad | offered | unoffered
-    Column("created_at", DateTime, index=True),
-    *_bookkeeping(),
-)
-
-# --------------------------------------------------------------------------- Stripe
-raw_stripe_customer = Table(
     "raw_stripe_customer",
-    metadata,
-    Column("id", String(40), primary_key=True),
-    Column("email", String(255)),
-    Column("name", String(255)),
-    Column("salesforce_account_id", String(18), index=True),
-    Column("product_account_id", String(40)),
-    Column("created_at", DateTime),
-    *_bookkeeping(),
-)
-
-raw_stripe_subscription = Table(
     "raw_stripe_subscription",
-    metadata,
-    Column("id", String(40), primary_key=True),
-    Column("customer_id", String(40), index=True),
-    Column("status", String(20)),
-    Column("quantity", Integer),
-    Column("unit_amount", Integer),  # cents per seat per period
-    Column("interval", String(10)),
-    Column("created_at", DateTime),
-    Column("canceled_at", DateTime),
-    Column("cancel_at_period_end", Boolean),
-    Column("current_period_end", DateTime),
-    *_bookkeeping(),
-)
-
-raw_stripe_invoice = Table(
     "raw_stripe_invoice",
-    metadata,
-    Column("id", String(40), primary_key=True),
-    Column("customer_id", String(40), index=True),
-    Column("subscription_id", String(40)),
-    Column("charge_id", String(40), index=True),
-    Column("status", String(20)),  # draft | open | paid | uncollectible | void
-    Column("subtotal", Integer),  # cents
-    Column("usage_amount", Integer),  # cents billed for metered usage
-    Column("amount_due", Integer),
-    Column("amount_paid", Integer),
-    Column("attempt_count", Integer),
-    Column("created_at", DateTime, index=True),
-    Column("due_date", DateTime),
-    Column("paid_at", DateTime),
-    *_bookkeeping(),
-)
-
-raw_stripe_dispute = Table(
     "raw_stripe_dispute",
-    metadata,
-    Column("id", String(40), primary_key=True),
-    Column("charge_id", String(40), index=True),
-    Column("amount", Integer),
-    Column("status", String(30)),
-    Column("reason", String(40)),
-    Column("created_at", DateTime, index=True),
-    *_bookkeeping(),
-)
-
-# --------------------------------------------------------------------------- product database
-raw_product_account = Table(
     "raw_product_account",
-    metadata,
-    Column("id", String(40), primary_key=True),
-    Column("name", String(255)),
-    Column("plan", String(40)),
-    Column("created_at", DateTime),
-    *_bookkeeping(),
-)
-
-raw_product_feature = Table(
     "raw_product_feature",
-    metadata,
-    Column("feature_key", String(60), primary_key=True),
-    Column("name", String(120)),
-    Column("is_core", Boolean),
-    *_bookkeeping(),
-)
-
-# Daily aggregates computed in SQL at the source; the raw events never leave the product DB.
-raw_product_usage_daily = Table(
     "raw_product_usage_daily",
-    metadata,
-    Column("account_id", String(40), primary_key=True),
-    Column("day", Date, primary_key=True),
-    Column("active_users", Integer, nullable=False),
-    Column("logins", Integer, nullable=False),
-    Column("events", Integer, nullable=False),
-    Column("extracted_at", DateTime, nullable=False),
-    Index("ix_raw_product_usage_daily_day", "day"),
-)
-
-raw_product_feature_daily = Table(
     "raw_product_feature_daily",
-    metadata,
-    Column("account_id", String(40), primary_key=True),
-    Column("day", Date, primary_key=True),
-    Column("feature_key", String(60), primary_key=True),
-    Column("users", Integer, nullable=False),
-    Column("events", Integer, nullable=False),
-    Column("extracted_at", DateTime, nullable=False),
-    Index("ix_raw_product_feature_daily_day", "day"),
-)
-
-# --------------------------------------------------------------------------- extraction bookkeeping
-extraction_watermarks = Table(
     "extraction_watermarks",
-    metadata,
-    Column("source", String(40), primary_key=True),
-    Column("object", String(60), primary_key=True),
-    Column("watermark", String(80), nullable=False),  # ISO timestamp, cursor or date
-    Column("rows_total", Integer, nullable=False, default=0),
-    Column("updated_at", DateTime, nullable=False),
-)
-
-quarantine = Table(
     "quarantine",
-    metadata,
-    Column("source", String(40), primary_key=True),
-    Column("object", String(60), primary_key=True),
-    Column("record_id", String(80), primary_key=True),
-    Column("reason", Text, nullable=False),
-    Column("payload", Text),  # JSON of the record as received
-    Column("first_seen_at", DateTime, nullable=False),
-    Column("last_seen_at", DateTime, nullable=False),
-    Column("times_seen", Integer, nullable=False, default=1),
-)
-
-# --------------------------------------------------------------------------- crosswalk
-account_crosswalk = Table(
     "account_crosswalk",
-    metadata,
-    Column("account_key", String(18), primary_key=True),  # Salesforce 18-char Account Id
-    Column("account_name", String(255)),
-    Column("parent_account_key", String(18), index=True),
-    Column("zendesk_org_id", BigInteger, index=True),
-    Column("stripe_customer_id", String(40), index=True),
-    Column("product_account_id", String(40), index=True),
-    Column("match_notes", Text),
-    Column("updated_at", DateTime, nullable=False),
-)
-
-account_identity_map = Table(
-    # Every source identity mapped to its account (several Zendesk orgs or Stripe customers can
-    # map to one account: duplicates in the source systems). Signal SQL joins through this.
     "account_identity_map",
-    metadata,
-    Column("system", String(20), primary_key=True),  # salesforce | zendesk | stripe | product
-    Column("source_id", String(80), primary_key=True),
-    Column("account_key", String(18), nullable=False, index=True),
-    Column("match_method", String(40), nullable=False),  # e.g. external_id, external_id_15, metadata, email
-    Column("updated_at", DateTime, nullable=False),
-)
-
-crosswalk_unmapped = Table(
     "crosswalk_unmapped",
-    metadata,
-    Column("source", String(40), primary_key=True),
-    Column("source_id", String(80), primary_key=True),
-    Column("reason", Text, nullable=False),
-    Column("updated_at", DateTime, nullable=False),
-)
+    "SIGNAL_VALUE_COLUMNS",
+    "signal_values",
+    "health_scores",
+    "health_score_summary",
+    "health_score_movers",
+    "health_score_episodes",
+    "health_score_rollups",
+    "score_overrides",
+    "model_versions",
+    "action_outbox",
+    "crm_writeback_state",
+    "account_outcomes",
+    "model_audits",
+    "model_version_events",
+]
 
 # --------------------------------------------------------------------------- scoring
 # One row per account and as-of date: who the account was that day (plan, seats, ARR, tenure,
-# parent, owner) and the raw value of every catalogued signal (NULL: no data). Scoring reads a
-# date's whole input back from here (sharded signal computation, rebuilds, audits) instead of
-# recomputing it. Wide - one column per signal of ``scoring.signal_catalog.SIGNALS`` - so a
-# year of history for 10,000 accounts is 3.65M rows, not 66M; a new catalogued signal is a
-# new column (a migration). Keyed date first: a date is read, cleared and appended as one
-# contiguous range; on SQLite the table is clustered on that key (WITHOUT ROWID).
-SIGNAL_VALUE_COLUMNS: tuple[str, ...] = (
-    "login_frequency",
-    "active_user_ratio",
-    "feature_breadth",
-    "feature_depth",
-    "engagement_trend",
-    "open_tickets",
-    "severity_mix",
-    "resolution_time_trend",
-    "howto_complaint_ratio",
-    "reopen_rate",
-    "csat",
-    "payment_timeliness",
-    "payment_failures",
-    "contract_value_change",
-    "usage_billing_trend",
-    "nps",
-    "exec_sponsor_recency",
-    "outreach_response",
-)
+# parent, owner) and the raw value of every signal (NULL: no data). Scoring reads a date's
+# whole input back from here (sharded signal computation, rebuilds, audits) instead of
+# recomputing it. Wide - one column per signal definition of ``scoring/signals.py``, in its
+# order - so a year of history for 10,000 accounts is 3.65M rows, not 66M; a new signal is a
+# new column (a migration adding it, ``docs/CHANGING.md``). Keyed date first: a date is
+# read, cleared and appended as one contiguous range; on SQLite the table is clustered on that
+# key (WITHOUT ROWID).
+SIGNAL_VALUE_COLUMNS: tuple[str, ...] = signal_keys()
+"""The signal columns of ``signal_values``: every defined signal's key, in definition order."""
 
 signal_values = Table(
     "signal_values",
