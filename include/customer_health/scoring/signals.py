@@ -100,22 +100,7 @@ from customer_health.scoring.signal_engine import (
 )
 from customer_health.scoring.signal_engine import iter_signal_chunks as _iter_chunks
 from customer_health.scoring.signal_engine import signals_at as _signals_at
-from customer_health.warehouse.raw_schema import (
-    account_identity_map,
-    raw_product_account,
-    raw_product_feature,
-    raw_product_feature_daily,
-    raw_product_usage_daily,
-    raw_sf_nps_response,
-    raw_sf_task,
-    raw_stripe_customer,
-    raw_stripe_dispute,
-    raw_stripe_invoice,
-    raw_stripe_subscription,
-    raw_zd_organization,
-    raw_zd_satisfaction_rating,
-    raw_zd_ticket,
-)
+from customer_health.warehouse import raw_schema as raw
 
 HIGH_PRIORITIES = ("high", "urgent")
 INVOICE_STATUSES_NOT_BILLED = ("void", "draft")
@@ -131,13 +116,13 @@ _PERIODS_PER_YEAR = {"day": 365.0, "week": 52.0, "month": 12.0, "year": 1.0}
 # --------------------------------------------------------------------------- how records reach accounts
 def _mapped(table: Any, system: str, source_id: Any, alias: str) -> tuple[Any, Any]:
     """(records joined to their account through the identity map, the account key)."""
-    m = account_identity_map.alias(alias)
+    m = raw.account_identity_map.alias(alias)
     return table.join(m, and_(m.c.system == system, m.c.source_id == source_id)), m.c.account_key
 
 
 def _salesforce_child(table: Any, alias: str) -> tuple[Any, Any]:
     """A Salesforce child record's account: the map's for a merged duplicate, else its own."""
-    m = account_identity_map.alias(alias)
+    m = raw.account_identity_map.alias(alias)
     joined = table.outerjoin(m, and_(m.c.system == "salesforce", m.c.source_id == table.c.account_id))
     return joined, func.coalesce(m.c.account_key, table.c.account_id)
 
@@ -145,7 +130,7 @@ def _salesforce_child(table: Any, alias: str) -> tuple[Any, Any]:
 def _identities(system: str, records: Any, record_id: Any) -> Source:
     """The account's identities in ``system`` that exist at D (a mapping to a record the
     extraction has not seen counts: its creation is unknown)."""
-    m = account_identity_map.alias(f"identities_{system}")
+    m = raw.account_identity_map.alias(f"identities_{system}")
     return Source(
         f"{system} identities",
         m.outerjoin(records, record_id == m.c.source_id),
@@ -154,12 +139,12 @@ def _identities(system: str, records: Any, record_id: Any) -> Source:
     )
 
 
-PRODUCT = System("product", _identities("product", raw_product_account, raw_product_account.c.id).count("product_accounts"))
+PRODUCT = System("product", _identities("product", raw.raw_product_account, raw.raw_product_account.c.id).count("product_accounts"))
 ZENDESK = System(
     "zendesk",
-    _identities("zendesk", raw_zd_organization, cast(raw_zd_organization.c.id, String)).count("zendesk_organizations"),
+    _identities("zendesk", raw.raw_zd_organization, cast(raw.raw_zd_organization.c.id, String)).count("zendesk_organizations"),
 )
-STRIPE = System("stripe", _identities("stripe", raw_stripe_customer, raw_stripe_customer.c.id).count("stripe_customers"))
+STRIPE = System("stripe", _identities("stripe", raw.raw_stripe_customer, raw.raw_stripe_customer.c.id).count("stripe_customers"))
 
 
 # --------------------------------------------------------------------------- Stripe: contract
@@ -175,7 +160,7 @@ def _subscription_end(subscription: Any) -> Any:
     return type_coerce(ends, DateTime)
 
 
-_sub = raw_stripe_subscription
+_sub = raw.raw_stripe_subscription
 _records, _key = _mapped(_sub, "stripe", _sub.c.customer_id, "map_subscription")
 SUBSCRIPTIONS = Source("subscriptions", _records, _key, always=(Known(_sub.c.created_at), Present(_sub)))
 _ends = _subscription_end(_sub)
@@ -188,7 +173,7 @@ def _billed(invoice: Any) -> Any:
     return or_(invoice.c.status.is_(None), invoice.c.status.not_in(INVOICE_STATUSES_NOT_BILLED))
 
 
-_lic, _ls = raw_stripe_invoice.alias("license_invoice"), raw_stripe_subscription.alias("licensed_subscription")
+_lic, _ls = raw.raw_stripe_invoice.alias("license_invoice"), raw.raw_stripe_subscription.alias("licensed_subscription")
 _recurring = _lic.c.subtotal - func.coalesce(_lic.c.usage_amount, 0)
 _records, _key = _mapped(_lic.join(_ls, _ls.c.id == _lic.c.subscription_id), "stripe", _ls.c.customer_id, "map_license")
 LICENSE_LINES = Source(
@@ -230,7 +215,7 @@ CONTEXT = AccountContext(SUBSCRIPTIONS_ENDED, SUBSCRIPTIONS_LIVE, CONTRACT_SEATS
 
 
 # --------------------------------------------------------------------------- product database
-_u = raw_product_usage_daily
+_u = raw.raw_product_usage_daily
 _records, _key = _mapped(_u, "product", _u.c.account_id, "map_usage")
 # Trial usage before the contract is not customer engagement.
 USAGE = Source("daily product usage", _records, _key, always=(SinceCustomer(_u.c.day),))
@@ -240,7 +225,7 @@ ACTIVE_USER_DAYS_30 = USAGE.sum("active_user_days_30", _u.c.active_users, Window
 LOGINS_30 = USAGE.sum("logins_30", _u.c.logins, Window(_u.c.day, 30))
 LOGINS_31_TO_90 = USAGE.sum("logins_31_to_90", _u.c.logins, Window(_u.c.day, 90, skip=30))
 
-_fd, _f = raw_product_feature_daily, raw_product_feature
+_fd, _f = raw.raw_product_feature_daily, raw.raw_product_feature
 _records, _key = _mapped(_fd, "product", _fd.c.account_id, "map_feature_use")
 CORE_FEATURE_USE = Source(
     "daily core-feature use",
@@ -250,13 +235,13 @@ CORE_FEATURE_USE = Source(
 )
 CORE_FEATURES_USED_30 = CORE_FEATURE_USE.distinct("core_features_used_30", _fd.c.feature_key, Window(_fd.c.day, 30), Where(_fd.c.events > 0))
 CORE_EVENTS_30 = CORE_FEATURE_USE.sum("core_events_30", _fd.c.events, Window(_fd.c.day, 30))
-_core = raw_product_feature.alias("core_feature")
+_core = raw.raw_product_feature.alias("core_feature")
 CORE_FEATURES = Source("core features", _core, None, always=(Where(_core.c.is_core == true()), Present(_core)))
 CORE_FEATURES_EXISTING = CORE_FEATURES.count("core_features")
 
 
 # --------------------------------------------------------------------------- Zendesk
-_t = raw_zd_ticket
+_t = raw.raw_zd_ticket
 _records, _key = _mapped(_t, "zendesk", cast(_t.c.organization_id, String), "map_ticket")
 TICKETS = Source("tickets", _records, _key, always=(Known(_t.c.created_at), Present(_t)))
 # A ticket solved or closed without a solved_at is a data gap, not a ticket open forever.
@@ -274,7 +259,7 @@ SOLVED_QUARTER_BEFORE = TICKETS.count("solved_quarter_before", Window(_t.c.solve
 RESOLUTION_LAST_QUARTER = TICKETS.median("resolution_minutes_last_quarter", _t.c.full_resolution_minutes, Window(_t.c.solved_at, 90))
 RESOLUTION_QUARTER_BEFORE = TICKETS.median("resolution_minutes_quarter_before", _t.c.full_resolution_minutes, Window(_t.c.solved_at, 180, skip=90))  # noqa: E501
 
-_r, _rt = raw_zd_satisfaction_rating, raw_zd_ticket.alias("rated_ticket")
+_r, _rt = raw.raw_zd_satisfaction_rating, raw.raw_zd_ticket.alias("rated_ticket")
 # A rating carries no organization in Zendesk's API: it is its ticket's.
 _records, _key = _mapped(
     _r.outerjoin(_rt, _rt.c.id == _r.c.ticket_id), "zendesk",
@@ -286,7 +271,7 @@ BAD_RATINGS_180 = RATINGS.count("bad_ratings_180", Window(_r.c.created_at, 180),
 
 
 # --------------------------------------------------------------------------- Stripe: payments
-_i = raw_stripe_invoice
+_i = raw.raw_stripe_invoice
 _records, _key = _mapped(_i, "stripe", _i.c.customer_id, "map_invoice")
 INVOICES = Source("invoices", _records, _key, always=(Known(_i.c.created_at), Present(_i), Where(_billed(_i))))
 # Invoices charged automatically carry no due date: they are due when created.
@@ -300,7 +285,7 @@ PAST_DUE_INVOICES_180 = INVOICES.count("past_due_invoices_180", Window(_i.c.crea
 USAGE_BILLED_LAST_QUARTER = INVOICES.sum("usage_billed_last_quarter", _i.c.usage_amount, Window(_i.c.created_at, 90))
 USAGE_BILLED_QUARTER_BEFORE = INVOICES.sum("usage_billed_quarter_before", _i.c.usage_amount, Window(_i.c.created_at, 180, skip=90))
 
-_d, _di = raw_stripe_dispute, raw_stripe_invoice.alias("disputed_invoice")
+_d, _di = raw.raw_stripe_dispute, raw.raw_stripe_invoice.alias("disputed_invoice")
 _records, _key = _mapped(_d.join(_di, _di.c.charge_id == _d.c.charge_id), "stripe", _di.c.customer_id, "map_dispute")
 DISPUTES = Source("disputes", _records, _key, always=(Present(_d),))
 # Distinct: a charge is paid by one invoice, but a re-extracted duplicate must not double.
@@ -308,7 +293,7 @@ DISPUTES_180 = DISPUTES.distinct("disputes_180", _d.c.id, Window(_d.c.created_at
 
 
 # --------------------------------------------------------------------------- Salesforce
-_n = raw_sf_nps_response
+_n = raw.raw_sf_nps_response
 _records, _key = _salesforce_child(_n, "map_nps")
 NPS_RESPONSES = Source("NPS responses", _records, _key, always=(Present(_n), Where(_n.c.score.is_not(None))))
 # One voice per contact: each contact's latest answer of the last year.
@@ -318,7 +303,7 @@ LATEST_NPS_PER_CONTACT = latest(
     columns={"score": _n.c.score}, value=lambda line: line["score"], reduce="mean",
 )  # fmt: skip
 
-_tk = raw_sf_task
+_tk = raw.raw_sf_task
 _records, _key = _salesforce_child(_tk, "map_task")
 TASKS = Source("tasks", _records, _key, always=(Known(_tk.c.activity_date), Known(_tk.c.created_at), Present(_tk)))
 _happened = or_(_tk.c.status.is_(None), _tk.c.status.not_in(OPEN_TASK_STATUSES))

@@ -339,3 +339,5 @@ crosswalk_unmapped = Table(
     Column("reason", Text, nullable=False),
     Column("updated_at", DateTime, nullable=False),
 )
+
+__all__ = ["NAMING", "metadata", "raw_sf_user", "raw_sf_account", "raw_sf_contact", "raw_sf_task", "raw_sf_opportunity", "raw_sf_nps_response", "raw_zd_organization", "raw_zd_ticket", "raw_zd_satisfaction_rating", "raw_stripe_customer", "raw_stripe_subscription", "raw_stripe_invoice", "raw_stripe_dispute", "raw_product_account", "raw_product_feature", "raw_product_usage_daily", "raw_product_feature_daily", "extraction_watermarks", "quarantine", "account_crosswalk", "account_identity_map", "crosswalk_unmapped"]  # fmt: skip

@@ -37,58 +37,12 @@ from sqlalchemy import (
 )
 
 from customer_health.scoring.signals import signal_keys
-from customer_health.warehouse.raw_schema import (
-    NAMING,
-    account_crosswalk,
-    account_identity_map,
-    crosswalk_unmapped,
-    extraction_watermarks,
-    metadata,
-    quarantine,
-    raw_product_account,
-    raw_product_feature,
-    raw_product_feature_daily,
-    raw_product_usage_daily,
-    raw_sf_account,
-    raw_sf_contact,
-    raw_sf_nps_response,
-    raw_sf_opportunity,
-    raw_sf_task,
-    raw_sf_user,
-    raw_stripe_customer,
-    raw_stripe_dispute,
-    raw_stripe_invoice,
-    raw_stripe_subscription,
-    raw_zd_organization,
-    raw_zd_satisfaction_rating,
-    raw_zd_ticket,
-)
+from customer_health.warehouse import raw_schema
+from customer_health.warehouse.raw_schema import *  # noqa: F403 - the source tables are part of the schema
+from customer_health.warehouse.raw_schema import metadata
 
-__all__ = [
-    "NAMING",
-    "metadata",
-    "raw_sf_user",
-    "raw_sf_account",
-    "raw_sf_contact",
-    "raw_sf_task",
-    "raw_sf_opportunity",
-    "raw_sf_nps_response",
-    "raw_zd_organization",
-    "raw_zd_ticket",
-    "raw_zd_satisfaction_rating",
-    "raw_stripe_customer",
-    "raw_stripe_subscription",
-    "raw_stripe_invoice",
-    "raw_stripe_dispute",
-    "raw_product_account",
-    "raw_product_feature",
-    "raw_product_usage_daily",
-    "raw_product_feature_daily",
-    "extraction_watermarks",
-    "quarantine",
-    "account_crosswalk",
-    "account_identity_map",
-    "crosswalk_unmapped",
+__all__ = [  # the source tables, then the tables below
+    *raw_schema.__all__,
     "SIGNAL_VALUE_COLUMNS",
     "signal_values",
     "health_scores",
