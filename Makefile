@@ -21,19 +21,19 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/pip install -q --disable-pip-version-check uv==0.9.5
 	$(UV) pip install -q --python $(PY) -r requirements-dev.txt -c constraints.txt
-	@echo "$(CURDIR)/include" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/customer_health.pth"
+	@printf '%s\n%s\n' "$(CURDIR)/include" "$(CURDIR)" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/customer_health.pth"
 	@touch $@
 
 venv: $(VENV)/.installed  ## create .local/venv with the pinned development set
 
-# DEMO_ARGS: options of `python -m customer_health.demo`, e.g. DEMO_ARGS="--accounts 500 --days 400".
+# DEMO_ARGS: options of `python -m health_sandbox.demo`, e.g. DEMO_ARGS="--accounts 500 --days 400".
 DEMO_ARGS ?=
 
 demo: venv  ## generate the company, start the sandbox, run customer_health_daily for today
-	$(PY) -m customer_health.demo $(DEMO_ARGS)
+	$(PY) -m health_sandbox.demo $(DEMO_ARGS)
 
 test: venv browser  ## run the whole test suite
-	$(PY) -m ruff check include dags plugins tests benchmarks
+	$(PY) -m ruff check include health_sandbox dags plugins tests benchmarks
 	$(PY) -m pytest -q -p no:cacheprovider --basetemp=$(CURDIR)/.local/pytest $(PYTEST_ARGS)
 
 # The dashboard's browser test drives Debian's Chromium (never a browser downloaded at run time).
@@ -45,13 +45,13 @@ browser:
 # `airflow standalone` with the venv first on PATH (it starts its components as `airflow`), on
 # 127.0.0.1:8080 unless AIRFLOW__API__HOST / AIRFLOW__API__PORT say otherwise; Ctrl-C stops it all.
 airflow: venv  ## set up as the demo does, then serve the Airflow UI (airflow standalone) until Ctrl-C
-	$(PY) -m customer_health.demo --airflow $(DEMO_ARGS)
+	$(PY) -m health_sandbox.demo --airflow $(DEMO_ARGS)
 
 sandbox: venv  ## (re)start only the sandbox in the background
-	$(PY) -m customer_health.sandbox serve --background
+	$(PY) -m health_sandbox serve --background
 
 lint: venv
-	$(PY) -m ruff check include dags plugins tests benchmarks
+	$(PY) -m ruff check include health_sandbox dags plugins tests benchmarks
 
 # One resolution of production and development together, so that both install from the same
 # constraints.txt (production's set is a subset of it). uv keeps the pins already in constraints.txt
@@ -62,7 +62,7 @@ lock:  ## re-resolve constraints.txt from requirements.txt and requirements-dev.
 	$(UV) pip compile requirements.txt requirements-dev.txt --python 3.11 --no-header --no-annotate $(UV_ARGS) -o constraints.txt
 
 clean:  ## stop the sandbox and remove all local state except the venv
-	-$(PY) -m customer_health.sandbox stop
+	-$(PY) -m health_sandbox stop
 	rm -rf .local/airflow .local/sandbox .local/warehouse.db*
 
 # migration-regen rewrote 0001_initial_schema.py from schema.py. That was only ever right before

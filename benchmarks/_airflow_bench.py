@@ -68,8 +68,8 @@ def point_connections(sandbox, warehouse_url: str) -> None:
     """Every connection at ``sandbox`` and the warehouse at ``warehouse_url`` (``AIRFLOW_CONN_*``);
     the warehouse is then resolved through ``health_warehouse``, as in production."""
     from customer_health import settings
-    from customer_health.sandbox.connections import as_environment, sandbox_connections
     from customer_health.warehouse.engine import engine_for
+    from health_sandbox.connections import as_environment, sandbox_connections
 
     os.environ.update(as_environment(sandbox_connections(sandbox.endpoints, warehouse_url)))
     os.environ.pop(settings.WAREHOUSE_URL_ENV, None)

@@ -84,7 +84,7 @@ DAILY_DAG = "customer_health_daily"
 
 
 def build_company(folder: Path, accounts: int, days: int) -> None:
-    from customer_health.sandbox.company import CompanySpec, generate_company
+    from health_sandbox.company import CompanySpec, generate_company
 
     t0 = time.monotonic()
     generate_company(folder, CompanySpec(accounts=accounts, days=days, seed=42, end_date=END, event_days=None))
@@ -104,7 +104,7 @@ def _move_sqlite(source: Path, target: Path) -> None:
 
 def build_warehouse(company: Path, path: Path) -> None:
     """Extract the company with the real extraction functions into the SQLite file ``path``."""
-    from customer_health.sandbox.server import Sandbox
+    from health_sandbox.server import Sandbox
     from tests.history_helpers import extracted_template
 
     t0 = time.monotonic()
@@ -146,8 +146,8 @@ def native_backfill(company: Path, scratch_root: Path, url: str, first: date, la
     """Airflow's backfill of the daily DAG for ``first`` .. ``last`` against a sandbox over a
     scratch copy of ``company`` and the warehouse ``url``; timings and the runs' task durations.
     Airflow's own output (task logs) goes to ``log``."""
-    from customer_health.sandbox.server import Sandbox
     from customer_health.warehouse.engine import engine_for
+    from health_sandbox.server import Sandbox
 
     t0 = time.monotonic()
     # The sandbox records writes in company.db: a private copy. product.db is only read (and is

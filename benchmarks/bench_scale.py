@@ -60,8 +60,8 @@ def _bad_news(store, accounts: list[tuple[str, int | None]], at: datetime) -> No
     """NPS 0 from each account's first contacts and two urgent complaints, stamped ``at``."""
     from sqlalchemy import func, insert, select
 
-    from customer_health.sandbox.ids import salesforce_id
-    from customer_health.sandbox.store import sf_contact, sf_nps_response, zd_ticket
+    from health_sandbox.ids import salesforce_id
+    from health_sandbox.store import sf_contact, sf_nps_response, zd_ticket
 
     with store.begin() as conn:
         next_ticket = conn.execute(select(func.max(zd_ticket.c.id))).scalar_one() + 1
@@ -103,7 +103,7 @@ def main() -> int:
     use_private_airflow_home(out / "airflow-scale")
     os.environ.pop("CUSTOMER_HEALTH_WAREHOUSE_URL", None)
 
-    from customer_health.sandbox.company import CompanySpec, generate_company
+    from health_sandbox.company import CompanySpec, generate_company
 
     spec = CompanySpec(
         accounts=args.accounts, days=args.days, seed=args.seed, end_date=args.end_date, event_days=args.event_days
@@ -120,9 +120,9 @@ def main() -> int:
 
     from sqlalchemy import create_engine, func, select, text
 
-    from customer_health.sandbox.server import Sandbox
     from customer_health.warehouse import schema as s
     from customer_health.warehouse.engine import engine_for
+    from health_sandbox.server import Sandbox
 
     work = out / f"scratch-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()

@@ -117,7 +117,7 @@ def sqlite_warehouse_url(tmp_path) -> str:
 @pytest.fixture(scope="session")
 def company_dir(tmp_path_factory) -> Path:
     """A small synthetic company, generated once per test session."""
-    from customer_health.sandbox.company import CompanySpec, generate_company
+    from health_sandbox.company import CompanySpec, generate_company
 
     folder = tmp_path_factory.mktemp("company")
     generate_company(
@@ -130,7 +130,7 @@ def company_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sandbox(company_dir):
     """The sandbox serving the session's company (read-mostly: do not write in tests using it)."""
-    from customer_health.sandbox.server import Sandbox
+    from health_sandbox.server import Sandbox
 
     sb = Sandbox.start(company_dir)
     yield sb
@@ -140,7 +140,7 @@ def sandbox(company_dir):
 @pytest.fixture()
 def fresh_sandbox(company_dir, tmp_path):
     """A sandbox over a private copy of the company, for tests that write or arm faults."""
-    from customer_health.sandbox.server import Sandbox
+    from health_sandbox.server import Sandbox
 
     folder = tmp_path / "sandbox"
     folder.mkdir()

@@ -34,7 +34,7 @@ def extracted_template(sandbox, folder: Path, until_day: date) -> Path:
     """A SQLite warehouse holding every source of ``sandbox`` up to the end of ``until_day``
     (extracted once per session and folder) and the crosswalk."""
     from customer_health import pipeline, settings
-    from customer_health.sandbox.connections import as_environment, sandbox_connections
+    from health_sandbox.connections import as_environment, sandbox_connections
 
     path = folder / f"template-{until_day.isoformat()}.db"
     if str(path) in _templates:

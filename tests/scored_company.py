@@ -66,10 +66,10 @@ def copy_company(company_dir: Path, folder: Path) -> Path:
 def score_company(company_dir: Path, workdir: Path, end: date) -> ScoredCompany:
     """Extract, rebuild ``HISTORY_DAYS`` of scores up to ``end`` and act on the last ``ACTION_DAYS``."""
     from customer_health import pipeline
-    from customer_health.sandbox.connections import as_environment, sandbox_connections
-    from customer_health.sandbox.server import Sandbox
     from customer_health.warehouse.engine import engine_for
     from customer_health.warehouse.migrate import upgrade_to_head
+    from health_sandbox.connections import as_environment, sandbox_connections
+    from health_sandbox.server import Sandbox
 
     sandbox = Sandbox.start(copy_company(company_dir, workdir / "sandbox"))
     url = f"sqlite:///{workdir / 'warehouse.db'}"

@@ -32,11 +32,6 @@ from customer_health.actions.config import load_action_rules
 from customer_health.actions.decide import AccountContext, Person, build_payload
 from customer_health.actions.rules import AccountHealth
 from customer_health.actions.writeback import account_health_fields
-from customer_health.sandbox.connections import SANDBOX_SF_CLIENT_ID, SANDBOX_SF_CLIENT_SECRET
-from customer_health.sandbox.http import serve
-from customer_health.sandbox.salesforce_api import SOBJECTS, build_app
-from customer_health.sandbox.store import store_engine
-from customer_health.sandbox.tls import ensure_certificate, server_context
 from customer_health.sources.salesforce import DEFAULT_BATCH_SIZE, OBJECT_MAPPINGS, salesforce_http_session
 from customer_health.sources.salesforce_fields import (
     CUSTOM_FIELD_INDEX,
@@ -44,6 +39,11 @@ from customer_health.sources.salesforce_fields import (
     CUSTOM_OBJECTS,
     readme_table,
 )
+from health_sandbox.connections import SANDBOX_SF_CLIENT_ID, SANDBOX_SF_CLIENT_SECRET
+from health_sandbox.http import serve
+from health_sandbox.salesforce_api import SOBJECTS, build_app
+from health_sandbox.store import store_engine
+from health_sandbox.tls import ensure_certificate, server_context
 
 # ----------------------------------------------------------------------------- the documents
 _FIELD_REF = "https://developer.salesforce.com/docs/platform/field-reference/references/field-reference"

@@ -50,12 +50,12 @@ from stripe._request_options import RequestOptions
 from stripe._stripe_object import StripeObject, UntypedStripeObject
 
 from customer_health.retries import RetryPolicy
-from customer_health.sandbox import stripe_api
-from customer_health.sandbox.connections import SANDBOX_STRIPE_KEY
-from customer_health.sandbox.store import stripe_customer, stripe_invoice
 from customer_health.sources import stripe as extraction
 from customer_health.sources.report import MalformedRecord
 from customer_health.warehouse.engine import engine_for
+from health_sandbox import stripe_api
+from health_sandbox.connections import SANDBOX_STRIPE_KEY
+from health_sandbox.store import stripe_customer, stripe_invoice
 
 FIXTURES = Path(__file__).parent / "stripe" / "fixtures3.subset.json"
 

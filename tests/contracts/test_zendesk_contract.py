@@ -47,13 +47,13 @@ from zenpy import Zenpy
 from zenpy.lib.endpoint import EndpointFactory
 
 from customer_health.retries import RetryPolicy
-from customer_health.sandbox.connections import SANDBOX_ZENDESK_EMAIL, SANDBOX_ZENDESK_TOKEN
-from customer_health.sandbox.http import serve
-from customer_health.sandbox.server import Sandbox
-from customer_health.sandbox.store import sandbox_meta, store_engine, zd_ticket
-from customer_health.sandbox.zendesk_api import build_app
 from customer_health.sources import zendesk as extraction
 from customer_health.warehouse.engine import engine_for
+from health_sandbox.connections import SANDBOX_ZENDESK_EMAIL, SANDBOX_ZENDESK_TOKEN
+from health_sandbox.http import serve
+from health_sandbox.server import Sandbox
+from health_sandbox.store import sandbox_meta, store_engine, zd_ticket
+from health_sandbox.zendesk_api import build_app
 from tests.integration.test_zendesk_extraction import UNTIL, seed_zendesk
 
 ROOT = Path(__file__).resolve().parents[2]

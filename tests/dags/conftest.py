@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def dag_env(monkeypatch):
     """A function: point the DAG's connections at ``sandbox`` and the warehouse ``url``."""
     from customer_health import settings
-    from customer_health.sandbox.connections import as_environment, sandbox_connections
     from customer_health.warehouse.engine import engine_for
+    from health_sandbox.connections import as_environment, sandbox_connections
 
     def apply(sandbox, url: str) -> None:
         for key, value in as_environment(sandbox_connections(sandbox.endpoints, url)).items():

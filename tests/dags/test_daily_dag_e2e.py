@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from customer_health.sandbox.store import sandbox_writes
 from customer_health.warehouse import schema as s
 from customer_health.warehouse.engine import engine_for
+from health_sandbox.store import sandbox_writes
 from tests.conftest import TEST_END_DATE
 
 pytestmark = pytest.mark.slow
@@ -82,7 +82,7 @@ def _score_rows(url: str) -> list[tuple]:
 
 
 def test_sharded_and_unsharded_runs_produce_identical_scores(company_dir, dagbag, dag_env, tmp_path):
-    from customer_health.sandbox.server import Sandbox
+    from health_sandbox.server import Sandbox
 
     results = {}
     for shards in (1, 3):

@@ -21,9 +21,9 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from customer_health.sandbox.store import sandbox_writes
 from customer_health.warehouse import schema as s
 from customer_health.warehouse.engine import engine_for
+from health_sandbox.store import sandbox_writes
 from tests.conftest import TEST_END_DATE
 from tests.dags.backfill_driver import drive_backfill
 from tests.history_helpers import (

@@ -14,8 +14,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, insert, select
 
-from customer_health.sandbox.ids import salesforce_id, stripe_id
-from customer_health.sandbox.store import (
+from customer_health.warehouse import schema as s
+from customer_health.warehouse.engine import engine_for
+from health_sandbox.ids import salesforce_id, stripe_id
+from health_sandbox.store import (
     sandbox_writes,
     sf_account,
     sf_contact,
@@ -24,8 +26,6 @@ from customer_health.sandbox.store import (
     stripe_invoice,
     zd_ticket,
 )
-from customer_health.warehouse import schema as s
-from customer_health.warehouse.engine import engine_for
 from tests.conftest import TEST_END_DATE
 
 pytestmark = pytest.mark.slow

@@ -16,10 +16,10 @@ from datetime import datetime, time, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from customer_health.sandbox.store import sandbox_writes, sf_account, sf_contact, sf_task, sf_user
 from customer_health.scoring.overrides import create_override
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.migrate import upgrade_to_head
+from health_sandbox.store import sandbox_writes, sf_account, sf_contact, sf_task, sf_user
 from tests.conftest import TEST_END_DATE
 from tests.dags.test_daily_dag_e2e import _logical_date_scoring
 from tests.text_checks import assert_reads_well

@@ -97,9 +97,9 @@ def kill_all(env: dict[str, str]) -> None:
 
 
 def stop_sandbox(env: dict[str, str]) -> str:
-    """``python -m customer_health.sandbox stop`` for this home; its output."""
+    """``python -m health_sandbox stop`` for this home; its output."""
     proc = subprocess.run(
-        [sys.executable, "-m", "customer_health.sandbox", "stop"],
+        [sys.executable, "-m", "health_sandbox", "stop"],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -1,6 +1,6 @@
 """``make demo`` from scratch, as CI sees a fresh clone: the demo's own code path end to end.
 
-``python -m customer_health.demo`` (what ``make demo`` runs) on a brand-new warehouse and Airflow
+``python -m health_sandbox.demo`` (what ``make demo`` runs) on a brand-new warehouse and Airflow
 home, for a small company (200 accounts, 240 days, 180 days of score history: the least that
 still runs the model audit), through the same ``airflow db migrate`` / ``connections import`` /
 ``pools set`` / ``dags test`` calls. It must print every section a person reads; a second run
@@ -30,12 +30,12 @@ RAW_TABLES_WITH_ROWS = ("raw_sf_account", "raw_sf_task", "raw_zd_ticket", "raw_s
 
 
 def run_demo(env: dict[str, str], log: Path) -> tuple[str, float]:
-    """One ``python -m customer_health.demo`` run; its output and wall time."""
+    """One ``python -m health_sandbox.demo`` run; its output and wall time."""
     args = ["--accounts", str(ACCOUNTS), "--days", str(DAYS), "--history-days", str(HISTORY_DAYS)]
     t0 = time.monotonic()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "customer_health.demo", *args],
+            [sys.executable, "-m", "health_sandbox.demo", *args],
             env=env,
             cwd=ROOT,
             stdout=out,

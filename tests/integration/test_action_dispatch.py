@@ -24,11 +24,12 @@ from customer_health.actions.dispatch import dispatch
 from customer_health.actions.targets import DispatchClients, clients_from_airflow
 from customer_health.actions.writeback import writeback_health_fields
 from customer_health.retries import RetriesExhausted, RetryPolicy
-from customer_health.sandbox import marketing_api, salesforce_api, slack_api
-from customer_health.sandbox.connections import as_environment, sandbox_connections
-from customer_health.sandbox.http import serve
-from customer_health.sandbox.smtp_sink import start_smtp
-from customer_health.sandbox.store import (
+from customer_health.warehouse.schema import action_outbox, crm_writeback_state, health_scores
+from health_sandbox import marketing_api, salesforce_api, slack_api
+from health_sandbox.connections import as_environment, sandbox_connections
+from health_sandbox.http import serve
+from health_sandbox.smtp_sink import start_smtp
+from health_sandbox.store import (
     mk_list,
     mk_membership,
     sandbox_faults,
@@ -37,8 +38,7 @@ from customer_health.sandbox.store import (
     sf_task,
     store_engine,
 )
-from customer_health.sandbox.tls import ensure_certificate, server_context
-from customer_health.warehouse.schema import action_outbox, crm_writeback_state, health_scores
+from health_sandbox.tls import ensure_certificate, server_context
 from tests.unit.test_action_rules import D, Warehouse
 
 RULES = load_action_rules()

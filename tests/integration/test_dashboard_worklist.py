@@ -70,7 +70,7 @@ class WorklistCompany:
 
 def _private_sandbox(source: Path, folder: Path):
     """A sandbox over a copy of ``source`` (the scored company's: the Tasks it was sent are in it)."""
-    from customer_health.sandbox.server import Sandbox
+    from health_sandbox.server import Sandbox
 
     folder.mkdir(parents=True)
     for name in ("company.db", "product.db"):
@@ -92,9 +92,9 @@ def _busiest_owner(url: str, version: str, day: date) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def worklist_company(company, scored_company, tmp_path_factory) -> WorklistCompany:
     from customer_health import pipeline, settings
-    from customer_health.sandbox.connections import as_environment, sandbox_connections
-    from customer_health.sandbox.store import sf_account, sf_task
     from customer_health.sources.salesforce import _hook_class
+    from health_sandbox.connections import as_environment, sandbox_connections
+    from health_sandbox.store import sf_account, sf_task
 
     folder = tmp_path_factory.mktemp("worklist-company")
     url = copy_sqlite(company.template_url, folder / "warehouse.db")

@@ -27,11 +27,6 @@ from hypothesis import strategies as st
 from simple_salesforce import Salesforce
 from sqlalchemy import func, insert, select, update
 
-from customer_health.sandbox.connections import SANDBOX_SF_CLIENT_ID, SANDBOX_SF_CLIENT_SECRET
-from customer_health.sandbox.http import serve
-from customer_health.sandbox.salesforce_api import build_app
-from customer_health.sandbox.store import sf_account, sf_contact, store_engine
-from customer_health.sandbox.tls import ensure_certificate, server_context
 from customer_health.sources import salesforce as sf_source
 from customer_health.sources.salesforce import case_safe_id, extract_salesforce, salesforce_http_session
 from customer_health.sources.window import SAFETY_LAG
@@ -39,6 +34,11 @@ from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.io import get_watermark
 from customer_health.warehouse.migrate import upgrade_to_head
 from customer_health.warehouse.schema import raw_sf_contact
+from health_sandbox.connections import SANDBOX_SF_CLIENT_ID, SANDBOX_SF_CLIENT_SECRET
+from health_sandbox.http import serve
+from health_sandbox.salesforce_api import build_app
+from health_sandbox.store import sf_account, sf_contact, store_engine
+from health_sandbox.tls import ensure_certificate, server_context
 
 pytestmark = pytest.mark.slow
 

@@ -22,24 +22,6 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceMalformedRequest
 from sqlalchemy import Engine, delete, func, insert, select, update
 
-from customer_health.sandbox.connections import SANDBOX_SF_CLIENT_ID, SANDBOX_SF_CLIENT_SECRET
-from customer_health.sandbox.http import RunningServer, serve
-from customer_health.sandbox.ids import is_valid_salesforce_id
-from customer_health.sandbox.salesforce_api import SANDBOX_SF_PASSWORD, SANDBOX_SF_USERNAME, build_app
-from customer_health.sandbox.server import Sandbox
-from customer_health.sandbox.store import (
-    sandbox_faults,
-    sandbox_writes,
-    sf_account,
-    sf_contact,
-    sf_nps_response,
-    sf_opportunity,
-    sf_task,
-    sf_user,
-    sf_user_role,
-    store_engine,
-)
-from customer_health.sandbox.tls import ensure_certificate, server_context
 from customer_health.sources.salesforce import (
     OBJECT_MAPPINGS,
     RecordInvalid,
@@ -57,6 +39,24 @@ from customer_health.sources.window import SAFETY_LAG, read_bound
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.io import get_watermark
 from customer_health.warehouse.schema import extraction_watermarks, quarantine
+from health_sandbox.connections import SANDBOX_SF_CLIENT_ID, SANDBOX_SF_CLIENT_SECRET
+from health_sandbox.http import RunningServer, serve
+from health_sandbox.ids import is_valid_salesforce_id
+from health_sandbox.salesforce_api import SANDBOX_SF_PASSWORD, SANDBOX_SF_USERNAME, build_app
+from health_sandbox.server import Sandbox
+from health_sandbox.store import (
+    sandbox_faults,
+    sandbox_writes,
+    sf_account,
+    sf_contact,
+    sf_nps_response,
+    sf_opportunity,
+    sf_task,
+    sf_user,
+    sf_user_role,
+    store_engine,
+)
+from health_sandbox.tls import ensure_certificate, server_context
 
 NOW = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
 SEEDED_UNTIL = NOW - timedelta(days=1)  # every seeded record changed before this

@@ -14,11 +14,6 @@ import stripe
 from sqlalchemy import func, select, text
 
 from customer_health import settings
-from customer_health.sandbox import __main__ as sandbox_cli
-from customer_health.sandbox.connections import SANDBOX_STRIPE_KEY, sandbox_connections
-from customer_health.sandbox.product_db import product_engine
-from customer_health.sandbox.self_serve import SelfServeSpec, generate_self_serve
-from customer_health.sandbox.server import SANDBOX_PORTS_ENV, Sandbox
 from customer_health.sources.product import extract_product
 from customer_health.sources.stripe import STRIPE_OBJECTS, extract_stripe
 from customer_health.warehouse.engine import engine_for
@@ -30,6 +25,11 @@ from customer_health.warehouse.schema import (
     raw_stripe_invoice,
     raw_stripe_subscription,
 )
+from health_sandbox import __main__ as sandbox_cli
+from health_sandbox.connections import SANDBOX_STRIPE_KEY, sandbox_connections
+from health_sandbox.product_db import product_engine
+from health_sandbox.self_serve import SelfServeSpec, generate_self_serve
+from health_sandbox.server import SANDBOX_PORTS_ENV, Sandbox
 from tests.contracts.test_stripe_contract import LISTS, validate
 
 SPEC = SelfServeSpec(accounts=150, days=200, seed=4, end_date=date(2026, 11, 1))

@@ -15,11 +15,11 @@ import requests
 from slack_sdk.webhook import WebhookClient
 from sqlalchemy import func, insert, select
 
-from customer_health.sandbox import marketing_api, slack_api
-from customer_health.sandbox.http import serve
-from customer_health.sandbox.marketing_api import SANDBOX_MARKETING_TOKEN
-from customer_health.sandbox.smtp_sink import start_smtp
-from customer_health.sandbox.store import mk_list, mk_membership, sandbox_faults, sandbox_writes, store_engine
+from health_sandbox import marketing_api, slack_api
+from health_sandbox.http import serve
+from health_sandbox.marketing_api import SANDBOX_MARKETING_TOKEN
+from health_sandbox.smtp_sink import start_smtp
+from health_sandbox.store import mk_list, mk_membership, sandbox_faults, sandbox_writes, store_engine
 
 
 @pytest.fixture()

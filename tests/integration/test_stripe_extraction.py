@@ -16,17 +16,6 @@ import stripe
 from sqlalchemy import func, insert, select, update
 
 from customer_health.retries import RetryPolicy
-from customer_health.sandbox.http import Response, SandboxApp, serve
-from customer_health.sandbox.server import Sandbox
-from customer_health.sandbox.store import (
-    sandbox_writes,
-    store_engine,
-    stripe_customer,
-    stripe_dispute,
-    stripe_invoice,
-    stripe_subscription,
-)
-from customer_health.sandbox.stripe_api import build_app, configure
 from customer_health.sources.stripe import (
     StripeAuthenticationError,
     StripeExtractionError,
@@ -47,6 +36,17 @@ from customer_health.warehouse.schema import (
     raw_stripe_invoice,
     raw_stripe_subscription,
 )
+from health_sandbox.http import Response, SandboxApp, serve
+from health_sandbox.server import Sandbox
+from health_sandbox.store import (
+    sandbox_writes,
+    store_engine,
+    stripe_customer,
+    stripe_dispute,
+    stripe_invoice,
+    stripe_subscription,
+)
+from health_sandbox.stripe_api import build_app, configure
 
 T0 = datetime(2026, 1, 1)
 UNTIL = T0 + timedelta(days=60)
@@ -664,7 +664,7 @@ def test_the_stripe_hook_names_a_connection_without_a_secret_key(monkeypatch):
 def test_the_generated_company_extracts_completely_through_the_sandbox_connection(
     sandbox, sqlite_warehouse_url, monkeypatch
 ):
-    from customer_health.sandbox.connections import as_environment, sandbox_connections
+    from health_sandbox.connections import as_environment, sandbox_connections
 
     for name, value in as_environment(sandbox_connections(sandbox.endpoints)).items():
         monkeypatch.setenv(name, value)

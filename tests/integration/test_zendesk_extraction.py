@@ -21,16 +21,6 @@ from zenpy import Zenpy
 
 from customer_health.refresh import RefreshWindow, affected_accounts
 from customer_health.retries import RetryPolicy
-from customer_health.sandbox.connections import SANDBOX_ZENDESK_EMAIL, SANDBOX_ZENDESK_TOKEN
-from customer_health.sandbox.http import serve
-from customer_health.sandbox.server import Sandbox
-from customer_health.sandbox.store import (
-    store_engine,
-    zd_organization,
-    zd_satisfaction_rating,
-    zd_ticket,
-)
-from customer_health.sandbox.zendesk_api import build_app, source_now, system_update_delay
 from customer_health.sources import zendesk as zendesk_source
 from customer_health.sources.window import SAFETY_LAG
 from customer_health.sources.zendesk import (
@@ -50,6 +40,16 @@ from customer_health.warehouse.schema import (
     raw_zd_satisfaction_rating,
     raw_zd_ticket,
 )
+from health_sandbox.connections import SANDBOX_ZENDESK_EMAIL, SANDBOX_ZENDESK_TOKEN
+from health_sandbox.http import serve
+from health_sandbox.server import Sandbox
+from health_sandbox.store import (
+    store_engine,
+    zd_organization,
+    zd_satisfaction_rating,
+    zd_ticket,
+)
+from health_sandbox.zendesk_api import build_app, source_now, system_update_delay
 
 T0 = datetime(2026, 1, 1, 8, 0, 0)
 ORGS = 23
@@ -589,7 +589,7 @@ def test_a_wrong_api_token_fails_at_once_with_an_error_that_names_the_connection
 def test_an_agent_without_admin_access_fails_at_once_saying_the_export_needs_an_admin(
     zendesk, zenpy_client, warehouse
 ):
-    from customer_health.sandbox.store import sandbox_meta
+    from health_sandbox.store import sandbox_meta
 
     with zendesk.store.begin() as conn:
         conn.execute(insert(sandbox_meta).values(key="zendesk_role", value="agent"))
@@ -637,7 +637,7 @@ def test_the_provider_hook_built_from_an_airflow_connection_extracts_from_the_sa
 def test_the_generated_company_extracts_completely_through_the_sandbox_connection(
     sandbox, sqlite_warehouse_url, monkeypatch
 ):
-    from customer_health.sandbox.connections import as_environment, sandbox_connections
+    from health_sandbox.connections import as_environment, sandbox_connections
 
     for name, value in as_environment(sandbox_connections(sandbox.endpoints)).items():
         monkeypatch.setenv(name, value)

@@ -24,10 +24,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from customer_health.sandbox.connections import as_environment, sandbox_connections
-from customer_health.sandbox.store import sandbox_faults, sandbox_writes, sf_task
 from customer_health.warehouse import schema as s
 from customer_health.warehouse.engine import engine_for
+from health_sandbox.connections import as_environment, sandbox_connections
+from health_sandbox.store import sandbox_faults, sandbox_writes, sf_task
 from tests.conftest import IN_CI, TEST_END_DATE, require_postgres
 from tests.topology.cluster import AirflowCluster, redis_available
 

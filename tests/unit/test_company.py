@@ -16,9 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Boolean, Date, DateTime, select
 
-from customer_health.sandbox import product_db
-from customer_health.sandbox.company import CompanySpec, generate_company, main
-from customer_health.sandbox.ids import (
+from health_sandbox import product_db
+from health_sandbox.company import CompanySpec, generate_company, main
+from health_sandbox.ids import (
     BASE62,
     is_valid_salesforce_id,
     salesforce_id,
@@ -26,7 +26,7 @@ from customer_health.sandbox.ids import (
     to_15,
     to_18,
 )
-from customer_health.sandbox.store import store_engine, store_metadata, stripe_customer, zd_ticket
+from health_sandbox.store import store_engine, store_metadata, stripe_customer, zd_ticket
 from tests.conftest import TEST_DAYS, TEST_END_DATE
 
 TINY = {"accounts": 30, "days": 120, "end_date": date(2026, 3, 31)}

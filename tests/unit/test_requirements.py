@@ -12,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV_TOOLS = {"pytest", "pytest-timeout", "hypothesis", "ruff", "playwright"}
+SANDBOX_ONLY = {"aiosmtpd", "cryptography", "psutil"}  # health_sandbox: the demo and the tests
 
 
 def canonical(name: str) -> str:
@@ -38,13 +39,14 @@ def test_production_requirements_are_pinned_and_carry_no_test_tools():
     pins, includes = requirements(ROOT / "requirements.txt")
     assert not includes
     assert not DEV_TOOLS & set(pins), "test tools belong in requirements-dev.txt"
+    assert not SANDBOX_ONLY & set(pins), "the sandbox is not shipped: its dependencies belong in requirements-dev.txt"
     assert "tenacity" in pins  # customer_health.retries imports it
 
 
 def test_development_requirements_add_the_test_tools_to_production():
     pins, includes = requirements(ROOT / "requirements-dev.txt")
     assert includes == ["requirements.txt"]
-    assert set(pins) == DEV_TOOLS
+    assert set(pins) == DEV_TOOLS | SANDBOX_ONLY
 
 
 def test_every_pin_is_the_version_the_lock_resolved():
@@ -62,3 +64,13 @@ def test_the_dockerfile_installs_production_only_and_the_venv_the_development_se
     assert "-r requirements-dev.txt -c constraints.txt" in makefile
     assert "pip compile requirements.txt requirements-dev.txt" in makefile
     assert not (ROOT / "requirements.in").exists()
+
+
+def test_the_product_never_imports_the_sandbox():
+    """The production image ships include/ alone: nothing in it may need health_sandbox."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "include").rglob("*.py")
+        if re.search(r"^\s*(from|import)\s+health_sandbox\b", path.read_text(), re.MULTILINE)
+    ]
+    assert offenders == []

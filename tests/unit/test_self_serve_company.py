@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from customer_health.sandbox.self_serve import (
+from health_sandbox.self_serve import (
     CHURN_CAUSES,
     FEATURES,
     TRIAL_CAUSE,
@@ -26,7 +26,7 @@ from customer_health.sandbox.self_serve import (
     generate_self_serve,
     main,
 )
-from customer_health.sandbox.store import store_metadata
+from health_sandbox.store import store_metadata
 
 SPEC = SelfServeSpec(accounts=1000, days=500, seed=11, end_date=date(2026, 11, 1))
 MONTH = 30.44

@@ -18,7 +18,7 @@ from sqlalchemy import (
     select,
 )
 
-from customer_health.sandbox.soql import (
+from health_sandbox.soql import (
     BoolOp,
     Comparison,
     Not,

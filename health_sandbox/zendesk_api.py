@@ -58,9 +58,9 @@ from typing import Any
 
 from sqlalchemy import Engine, Integer, and_, case, cast, func, literal, or_, select
 
-from customer_health.sandbox.connections import SANDBOX_ZENDESK_EMAIL, SANDBOX_ZENDESK_TOKEN
-from customer_health.sandbox.http import Request, Response, SandboxApp
-from customer_health.sandbox.store import (
+from health_sandbox.connections import SANDBOX_ZENDESK_EMAIL, SANDBOX_ZENDESK_TOKEN
+from health_sandbox.http import Request, Response, SandboxApp
+from health_sandbox.store import (
     sandbox_meta,
     zd_organization,
     zd_satisfaction_rating,

@@ -64,10 +64,10 @@ from typing import Any
 
 from sqlalchemy import Engine, Table, and_, delete, insert, or_, select, update
 
-from customer_health.sandbox.company import USAGE_PRICE_CENTS
-from customer_health.sandbox.connections import SANDBOX_STRIPE_KEY
-from customer_health.sandbox.http import Request, Response, SandboxApp
-from customer_health.sandbox.store import (
+from health_sandbox.company import USAGE_PRICE_CENTS
+from health_sandbox.connections import SANDBOX_STRIPE_KEY
+from health_sandbox.http import Request, Response, SandboxApp
+from health_sandbox.store import (
     sandbox_meta,
     stripe_customer,
     stripe_dispute,

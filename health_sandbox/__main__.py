@@ -1,9 +1,9 @@
 """Command line of the sandbox.
 
-    python -m customer_health.sandbox serve [--background]   serve the company in .local/sandbox
-    python -m customer_health.sandbox stop                    stop a background sandbox
-    python -m customer_health.sandbox status                  is it running, and where
-    python -m customer_health.sandbox connections             print the Airflow connections JSON
+    python -m health_sandbox serve [--background]   serve the company in .local/sandbox
+    python -m health_sandbox stop                    stop a background sandbox
+    python -m health_sandbox status                  is it running, and where
+    python -m health_sandbox connections             print the Airflow connections JSON
 
 It serves on fixed ports (``server.DEMO_PORTS``); ``CUSTOMER_HEALTH_SANDBOX_PORTS=free`` picks free
 ones (endpoints.json in the folder says which).
@@ -57,7 +57,7 @@ def running_endpoints(folder: Path) -> dict | None:
 
 def serve_foreground(folder: Path) -> None:
     """Serve until SIGTERM/SIGINT, on the fixed demo ports (free ones with CUSTOMER_HEALTH_SANDBOX_PORTS=free)."""
-    from customer_health.sandbox.server import Sandbox, serve_ports
+    from health_sandbox.server import Sandbox, serve_ports
 
     sb = Sandbox.start(folder, ports=serve_ports())
     _pid_file(folder).write_text(str(os.getpid()))
@@ -84,12 +84,12 @@ def serve_background(folder: Path, wait_seconds: float = 30.0) -> dict:
     if not (folder / "company.db").exists():
         raise SystemExit(
             f"no synthetic company in {folder}: generate one first "
-            "(python -m customer_health.sandbox.company --folder ...) or run `make demo`"
+            "(python -m health_sandbox.company --folder ...) or run `make demo`"
         )
     (folder / "endpoints.json").unlink(missing_ok=True)
     log = open(folder / "sandbox.log", "ab")  # noqa: SIM115 - handed to the child process
     subprocess.Popen(
-        [sys.executable, "-m", "customer_health.sandbox", "serve", "--folder", str(folder)],
+        [sys.executable, "-m", "health_sandbox", "serve", "--folder", str(folder)],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -126,7 +126,7 @@ def stop(folder: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m customer_health.sandbox", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m health_sandbox", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["serve", "stop", "status", "connections"])
     parser.add_argument("--folder", type=Path, default=settings.sandbox_dir())
@@ -145,11 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(endpoints, indent=2) if endpoints else "not running")
         return 0 if endpoints else 1
     elif args.command == "connections":
-        from customer_health.sandbox.connections import sandbox_connections
+        from health_sandbox.connections import sandbox_connections
 
         endpoints = running_endpoints(folder)
         if not endpoints:
-            raise SystemExit("the sandbox is not running: `python -m customer_health.sandbox serve --background`")
+            raise SystemExit("the sandbox is not running: `python -m health_sandbox serve --background`")
         print(json.dumps(sandbox_connections(endpoints, settings.default_warehouse_url()), indent=2))
     return 0
 

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import Engine, insert, select, update
 
-from customer_health.sandbox.store import sandbox_faults, sandbox_writes
+from health_sandbox.store import sandbox_faults, sandbox_writes
 
 LOOPBACK = "127.0.0.1"
 

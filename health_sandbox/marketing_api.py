@@ -25,8 +25,8 @@ from urllib.parse import unquote
 
 from sqlalchemy import Engine, delete, insert, select, update
 
-from customer_health.sandbox.http import Request, Response, SandboxApp
-from customer_health.sandbox.store import mk_list, mk_membership, sandbox_meta
+from health_sandbox.http import Request, Response, SandboxApp
+from health_sandbox.store import mk_list, mk_membership, sandbox_meta
 
 SYSTEM = "marketing"
 SANDBOX_MARKETING_TOKEN = "sandbox-marketing-token"

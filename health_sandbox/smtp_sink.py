@@ -17,8 +17,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, insert, select
 
-from customer_health.sandbox.http import LOOPBACK, free_port
-from customer_health.sandbox.store import sandbox_writes
+from health_sandbox.http import LOOPBACK, free_port
+from health_sandbox.store import sandbox_writes
 
 SYSTEM = "smtp"
 

@@ -195,8 +195,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Column, MetaData, String, Table
 
-from customer_health.sandbox import product_db
-from customer_health.sandbox.company import (
+from health_sandbox import product_db
+from health_sandbox.company import (
     FIRST_NAMES,
     LAST_NAMES,
     NAME_HEADS,
@@ -213,9 +213,9 @@ from customer_health.sandbox.company import (
     _unix,
     _write_meta,
 )
-from customer_health.sandbox.ids import product_account_id, product_user_id, stripe_ids
-from customer_health.sandbox.server import SYSTEMS_META
-from customer_health.sandbox.store import (
+from health_sandbox.ids import product_account_id, product_user_id, stripe_ids
+from health_sandbox.server import SYSTEMS_META
+from health_sandbox.store import (
     mk_list,
     mk_membership,
     sandbox_meta,
@@ -1422,7 +1422,7 @@ class _Pinwheel:
 def main(argv: Sequence[str] | None = None) -> int:
     """Generate the self-serve company from the command line and print its summary."""
     parser = argparse.ArgumentParser(
-        prog="python -m customer_health.sandbox.self_serve", description=(__doc__ or "").split("\n")[0]
+        prog="python -m health_sandbox.self_serve", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--folder", type=Path, required=True, help="where company.db and product.db go")
     parser.add_argument("--accounts", type=int, default=SelfServeSpec.accounts)

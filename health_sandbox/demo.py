@@ -68,11 +68,11 @@ def airflow(*args: str, log: Path | None = None, check: bool = True) -> subproce
 
 def prepare(accounts: int, days: int, seed: int) -> dict:
     """Steps 1-4: warehouse, company, sandbox, Airflow metadata and connections."""
-    from customer_health.sandbox.__main__ import serve_background
-    from customer_health.sandbox.company import CompanySpec, generate_company
-    from customer_health.sandbox.connections import sandbox_connections
     from customer_health.warehouse.engine import get_engine
     from customer_health.warehouse.migrate import upgrade_to_head
+    from health_sandbox.__main__ import serve_background
+    from health_sandbox.company import CompanySpec, generate_company
+    from health_sandbox.connections import sandbox_connections
 
     local = settings.local_dir()
     local.mkdir(parents=True, exist_ok=True)
@@ -321,8 +321,8 @@ def serve_airflow(accounts: int, days: int, seed: int) -> int:
     Ctrl-C, SIGTERM or SIGHUP stop every process it started: the standalone command's process
     group, the task processes that left it, and the sandbox if this command started it.
     """
-    from customer_health.sandbox.__main__ import running_endpoints
-    from customer_health.sandbox.__main__ import stop as stop_sandbox
+    from health_sandbox.__main__ import running_endpoints
+    from health_sandbox.__main__ import stop as stop_sandbox
 
     stop_signals = _StopSignals()
     started_sandbox = running_endpoints(settings.sandbox_dir()) is None

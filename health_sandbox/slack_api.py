@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 
 from sqlalchemy import Engine
 
-from customer_health.sandbox.http import Request, Response, SandboxApp
+from health_sandbox.http import Request, Response, SandboxApp
 
 SYSTEM = "slack"
 

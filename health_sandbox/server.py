@@ -24,17 +24,17 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
 
-from customer_health.sandbox.http import RunningServer, serve
-from customer_health.sandbox.store import sandbox_faults, sandbox_meta, store_engine
-from customer_health.sandbox.tls import ensure_certificate, server_context
+from health_sandbox.http import RunningServer, serve
+from health_sandbox.store import sandbox_faults, sandbox_meta, store_engine
+from health_sandbox.tls import ensure_certificate, server_context
 
 # system -> (module with build_app(store, folder), served over TLS?)
 HTTP_SYSTEMS: dict[str, tuple[str, bool]] = {
-    "salesforce": ("customer_health.sandbox.salesforce_api", True),
-    "zendesk": ("customer_health.sandbox.zendesk_api", False),
-    "stripe": ("customer_health.sandbox.stripe_api", False),
-    "slack": ("customer_health.sandbox.slack_api", False),
-    "marketing": ("customer_health.sandbox.marketing_api", False),
+    "salesforce": ("health_sandbox.salesforce_api", True),
+    "zendesk": ("health_sandbox.zendesk_api", False),
+    "stripe": ("health_sandbox.stripe_api", False),
+    "slack": ("health_sandbox.slack_api", False),
+    "marketing": ("health_sandbox.marketing_api", False),
 }
 
 # Fixed ports for the long-running demo sandbox; tests pass ports=None to get free ones.
@@ -47,7 +47,7 @@ DEMO_PORTS: dict[str, int] = {
     "smtp": 18025,
 }
 
-# ``python -m customer_health.sandbox serve`` (what ``make demo`` starts) listens on DEMO_PORTS;
+# ``python -m health_sandbox serve`` (what ``make demo`` starts) listens on DEMO_PORTS;
 # CUSTOMER_HEALTH_SANDBOX_PORTS=free makes it pick free ports instead, so a second sandbox (a
 # test's, another CUSTOMER_HEALTH_HOME's) can run beside a developer's demo sandbox. The ports
 # chosen are in the sandbox folder's endpoints.json, which is what everything else reads.
@@ -111,7 +111,7 @@ class Sandbox:
             sb.servers[system] = serve(app, port=port, tls=tls if use_tls else None)
         smtp: dict[str, Any] = {}
         if "smtp" in sb.systems:
-            from customer_health.sandbox.smtp_sink import start_smtp
+            from health_sandbox.smtp_sink import start_smtp
 
             sb.smtp = start_smtp(store, port=(ports or {}).get("smtp", 0))
             smtp = {"smtp_host": "127.0.0.1", "smtp_port": sb.smtp.port}

@@ -84,11 +84,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from customer_health.sandbox.connections import SANDBOX_SF_CLIENT_ID, SANDBOX_SF_CLIENT_SECRET
-from customer_health.sandbox.http import Fault, Request, Response, SandboxApp
-from customer_health.sandbox.ids import SF_PREFIX, salesforce_id
-from customer_health.sandbox.soql import SoqlError, SoqlQuery, parse_datetime_literal, parse_soql, to_sql
-from customer_health.sandbox.store import (
+from customer_health.sources.salesforce_fields import CUSTOM_FIELD_INDEX
+from health_sandbox.connections import SANDBOX_SF_CLIENT_ID, SANDBOX_SF_CLIENT_SECRET
+from health_sandbox.http import Fault, Request, Response, SandboxApp
+from health_sandbox.ids import SF_PREFIX, salesforce_id
+from health_sandbox.soql import SoqlError, SoqlQuery, parse_datetime_literal, parse_soql, to_sql
+from health_sandbox.store import (
     sf_account,
     sf_contact,
     sf_nps_response,
@@ -97,7 +98,6 @@ from customer_health.sandbox.store import (
     sf_user,
     sf_user_role,
 )
-from customer_health.sources.salesforce_fields import CUSTOM_FIELD_INDEX
 
 SYSTEM = "salesforce"
 ORG_ID = "00D5g000004SbxHEAS"

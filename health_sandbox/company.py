@@ -64,7 +64,7 @@ the clock. All timestamps are naive UTC and none is after ``end_date`` (end of t
 except the two scheduled Stripe fields that are in the future by nature
 (``current_period_end``, ``due_date``).
 
-Run ``python -m customer_health.sandbox.company --folder DIR`` to generate one from the shell.
+Run ``python -m health_sandbox.company --folder DIR`` to generate one from the shell.
 """
 
 from __future__ import annotations
@@ -86,15 +86,15 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Table
 
-from customer_health.sandbox import product_db
-from customer_health.sandbox.ids import (
+from health_sandbox import product_db
+from health_sandbox.ids import (
     product_account_id,
     product_user_id,
     salesforce_ids,
     stripe_ids,
     to_15,
 )
-from customer_health.sandbox.store import (
+from health_sandbox.store import (
     mk_list,
     mk_membership,
     sandbox_meta,
@@ -1992,7 +1992,7 @@ class _World:
 def main(argv: Sequence[str] | None = None) -> int:
     """Generate a company from the command line and print its summary."""
     parser = argparse.ArgumentParser(
-        prog="python -m customer_health.sandbox.company", description=__doc__.split("\n")[0]
+        prog="python -m health_sandbox.company", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--folder", type=Path, required=True, help="where company.db and product.db go")
     parser.add_argument("--accounts", type=int, default=CompanySpec.accounts)

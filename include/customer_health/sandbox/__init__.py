@@ -1,1 +1,0 @@
-"""Sandbox for customer health."""
