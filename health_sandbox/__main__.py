@@ -24,7 +24,7 @@ from pathlib import Path
 from customer_health import settings
 
 # The endpoints.json keys of the HTTP systems (server.HTTP_SYSTEMS; not imported: it starts no server).
-HTTP_ENDPOINTS = ("salesforce", "zendesk", "stripe", "slack", "marketing")
+HTTP_ENDPOINTS = ("salesforce", "zendesk", "stripe", "slack", "hubspot")
 
 
 def _pid_file(folder: Path) -> Path:

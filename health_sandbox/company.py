@@ -95,10 +95,11 @@ from health_sandbox.ids import (
     to_15,
 )
 from health_sandbox.store import (
-    mk_list,
-    mk_membership,
     sandbox_meta,
     sf_account,
+    sf_campaign,
+    sf_campaign_member,
+    sf_campaign_member_status,
     sf_contact,
     sf_nps_response,
     sf_opportunity,
@@ -116,7 +117,7 @@ from health_sandbox.store import (
     zd_ticket,
 )
 
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 
 PLANS = ("starter", "growth", "enterprise")
 PLAN_SHARES = (0.55, 0.33, 0.12)
@@ -1903,27 +1904,70 @@ class _World:
 
     # ----------------------------------------------------------------------- marketing
     def _marketing(self, store: sqlite3.Connection) -> None:
+        """Salesforce Campaigns, their member statuses, and who is a member (CampaignMembers).
+
+        The campaigns the product acts on (upsell and expansion offers it pauses, advocacy
+        programmes it enrols into, the health segments' campaigns) and a newsletter it leaves
+        alone. Every campaign has Salesforce's two default statuses, Sent (the default) and
+        Responded; the upsell and expansion offers also define Paused (what the product's pause
+        sets) and Opted Out (what marketing set for members whose account has left).
+        """
         rng = _rng(self.spec.seed, "marketing")
-        lists = [
-            (101, "Customer Newsletter", "newsletter"),
-            (102, "Upsell - Seat Add-on Offer", "upsell"),
-            (103, "Expansion - Enterprise Features", "expansion"),
-            (104, "Product Tips Sequence", "engagement"),
-            (105, "Customer Advocates", "advocacy"),
-            (106, "Renewal Nurture", "nurture"),
+        campaigns = [  # (name, Campaign.Type)
+            ("Customer Newsletter", "Email"),
+            ("Upsell - Seat Add-on Offer", "Email"),
+            ("Expansion - Enterprise Features", "Email"),
+            ("Product Tips Sequence", "Email"),
+            ("Customer Advocates", "Other"),
+            ("Renewal Nurture", "Email"),
             # The advocacy programmes the actions enrol long-healthy customers in.
-            (107, "Advocacy - Referral Program", "advocacy"),
-            (108, "Advocacy - Case Study Candidates", "advocacy"),
-            (109, "Advocacy - Beta Program", "advocacy"),
-            (110, "Advocacy - Review Site Prompts", "advocacy"),
+            ("Advocacy - Referral Program", "Referral Program"),
+            ("Advocacy - Case Study Candidates", "Other"),
+            ("Advocacy - Beta Program", "Other"),
+            ("Advocacy - Review Site Prompts", "Other"),
+            # The health segments' campaigns (actions.segments).
+            ("Health - Referral and case study candidates", "Referral Program"),
+            ("Health - Engagement nurture", "Email"),
+            ("Health - Suppression (At Risk)", "Other"),
         ]
-        self.counts["mk_list"] = _insert(
+        ids = np.array(salesforce_ids("701", np.arange(len(campaigns))), dtype=object)
+        opened = np.datetime64(self.W0, "s")
+        self.counts["sf_campaign"] = _insert(
             store,
-            mk_list,
+            sf_campaign,
             {
-                "id": [x[0] for x in lists],
-                "name": [x[1] for x in lists],
-                "kind": [x[2] for x in lists],
+                "Id": ids,
+                "Name": [c[0] for c in campaigns],
+                "Type": [c[1] for c in campaigns],
+                "Status": ["In Progress"] * len(campaigns),
+                "IsActive": [True] * len(campaigns),
+                "CreatedDate": np.full(len(campaigns), opened),
+                "SystemModstamp": np.full(len(campaigns), opened),
+                "IsDeleted": [False] * len(campaigns),
+            },
+        )
+        offers = {1, 2}  # the upsell and expansion offers
+        statuses = [
+            (int(i), label, responded, default)
+            for i in range(len(campaigns))
+            for label, responded, default in (
+                ("Sent", False, True), ("Responded", True, False),
+                *((("Paused", False, False), ("Opted Out", False, False)) if i in offers else ()),
+            )
+        ]  # fmt: skip
+        self.counts["sf_campaign_member_status"] = _insert(
+            store,
+            sf_campaign_member_status,
+            {
+                "Id": salesforce_ids("01Y", np.arange(len(statuses))),
+                "CampaignId": ids[[s[0] for s in statuses]],
+                "Label": [s[1] for s in statuses],
+                "HasResponded": [s[2] for s in statuses],
+                "IsDefault": [s[3] for s in statuses],
+                "SortOrder": [k + 1 for k in range(len(statuses))],
+                "CreatedDate": np.full(len(statuses), opened),
+                "SystemModstamp": np.full(len(statuses), opened),
+                "IsDeleted": [False] * len(statuses),
             },
         )
         n_c = len(self.contact_acct)
@@ -1939,18 +1983,23 @@ class _World:
         expansion = self.sponsor_of[
             alive_now & (self.plan > 0) & (self.sponsor_of >= 0) & (rng.random(self.N) < 0.2)
         ]
-        members = [(101, news), (102, upsell), (103, np.sort(expansion))]
-        list_ids = np.concatenate([np.full(len(m), lid) for lid, m in members])
+        members = [(0, news), (1, upsell), (2, np.sort(expansion))]
+        campaign = np.concatenate([np.full(len(m), k) for k, m in members])
         contacts = np.concatenate([m for _, m in members])
-        status = np.where(self.alive[self.contact_acct[contacts], -1], "active", "paused")
-        self.counts["mk_membership"] = _insert(
+        alive = self.alive[self.contact_acct[contacts], -1]
+        status = np.where(alive | (campaign == 0), "Sent", "Opted Out")
+        self.counts["sf_campaign_member"] = _insert(
             store,
-            mk_membership,
+            sf_campaign_member,
             {
-                "list_id": list_ids,
-                "email": self.contact_email[contacts],
-                "status": status,
-                "updated_at": joined[contacts],
+                "Id": salesforce_ids("00v", np.arange(len(contacts))),
+                "CampaignId": ids[campaign],
+                "ContactId": self.contact_ids[contacts],
+                "Status": status,
+                "HasResponded": [False] * len(contacts),
+                "CreatedDate": joined[contacts],
+                "SystemModstamp": joined[contacts],
+                "IsDeleted": [False] * len(contacts),
             },
         )
 

@@ -1,8 +1,8 @@
 """Airflow connections that point the pipeline at the sandbox.
 
 A real installation defines the same connection ids (``customer_health.settings``) against
-the real Salesforce, Zendesk, Stripe, product database, Slack, SMTP server and marketing tool;
-nothing else changes. The sandbox's credentials below are throwaway values the loopback
+the real Salesforce, Zendesk, Stripe, product database, Slack and SMTP server (and, to act on
+HubSpot lists instead of Salesforce Campaigns, HubSpot); nothing else changes. The sandbox's credentials below are throwaway values the loopback
 servers accept; real secrets live only in Airflow connections (or a secrets backend).
 """
 
@@ -19,7 +19,7 @@ SANDBOX_SF_CLIENT_SECRET = "sandbox-client-secret"  # noqa: S105 - accepted only
 SANDBOX_ZENDESK_EMAIL = "pipeline@example.com"
 SANDBOX_ZENDESK_TOKEN = "sandbox-zendesk-token"  # noqa: S105
 SANDBOX_STRIPE_KEY = "sk_test_sandbox"
-SANDBOX_MARKETING_TOKEN = "sandbox-marketing-token"  # noqa: S105
+SANDBOX_HUBSPOT_TOKEN = "pat-na1-sandbox-hubspot-token"  # noqa: S105 - a private app token's shape
 SANDBOX_SLACK_WEBHOOK_PATH = "T00000000/B00000000/sandboxwebhooktoken"
 
 
@@ -48,7 +48,7 @@ _SERVED_BY = {
     settings.PRODUCT_DB_CONN_ID: "product_db_url",
     settings.SLACK_CONN_ID: "slack",
     settings.SMTP_CONN_ID: "smtp_host",
-    settings.MARKETING_CONN_ID: "marketing",
+    settings.HUBSPOT_CONN_ID: "hubspot",
 }
 
 
@@ -102,10 +102,10 @@ def _all_connections(endpoints: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "retry_limit": 3,
             },
         },
-        settings.MARKETING_CONN_ID: {
+        settings.HUBSPOT_CONN_ID: {  # no Airflow provider for HubSpot: an http connection
             "conn_type": "http",
-            "host": endpoints.get("marketing"),
-            "password": SANDBOX_MARKETING_TOKEN,
+            "host": endpoints.get("hubspot"),
+            "password": SANDBOX_HUBSPOT_TOKEN,
         },
     }
 

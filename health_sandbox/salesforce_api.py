@@ -35,6 +35,16 @@ columns carry the Salesforce API field names). What it answers, under
   refused (``INVALID_FIELD_FOR_INSERT_UPDATE``) and kept as Salesforce keeps them:
   ``Task.AccountId`` follows ``WhatId`` (an Account, or an Opportunity's account) or else the
   ``WhoId`` contact's account.
+* Campaigns as Salesforce keeps them (object reference: Campaign, CampaignMember,
+  CampaignMemberStatus): a ``Campaign`` created through the API gets the two member statuses
+  every new campaign has, "Sent" (the default) and "Responded" (``HasResponded``);
+  ``CampaignMemberStatus`` is read-only (query and retrieve, as the current object reference
+  lists its calls); a ``CampaignMember`` needs ``CampaignId`` and ``ContactId`` (both settable
+  on create only; the sandbox holds no Leads), takes the campaign's default status when none is
+  given, derives ``HasResponded`` from its status, and a second member for the same contact is
+  refused with ``DUPLICATE_VALUE`` "Already a campaign member.". A status the campaign does not
+  define is refused with ``INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST``: the sandbox is strict
+  here (the product checks the campaign's statuses itself before it writes one).
 
 Faults (``Sandbox.inject_fault("salesforce", kind, ...)``), answered the way Salesforce does:
 
@@ -76,6 +86,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     case,
     func,
     null,
@@ -91,6 +102,9 @@ from health_sandbox.ids import SF_PREFIX, salesforce_id
 from health_sandbox.soql import SoqlError, SoqlQuery, parse_datetime_literal, parse_soql, to_sql
 from health_sandbox.store import (
     sf_account,
+    sf_campaign,
+    sf_campaign_member,
+    sf_campaign_member_status,
     sf_contact,
     sf_nps_response,
     sf_opportunity,
@@ -120,6 +134,7 @@ class SObject:
     key_prefix: str
     label: str
     required: tuple[str, ...] = ()
+    createable: bool = True  # the object takes create/update/delete calls (not only query)
 
     @property
     def custom(self) -> bool:
@@ -137,6 +152,9 @@ SOBJECTS: dict[str, SObject] = {
         SObject("Opportunity", sf_opportunity, SF_PREFIX["Opportunity"], "Opportunity",
                 ("Name", "StageName", "CloseDate")),
         SObject("NPS_Response__c", sf_nps_response, SF_PREFIX["NPS_Response__c"], "NPS Response"),
+        SObject("Campaign", sf_campaign, "701", "Campaign", ("Name",)),
+        SObject("CampaignMember", sf_campaign_member, "00v", "Campaign Member", ("CampaignId", "ContactId")),
+        SObject("CampaignMemberStatus", sf_campaign_member_status, "01Y", "Campaign Member Status", createable=False),
     )
 }
 
@@ -147,7 +165,15 @@ COMPUTED_FIELDS: dict[str, frozenset[str]] = {
     "User": frozenset({"Name"}),  # FirstName + LastName
     "Task": frozenset({"AccountId"}),  # from WhatId / WhoId
     "Opportunity": frozenset({"IsClosed", "IsWon"}),  # from StageName
+    "CampaignMember": frozenset({"HasResponded"}),  # from Status
+    # Query and retrieve only (object reference: no Create or Update property on any field).
+    "CampaignMemberStatus": frozenset({"CampaignId", "Label", "HasResponded", "IsDefault", "SortOrder"}),
 }
+# Standard fields a client sets on create and never changes ("Properties: Create", no Update).
+CREATE_ONLY_FIELDS: dict[str, frozenset[str]] = {
+    "CampaignMember": frozenset({"CampaignId", "ContactId"}),
+}
+DEFAULT_CAMPAIGN_STATUSES = (("Sent", False, True), ("Responded", True, False))  # (Label, HasResponded, IsDefault)
 # Fields marked "External ID" in the org (upsert keys besides Id).
 EXTERNAL_ID_FIELDS = {
     obj: next(f.name for f in CUSTOM_FIELD_INDEX.values() if f.object == obj and f.external_id)
@@ -165,6 +191,9 @@ STANDARD_FIELD_TYPES: dict[tuple[str, str], str] = {
     ("Task", "Priority"): "picklist",
     ("Opportunity", "Type"): "picklist",
     ("Opportunity", "StageName"): "picklist",
+    ("Campaign", "Type"): "picklist",
+    ("Campaign", "Status"): "picklist",
+    ("CampaignMember", "Status"): "picklist",
 }
 # Parent relationships (the non-polymorphic lookups): (object, field) -> the object it points at.
 # The relationship is named after the field: ``UserRoleId`` -> ``UserRole``, ``Account__c`` ->
@@ -178,6 +207,9 @@ REFERENCES: dict[tuple[str, str], str] = {
     ("Opportunity", "AccountId"): "Account",
     ("NPS_Response__c", "Account__c"): "Account",
     ("NPS_Response__c", "Contact__c"): "Contact",
+    ("CampaignMember", "CampaignId"): "Campaign",
+    ("CampaignMember", "ContactId"): "Contact",
+    ("CampaignMemberStatus", "CampaignId"): "Campaign",
 }
 
 
@@ -186,9 +218,19 @@ def relationship_name(field: str) -> str:
     return field[:-3] + "__r" if field.endswith("__c") else field.removesuffix("Id")
 
 
-def writable(obj: SObject, name: str) -> bool:
-    """Whether the API lets a client set ``obj.name`` (create and update)."""
+def createable(obj: SObject, name: str) -> bool:
+    """Whether the API lets a client set ``obj.name`` when creating a record."""
     return name not in SYSTEM_FIELDS and name not in COMPUTED_FIELDS.get(obj.name, frozenset())
+
+
+def updateable(obj: SObject, name: str) -> bool:
+    """Whether the API lets a client change ``obj.name`` on an existing record."""
+    return createable(obj, name) and name not in CREATE_ONLY_FIELDS.get(obj.name, frozenset())
+
+
+def writable(obj: SObject, name: str) -> bool:
+    """Whether the API lets a client set ``obj.name`` both on create and on update."""
+    return updateable(obj, name)
 
 
 # ----------------------------------------------------------------------------- ids
@@ -199,7 +241,7 @@ _MINTED_NUMBERS = (1_000_000_000, 2**31)
 
 def new_record_id(obj: SObject) -> str:
     """A fresh 18-character Id for a record created through the API (valid checksum)."""
-    return salesforce_id(obj.name, _MINTED_NUMBERS[0] + secrets.randbelow(_MINTED_NUMBERS[1] - _MINTED_NUMBERS[0]))
+    return salesforce_id(obj.key_prefix, _MINTED_NUMBERS[0] + secrets.randbelow(_MINTED_NUMBERS[1] - _MINTED_NUMBERS[0]))
 
 
 # ----------------------------------------------------------------------------- values
@@ -629,7 +671,8 @@ class SalesforceApp(SandboxApp):
         base = f"/services/data/v{ver}/sobjects/{obj.name}"
         return {
             "name": obj.name, "label": obj.label, "keyPrefix": obj.key_prefix, "custom": obj.custom,
-            "queryable": True, "createable": True, "updateable": True, "deletable": True,
+            "queryable": True, "createable": obj.createable, "updateable": obj.createable,
+            "deletable": obj.createable,
             "urls": {"sobject": base, "describe": f"{base}/describe", "rowTemplate": f"{base}/{{ID}}"},
         }
 
@@ -656,8 +699,8 @@ class SalesforceApp(SandboxApp):
                 "unique": col.name == external,
                 "nillable": (col.name not in SYSTEM_FIELDS and col.name not in obj.required
                              and ftype != "boolean"),  # a checkbox is never null
-                "createable": writable(obj, col.name),
-                "updateable": writable(obj, col.name),
+                "createable": createable(obj, col.name),
+                "updateable": updateable(obj, col.name),
                 "referenceTo": [REFERENCES[(obj.name, col.name)]] if (obj.name, col.name) in REFERENCES else [],
                 "relationshipName": (relationship_name(col.name) if (obj.name, col.name) in REFERENCES
                                      else None),
@@ -730,7 +773,7 @@ class SalesforceApp(SandboxApp):
     def delete_record(self, req: Request) -> Response:
         """``DELETE sobjects/{Obj}/{Id}``: to the recycle bin (``IsDeleted``), 204."""
         obj = self.sobject(req.params["obj"])
-        if obj is None or "IsDeleted" not in obj.table.c:
+        if obj is None or "IsDeleted" not in obj.table.c or not obj.createable:
             return Response(400, _errors(f"cannot delete {req.params['obj']} records", "INVALID_TYPE"))
         record_id = req.params["id"]
         with self.store.begin() as conn:
@@ -770,7 +813,10 @@ class SalesforceApp(SandboxApp):
         return field
 
     # -- the write primitives (inside a transaction) ---------------------------------------
-    def _values(self, obj: SObject, body: dict[str, Any]) -> dict[str, Any]:
+    def _values(self, obj: SObject, body: dict[str, Any], creating: bool = True) -> dict[str, Any]:
+        if not obj.createable:
+            raise _BadField(f"entity type cannot be {'inserted' if creating else 'updated'}: {obj.label}",
+                            "INVALID_TYPE_FOR_OPERATION", [])
         values: dict[str, Any] = {}
         for key, value in body.items():
             if key == "attributes":
@@ -779,7 +825,7 @@ class SalesforceApp(SandboxApp):
                 name = self.field_name(obj, key)
             except SoqlError as exc:
                 raise _BadField(str(exc), "INVALID_FIELD", [key]) from None
-            if not writable(obj, name):
+            if not (createable(obj, name) if creating else updateable(obj, name)):
                 raise _BadField(f"Unable to create/update fields: {name}. Please check the security "
                                 "settings of this field and verify that it is read/write for your "
                                 "profile or permission set.", "INVALID_FIELD_FOR_INSERT_UPDATE", [name])
@@ -798,16 +844,65 @@ class SalesforceApp(SandboxApp):
             values["CreatedDate"] = now
         if "IsDeleted" in obj.table.c:
             values["IsDeleted"] = False
+        if obj.name == "CampaignMember":
+            values = self._campaign_member(conn, values)
         try:
             conn.execute(obj.table.insert().values(values))
         except IntegrityError:
             raise _BadField(f"duplicate value found: {EXTERNAL_ID_FIELDS.get(obj.name)} duplicates "
                             "value on another record", "DUPLICATE_VALUE", []) from None
+        if obj.name == "Campaign":
+            for order, (label, responded, default) in enumerate(DEFAULT_CAMPAIGN_STATUSES, 1):
+                conn.execute(sf_campaign_member_status.insert().values(
+                    Id=new_record_id(SOBJECTS["campaignmemberstatus"]), CampaignId=record_id, Label=label,
+                    HasResponded=responded, IsDefault=default, SortOrder=order, CreatedDate=now, SystemModstamp=now,
+                    IsDeleted=False))  # fmt: skip
         self._compute(conn, obj, obj.table.c.Id == record_id)
         return record_id
 
+    @staticmethod
+    def _statuses(conn: Any, campaign_id: str) -> list[Any]:
+        s = sf_campaign_member_status
+        return conn.execute(select(s).where(s.c.CampaignId == campaign_id, s.c.IsDeleted.isnot(True))
+                            .order_by(s.c.SortOrder)).fetchall()  # fmt: skip
+
+    def _campaign_member(self, conn: Any, values: dict[str, Any]) -> dict[str, Any]:
+        """A new CampaignMember as Salesforce takes it: a real campaign and contact, one member
+        per contact, the campaign's default status when none is given, a status it defines."""
+        cm, c = sf_campaign_member, sf_campaign
+        campaign = conn.execute(select(c.c.Id).where(c.c.Id == values["CampaignId"], c.c.IsDeleted.isnot(True))).first()
+        if campaign is None:
+            raise _BadField(f"invalid cross reference id: CampaignId {values['CampaignId']}",
+                            "INVALID_CROSS_REFERENCE_KEY", ["CampaignId"])
+        contact = conn.execute(select(sf_contact.c.Id).where(sf_contact.c.Id == values["ContactId"],
+                                                             sf_contact.c.IsDeleted.isnot(True))).first()  # fmt: skip
+        if contact is None:
+            raise _BadField(f"invalid cross reference id: ContactId {values['ContactId']}",
+                            "INVALID_CROSS_REFERENCE_KEY", ["ContactId"])
+        existing = conn.execute(select(cm.c.Id).where(cm.c.CampaignId == values["CampaignId"],
+                                                      cm.c.ContactId == values["ContactId"],
+                                                      cm.c.IsDeleted.isnot(True))).first()  # fmt: skip
+        if existing is not None:
+            raise _BadField("Already a campaign member.", "DUPLICATE_VALUE", [])
+        if not values.get("Status"):
+            default = next((r.Label for r in self._statuses(conn, values["CampaignId"]) if r.IsDefault), None)
+            values["Status"] = default
+        self._check_member_status(conn, values["CampaignId"], values["Status"])
+        return values
+
+    def _check_member_status(self, conn: Any, campaign_id: str, status: str | None) -> None:
+        labels = [r.Label for r in self._statuses(conn, campaign_id)]
+        if status not in labels:
+            raise _BadField(f"Status: bad value for restricted picklist field: {status}",
+                            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", ["Status"])
+
     def _update(self, conn: Any, obj: SObject, where: Any, body: dict[str, Any]) -> bool:
-        values = self._values(obj, body) | {"SystemModstamp": _now()}
+        values = self._values(obj, body, creating=False) | {"SystemModstamp": _now()}
+        if obj.name == "CampaignMember" and "Status" in values:
+            for row in conn.execute(select(obj.table.c.CampaignId).where(where)):
+                self._check_member_status(conn, row.CampaignId, values["Status"])
+        if "IsDeleted" in obj.table.c:
+            where = and_(where, obj.table.c.IsDeleted.isnot(True))
         found = bool(conn.execute(update(obj.table).where(where).values(values)).rowcount)
         if found:
             self._compute(conn, obj, where)
@@ -815,11 +910,19 @@ class SalesforceApp(SandboxApp):
 
     @staticmethod
     def _compute(conn: Any, obj: SObject, where: Any) -> None:
-        """Recompute the fields Salesforce derives: Task.AccountId from WhatId, else WhoId.
+        """Recompute the fields Salesforce derives: Task.AccountId from WhatId, else WhoId;
+        CampaignMember.HasResponded from its status.
 
         WhatId an Account: that account; an Opportunity: its account; otherwise the account of the
         WhoId contact, or none (object reference, Task.AccountId).
         """
+        if obj.name == "CampaignMember":
+            cm, st = sf_campaign_member, sf_campaign_member_status
+            responded = select(st.c.HasResponded).where(
+                st.c.CampaignId == cm.c.CampaignId, st.c.Label == cm.c.Status, st.c.IsDeleted.isnot(True)
+            ).scalar_subquery()
+            conn.execute(update(cm).where(where).values(HasResponded=func.coalesce(responded, False)))
+            return
         if obj.name != "Task":
             return
         t, a, o, c = sf_task, sf_account, sf_opportunity, sf_contact
@@ -975,7 +1078,9 @@ def _oauth_token(app: SalesforceApp, req: Request) -> Response:
 
 def build_app(store: Engine, folder: Path) -> SandboxApp:
     """The loopback Salesforce over the sandbox store in ``folder`` (served over HTTPS)."""
-    app = SalesforceApp(store, folder)
+    from health_sandbox.salesforce_org import OrgSalesforceApp  # the org's setup (fields it lacks ...)
+
+    app = OrgSalesforceApp(store, folder)
     app.route("POST", r"/services/oauth2/token/?")(lambda req: _oauth_token(app, req))
     app.route("GET", _V + r"/(?P<endpoint>query|queryAll)/?")(lambda req: app.run_query(req, req.params["endpoint"]))
     app.route("GET", _V + r"/(?:query|queryAll)/(?P<locator>01g\w+)-(?P<offset>\d+)")(app.more)

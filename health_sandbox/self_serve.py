@@ -216,8 +216,9 @@ from health_sandbox.company import (
 from health_sandbox.ids import product_account_id, product_user_id, stripe_ids
 from health_sandbox.server import SYSTEMS_META
 from health_sandbox.store import (
-    mk_list,
-    mk_membership,
+    hs_contact,
+    hs_list,
+    hs_list_membership,
     sandbox_meta,
     stripe_customer,
     stripe_dispute,
@@ -229,9 +230,10 @@ from health_sandbox.store import (
 GENERATOR_VERSION = "1"
 COMPANY_KIND = "self_serve"
 # What the sandbox serves for this company (``sandbox_meta['systems']``, read by
-# ``server.Sandbox.start``): Stripe and the vendor's own Slack, e-mail and marketing tool. The
-# product database is a file next to the store. Salesforce and Zendesk are not connected.
-SYSTEMS = ("stripe", "slack", "marketing", "smtp")
+# ``server.Sandbox.start``): Stripe and the vendor's own Slack, e-mail and marketing tool
+# (HubSpot). The product database is a file next to the store. Salesforce and Zendesk are not
+# connected.
+SYSTEMS = ("stripe", "slack", "hubspot", "smtp")
 
 PLANS = ("personal", "team")
 PERSONAL, TEAM = 0, 1
@@ -1345,24 +1347,19 @@ class _Pinwheel:
 
     # ----------------------------------------------------------------------- marketing
     def _marketing(self, store: sqlite3.Connection) -> None:
-        """The vendor's lifecycle lists, and the people on them (by e-mail)."""
+        """The vendor's lifecycle lists in HubSpot (static lists), and the people on them."""
         rng = _rng(self.spec.seed, "ss_marketing")
         lists = [
-            (201, "Pinwheel Newsletter", "newsletter"),
-            (202, "Upgrade - Team Plan Offer", "upsell"),
-            (203, "Expansion - Add Your Team", "expansion"),
-            (204, "Product Tips Sequence", "engagement"),
-            (205, "Re-engagement Nurture", "nurture"),
-            (206, "Advocacy - Referral Program", "advocacy"),
-            (207, "Advocacy - Case Study Candidates", "advocacy"),
-            (208, "Advocacy - Beta Program", "advocacy"),
-            (209, "Advocacy - Review Site Prompts", "advocacy"),
+            ("201", "Pinwheel Newsletter"),
+            ("202", "Upgrade - Team Plan Offer"),
+            ("203", "Expansion - Add Your Team"),
+            ("204", "Product Tips Sequence"),
+            ("205", "Re-engagement Nurture"),
+            ("206", "Advocacy - Referral Program"),
+            ("207", "Advocacy - Case Study Candidates"),
+            ("208", "Advocacy - Beta Program"),
+            ("209", "Advocacy - Review Site Prompts"),
         ]
-        self.counts["mk_list"] = _insert(
-            store,
-            mk_list,
-            {"id": [x[0] for x in lists], "name": [x[1] for x in lists], "kind": [x[2] for x in lists]},
-        )
         acct = np.concatenate(self.user_rows["acct"])
         joined = np.concatenate(self.user_rows["created"])
         email = np.concatenate(self.user_rows["email"])
@@ -1373,16 +1370,44 @@ class _Pinwheel:
             owner & alive & (self.plan_end[acct] == PERSONAL) & (rng.random(len(acct)) < 0.4)
         )
         more = np.flatnonzero(owner & alive & (self.plan_end[acct] == TEAM) & (rng.random(len(acct)) < 0.3))
-        members = [(201, news), (202, upsell), (203, more)]
-        rows = np.concatenate([m for _, m in members])
-        self.counts["mk_membership"] = _insert(
+        members = [("201", news), ("202", upsell), ("203", more)]
+        rows = np.unique(np.concatenate([m for _, m in members]))
+        contact_id = {int(r): str(100_001 + i) for i, r in enumerate(rows)}  # HubSpot record ids
+        self.counts["hs_contact"] = _insert(
             store,
-            mk_membership,
+            hs_contact,
             {
-                "list_id": np.concatenate([np.full(len(m), lid) for lid, m in members]),
-                "email": email[rows],
-                "status": np.where(alive[rows], "active", "paused"),
-                "updated_at": joined[rows],
+                "id": [contact_id[int(r)] for r in rows],
+                "email": [str(e).lower() for e in email[rows]],
+                "createdate": joined[rows],
+                "lastmodifieddate": joined[rows],
+                "archived": [False] * len(rows),
+            },
+        )
+        first = joined.min() if len(joined) else np.datetime64("2024-01-01")
+        self.counts["hs_list"] = _insert(
+            store,
+            hs_list,
+            {
+                "listId": [x[0] for x in lists],
+                "name": [x[1] for x in lists],
+                "processingType": ["MANUAL"] * len(lists),
+                "objectTypeId": ["0-1"] * len(lists),
+                "createdAt": np.full(len(lists), first),
+                "updatedAt": np.full(len(lists), first),
+                "listVersion": [1] * len(lists),
+            },
+        )
+        # Members who left (their service ended) were taken off the lists, as a marketer would.
+        kept = [(lid, m[alive[m]]) for lid, m in members]
+        chosen = np.concatenate([m for _, m in kept])
+        self.counts["hs_list_membership"] = _insert(
+            store,
+            hs_list_membership,
+            {
+                "listId": np.concatenate([np.full(len(m), lid, dtype=object) for lid, m in kept]),
+                "recordId": [contact_id[int(r)] for r in chosen],
+                "membershipTimestamp": joined[chosen],
             },
         )
 

@@ -1,16 +1,19 @@
 """Start and stop the whole sandbox: every external system on loopback, over one store.
 
 ``Sandbox.start(folder)`` serves the synthetic company found in ``folder`` (``company.db``,
-``product.db``): Salesforce over HTTPS, Zendesk, Stripe, Slack and the marketing tool over HTTP,
-and an SMTP server. The endpoints are written to ``folder/endpoints.json`` so other processes
+``product.db``): Salesforce over HTTPS, Zendesk, Stripe, Slack and HubSpot over HTTP, and an
+SMTP server. The endpoints are written to ``folder/endpoints.json`` so other processes
 (the Airflow connections, the demo summary) know where everything is.
 
 A company may have fewer systems: ``sandbox_meta['systems']`` (a JSON list, written by its
 generator) names the ones it has, and only those are served. The self-serve company
 (``self_serve.py``) has no Salesforce and no Zendesk, so neither is started, ``endpoints.json``
 has no entry for them and no Airflow connection is made for them: they are not connected, as at
-a company that does not use them, rather than connected and empty. A company without the key
-(the B2B company of ``company.py``) has every system.
+a company that does not use them, rather than connected and empty; its marketing runs on
+HubSpot. A company without the key (the B2B company of ``company.py``) has every system but
+HubSpot: its marketing runs on Salesforce Campaigns (the product's default campaign target), so
+no ``health_hubspot`` connection is made for it. Tests of the HubSpot target serve
+``hubspot_api`` over the same store themselves.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ HTTP_SYSTEMS: dict[str, tuple[str, bool]] = {
     "zendesk": ("health_sandbox.zendesk_api", False),
     "stripe": ("health_sandbox.stripe_api", False),
     "slack": ("health_sandbox.slack_api", False),
-    "marketing": ("health_sandbox.marketing_api", False),
+    "hubspot": ("health_sandbox.hubspot_api", False),
 }
 
 # Fixed ports for the long-running demo sandbox; tests pass ports=None to get free ones.
@@ -43,7 +46,7 @@ DEMO_PORTS: dict[str, int] = {
     "zendesk": 18480,
     "stripe": 18481,
     "slack": 18482,
-    "marketing": 18483,
+    "hubspot": 18483,
     "smtp": 18025,
 }
 
@@ -53,17 +56,18 @@ DEMO_PORTS: dict[str, int] = {
 # chosen are in the sandbox folder's endpoints.json, which is what everything else reads.
 SANDBOX_PORTS_ENV = "CUSTOMER_HEALTH_SANDBOX_PORTS"
 ALL_SYSTEMS: tuple[str, ...] = (*HTTP_SYSTEMS, "smtp")
+DEFAULT_SYSTEMS: tuple[str, ...] = tuple(s for s in ALL_SYSTEMS if s != "hubspot")  # a company without the key
 SYSTEMS_META = "systems"  # sandbox_meta key: the JSON list of the systems a company has
 
 
 def company_systems(store: Engine) -> tuple[str, ...]:
-    """The systems the company in ``store`` has (``sandbox_meta['systems']``; all when unset)."""
+    """The systems the company in ``store`` has (``sandbox_meta['systems']``; DEFAULT_SYSTEMS when unset)."""
     with store.connect() as conn:
         value = conn.execute(
             select(sandbox_meta.c.value).where(sandbox_meta.c.key == SYSTEMS_META)
         ).scalar_one_or_none()
     if value is None:
-        return ALL_SYSTEMS
+        return DEFAULT_SYSTEMS
     named = json.loads(value)
     unknown = sorted(set(named) - set(ALL_SYSTEMS))
     if unknown:
@@ -92,7 +96,7 @@ class Sandbox:
     servers: dict[str, RunningServer] = field(default_factory=dict)
     smtp: Any = None
     endpoints: dict[str, Any] = field(default_factory=dict)
-    systems: tuple[str, ...] = ALL_SYSTEMS
+    systems: tuple[str, ...] = DEFAULT_SYSTEMS
 
     @classmethod
     def start(cls, folder: Path, ports: dict[str, int] | None = None) -> Sandbox:

@@ -1,4 +1,4 @@
-"""The sandbox's own data: what Salesforce, Zendesk, Stripe and the marketing tool "hold".
+"""The sandbox's own data: what Salesforce, Zendesk, Stripe and HubSpot "hold".
 
 The synthetic company is generated into one SQLite file (``company.db``) whose tables mirror the
 objects each API serves, with the API's own field names, so the loopback servers serialize rows
@@ -156,6 +156,46 @@ sf_nps_response = Table(  # custom object NPS_Response__c
     Column("IsDeleted", Boolean, default=False),
 )
 
+sf_campaign = Table(  # Campaign: a marketing programme (upsell offers, advocacy, nurture, ...)
+    "sf_campaign",
+    store_metadata,
+    Column("Id", String(18), primary_key=True),
+    Column("Name", String(80)),
+    Column("Type", String(40)),  # picklist: Email, Referral Program, Other, ...
+    Column("Status", String(40)),  # picklist: Planned, In Progress, Completed, Aborted
+    Column("IsActive", Boolean),
+    Column("CreatedDate", DateTime),
+    Column("SystemModstamp", DateTime),
+    Column("IsDeleted", Boolean, default=False),
+)
+
+sf_campaign_member_status = Table(  # CampaignMemberStatus: the member status values of one campaign
+    "sf_campaign_member_status",
+    store_metadata,
+    Column("Id", String(18), primary_key=True),
+    Column("CampaignId", String(18), index=True),
+    Column("Label", String(765)),
+    Column("HasResponded", Boolean),
+    Column("IsDefault", Boolean),
+    Column("SortOrder", Integer),
+    Column("CreatedDate", DateTime),
+    Column("SystemModstamp", DateTime),
+    Column("IsDeleted", Boolean, default=False),
+)
+
+sf_campaign_member = Table(  # CampaignMember: a contact's membership of a campaign, with its status
+    "sf_campaign_member",
+    store_metadata,
+    Column("Id", String(18), primary_key=True),
+    Column("CampaignId", String(18), index=True),
+    Column("ContactId", String(18), index=True),
+    Column("Status", String(40)),  # one of the campaign's CampaignMemberStatus labels
+    Column("HasResponded", Boolean),  # from the status (read-only)
+    Column("CreatedDate", DateTime),
+    Column("SystemModstamp", DateTime),
+    Column("IsDeleted", Boolean, default=False),
+)
+
 # ----------------------------------------------------------------------------- Zendesk objects
 zd_organization = Table(
     "zd_organization",
@@ -259,25 +299,39 @@ stripe_dispute = Table(
     Column("created", Integer, index=True),
 )
 
-# ----------------------------------------------------------------------------- marketing tool
-mk_list = Table(  # HubSpot-style static lists = campaigns/sequences
-    "mk_list",
+# ----------------------------------------------------------------------------- HubSpot
+# HubSpot's contacts and contact lists (the lists API v3), for the HubSpot campaign target.
+hs_contact = Table(
+    "hs_contact",
     store_metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("name", String(255)),
-    Column("kind", String(30)),  # upsell | expansion | engagement | advocacy | nurture | newsletter
+    Column("id", String(20), primary_key=True),  # HubSpot record ids are numbers, served as strings
+    Column("email", String(255), unique=True),
+    Column("firstname", String(80)),
+    Column("lastname", String(80)),
+    Column("createdate", DateTime),
+    Column("lastmodifieddate", DateTime),
+    Column("archived", Boolean, default=False),
 )
 
-mk_membership = Table(
-    "mk_membership",
+hs_list = Table(
+    "hs_list",
     store_metadata,
-    Column("list_id", Integer, primary_key=True),
-    Column("email", String(255), primary_key=True),
-    Column("status", String(20)),  # active | paused
-    Column("updated_at", DateTime),
-    # "every list membership of one contact" (GET /marketing/v1/memberships?email=) is looked up
-    # by email alone: without this index each lookup scans every membership of the company.
-    Index("ix_mk_membership_email", "email"),
+    Column("listId", String(20), primary_key=True),
+    Column("name", String(255), unique=True),
+    Column("processingType", String(20)),  # MANUAL | SNAPSHOT | DYNAMIC
+    Column("objectTypeId", String(10)),  # "0-1": contacts
+    Column("createdAt", DateTime),
+    Column("updatedAt", DateTime),
+    Column("listVersion", Integer, default=1),
+)
+
+hs_list_membership = Table(
+    "hs_list_membership",
+    store_metadata,
+    Column("listId", String(20), primary_key=True),
+    Column("recordId", String(20), primary_key=True),
+    Column("membershipTimestamp", DateTime),
+    Index("ix_hs_list_membership_record", "recordId"),
 )
 
 # ----------------------------------------------------------------------------- bookkeeping
@@ -285,7 +339,7 @@ sandbox_writes = Table(
     "sandbox_writes",
     store_metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("system", String(20), index=True),  # salesforce | zendesk | stripe | slack | smtp | marketing
+    Column("system", String(20), index=True),  # salesforce | zendesk | stripe | slack | smtp | hubspot
     Column("method", String(10)),
     Column("path", Text),
     Column("object", String(60)),

@@ -20,7 +20,12 @@ STRIPE_CONN_ID = "health_stripe"
 PRODUCT_DB_CONN_ID = "health_product_db"
 SLACK_CONN_ID = "health_slack"
 SMTP_CONN_ID = "health_smtp"
-MARKETING_CONN_ID = "health_marketing"
+# Optional: the ops channel, a Slack incoming webhook for whoever runs the pipeline (failed tasks,
+# late scores, record spikes: customer_health.alerts). Without it alerts are logged as warnings.
+OPS_SLACK_CONN_ID = "health_ops_slack"
+# Optional: with it, the campaign actions and segments act on HubSpot lists instead of
+# Salesforce Campaigns (customer_health.actions.campaign_targets).
+HUBSPOT_CONN_ID = "health_hubspot"
 
 ALL_CONN_IDS = (
     WAREHOUSE_CONN_ID,
@@ -30,7 +35,7 @@ ALL_CONN_IDS = (
     PRODUCT_DB_CONN_ID,
     SLACK_CONN_ID,
     SMTP_CONN_ID,
-    MARKETING_CONN_ID,
+    HUBSPOT_CONN_ID,
 )
 
 # The one-slot Airflow pool shared by the daily and the refresh scoring tasks, so they never

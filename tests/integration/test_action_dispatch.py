@@ -1,10 +1,10 @@
 """Dispatch delivers every action exactly once, through the real clients, to the loopback sinks.
 
-The sinks (Salesforce over HTTPS, Slack, the marketing tool, SMTP) run on loopback over a
-private sandbox store; the clients come from the project's Airflow connections
-(``clients_from_airflow``: the Salesforce hook's simple-salesforce client, the Slack webhook
-hook's WebhookClient, the SMTP hook, requests for the marketing API). Every assertion reads what
-the sandbox recorded (``sandbox_writes``, ``sf_task``, ``mk_membership``, ``sf_account``).
+The sinks (Salesforce over HTTPS, Slack, SMTP) run on loopback over a private sandbox store;
+the clients come from the project's Airflow connections (``clients_from_airflow``: the
+Salesforce hook's simple-salesforce client, also the campaign target - Salesforce Campaigns by
+default -, the Slack webhook hook's WebhookClient, the SMTP hook). Every assertion reads what
+the sandbox recorded (``sandbox_writes``, ``sf_task``, ``sf_campaign_member``, ``sf_account``).
 """
 
 from __future__ import annotations
@@ -18,34 +18,39 @@ import requests
 from slack_sdk.webhook import WebhookResponse
 from sqlalchemy import delete, insert, select, update
 
-from customer_health.actions.config import load_action_rules
 from customer_health.actions.decide import decide_actions
 from customer_health.actions.dispatch import dispatch
 from customer_health.actions.targets import DispatchClients, clients_from_airflow
 from customer_health.actions.writeback import writeback_health_fields
 from customer_health.retries import RetriesExhausted, RetryPolicy
 from customer_health.warehouse.schema import action_outbox, crm_writeback_state, health_scores
-from health_sandbox import marketing_api, salesforce_api, slack_api
+from health_sandbox import salesforce_api, slack_api
 from health_sandbox.connections import as_environment, sandbox_connections
 from health_sandbox.http import serve
 from health_sandbox.smtp_sink import start_smtp
 from health_sandbox.store import (
-    mk_list,
-    mk_membership,
     sandbox_faults,
     sandbox_writes,
     sf_account,
+    sf_campaign,
+    sf_campaign_member,
+    sf_campaign_member_status,
+    sf_contact,
     sf_task,
     store_engine,
 )
 from health_sandbox.tls import ensure_certificate, server_context
-from tests.unit.test_action_rules import D, Warehouse
+from tests.unit.test_action_rules import LIVE, D, Warehouse
 
-RULES = load_action_rules()
-LISTS = [(1, "Upsell: Analytics add-on", "upsell"), (2, "Expansion: more seats", "expansion"),
-         (3, "Engagement sequence", "engagement"), (4, "Referral program", "advocacy"),
-         (5, "Case study programme", "advocacy"), (6, "Beta program", "advocacy"),
-         (7, "Review site prompts", "advocacy"), (8, "Monthly newsletter", "newsletter")]
+RULES = LIVE  # every action type live and uncapped: delivery itself is under test here
+# Salesforce Campaigns named as the shipped programmes select them (config/actions_v1.yaml).
+CAMPAIGNS = {"UP": "Upsell - Analytics add-on", "EX": "Expansion - more seats", "EN": "Product Tips Sequence",
+             "RF": "Advocacy - Referral Program", "CS": "Advocacy - Case Study Candidates",
+             "BT": "Advocacy - Beta Program", "RV": "Advocacy - Review Site Prompts", "NL": "Monthly newsletter"}
+
+
+def campaign_id(code: str) -> str:
+    return f"701{code}0000000000AAA"
 
 
 class Sinks:
@@ -57,7 +62,6 @@ class Sinks:
         self.servers = {
             "salesforce": serve(salesforce_api.build_app(self.store, folder), tls=server_context(folder)),
             "slack": serve(slack_api.build_app(self.store, folder)),
-            "marketing": serve(marketing_api.build_app(self.store, folder)),
         }
         self.smtp = start_smtp(self.store)
         endpoints = {name: s.base_url for name, s in self.servers.items()} | {
@@ -69,7 +73,13 @@ class Sinks:
         monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
         monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
         with self.store.begin() as conn:
-            conn.execute(insert(mk_list), [{"id": i, "name": n, "kind": k} for i, n, k in LISTS])
+            conn.execute(insert(sf_campaign), [{"Id": campaign_id(c), "Name": n, "Type": "Email", "IsActive": True,
+                                                "IsDeleted": False} for c, n in CAMPAIGNS.items()])
+            conn.execute(insert(sf_campaign_member_status), [
+                {"Id": f"01Y{c}{i:013d}AAA", "CampaignId": campaign_id(c), "Label": label, "HasResponded": label == "Responded",
+                 "IsDefault": label == "Sent", "SortOrder": i, "IsDeleted": False}
+                for c in CAMPAIGNS for i, label in enumerate(["Sent", "Responded", *(["Paused"] if c in ("UP", "EX") else [])])
+            ])
 
     def stop(self) -> None:
         for s in self.servers.values():
@@ -82,13 +92,29 @@ class Sinks:
                 select(sandbox_writes).where(sandbox_writes.c.system == system).order_by(sandbox_writes.c.id)
             ).fetchall()
 
-    def member(self, list_id: int, email: str, status: str = "active") -> None:
-        with self.store.begin() as conn:
-            conn.execute(insert(mk_membership).values(list_id=list_id, email=email, status=status))
+    def contacts(self, wh: Warehouse) -> None:
+        """The warehouse's contacts as Salesforce Contacts (a CampaignMember needs a real one)."""
+        from customer_health.warehouse.schema import raw_sf_contact
 
-    def membership_status(self) -> dict[tuple[int, str], str]:
+        with wh.engine.connect() as conn:
+            rows = conn.execute(select(raw_sf_contact)).fetchall()
+        with self.store.begin() as conn:
+            conn.execute(insert(sf_contact).prefix_with("OR IGNORE"), [
+                {"Id": r.id, "AccountId": r.account_id, "LastName": r.last_name, "Email": r.email, "IsDeleted": False}
+                for r in rows])  # fmt: skip
+
+    def member(self, code: str, contact_id: str, status: str = "Sent") -> None:
+        with self.store.begin() as conn:
+            conn.execute(insert(sf_campaign_member).values(
+                Id=f"00v{code}{contact_id[-6:]}{status[:3]}", CampaignId=campaign_id(code), ContactId=contact_id,
+                Status=status, HasResponded=False, IsDeleted=False))  # fmt: skip
+
+    def membership_status(self) -> dict[tuple[str, str], str]:
+        """(campaign code, contact id) -> Status of every current CampaignMember."""
+        codes = {campaign_id(c): c for c in CAMPAIGNS}
         with self.store.connect() as conn:
-            return {(r.list_id, r.email): r.status for r in conn.execute(select(mk_membership))}
+            return {(codes[r.CampaignId], r.ContactId): r.Status for r in conn.execute(
+                select(sf_campaign_member).where(sf_campaign_member.c.IsDeleted.isnot(True)))}
 
     def tasks(self) -> list:
         with self.store.connect() as conn:
@@ -272,26 +298,31 @@ def test_an_smtp_outage_leaves_the_email_pending_and_it_is_sent_once_later(wh, s
     assert len(sinks.writes("smtp")) == 1
 
 
-# ----------------------------------------------------------------------------- marketing
+# ----------------------------------------------------------------------------- campaigns
 def test_at_risk_pauses_upsell_and_expansion_and_recovery_resumes_only_those(wh, sinks, clients):
     a = wh.account("001A", "Acme")
-    sinks.member(1, "ana@acme.test")
-    sinks.member(2, "sam@acme.test")
-    sinks.member(8, "ana@acme.test")  # the newsletter is not an upsell
-    sinks.member(1, "sam@acme.test", status="paused")  # paused by a marketer: ours to leave alone
+    ana, sam = "003001Aa", "003001Ab"
+    sinks.contacts(wh)
+    sinks.member("UP", ana)
+    sinks.member("EX", sam, status="Responded")
+    sinks.member("NL", ana)  # the newsletter is not an upsell
+    sinks.member("UP", sam, status="Paused")  # paused by a marketer: theirs to resume, not ours
     day0 = D - timedelta(days=5)
     wh.score(a, day0, "At Risk", 41, "Neutral")
     decide_actions(wh.engine, day0, "v1", RULES)
     dispatch(wh.engine, "checkin_task", None, clients, RULES)
     assert dispatch(wh.engine, "campaign_pause", None, clients, RULES).sent == 1
-    assert sinks.membership_status() == {(1, "ana@acme.test"): "paused", (2, "sam@acme.test"): "paused",
-                                         (8, "ana@acme.test"): "active", (1, "sam@acme.test"): "paused"}
+    assert sinks.membership_status() == {("UP", ana): "Paused", ("EX", sam): "Paused", ("NL", ana): "Sent",
+                                         ("UP", sam): "Paused"}
+    [pause] = wh.outbox(action_type="campaign_pause")
+    assert json.loads(pause.result) == {"paused": 2, "already_paused": 1,
+                                        "programmes": ["Upsell - Analytics add-on", "Expansion - more seats"]}
     wh.score(a, D, "Neutral", 62, "At Risk")
     decide_actions(wh.engine, D, "v1", RULES)
     assert dispatch(wh.engine, "campaign_resume", None, clients, RULES).sent == 1
     assert dispatch(wh.engine, "rescue_tasks_complete", None, clients, RULES).sent == 1
-    assert sinks.membership_status() == {(1, "ana@acme.test"): "active", (2, "sam@acme.test"): "active",
-                                         (8, "ana@acme.test"): "active", (1, "sam@acme.test"): "paused"}
+    assert sinks.membership_status() == {("UP", ana): "Sent", ("EX", sam): "Responded", ("NL", ana): "Sent",
+                                         ("UP", sam): "Paused"}  # each back to what it was; the marketer's stays
     [task] = sinks.tasks()
     assert task.Status == "Completed"
     [pause] = wh.outbox(action_type="campaign_pause")
@@ -299,45 +330,96 @@ def test_at_risk_pauses_upsell_and_expansion_and_recovery_resumes_only_those(wh,
     assert decide_actions(wh.engine, D + timedelta(days=1), "v1", RULES).inserted == 0  # nothing left open
 
 
-def test_a_pause_interrupted_by_an_outage_resumes_where_it_stopped(wh, sinks, clients):
+def test_a_resume_leaves_a_status_a_marketer_changed_since_the_pause(wh, sinks, clients):
     a = wh.account("001A", "Acme")
-    sinks.member(1, "ana@acme.test")
-    sinks.member(2, "ana@acme.test")
+    sinks.contacts(wh)
+    sinks.member("UP", "003001Aa")
+    wh.score(a, D - timedelta(days=5), "At Risk", 41, "Neutral")
+    decide_actions(wh.engine, D - timedelta(days=5), "v1", RULES)
+    dispatch(wh.engine, "campaign_pause", None, clients, RULES)
+    with sinks.store.begin() as conn:  # marketing took the contact out of the offer meanwhile
+        conn.execute(update(sf_campaign_member).values(Status="Responded"))
+    wh.score(a, D, "Neutral", 62, "At Risk")
+    decide_actions(wh.engine, D, "v1", RULES)
+    dispatch(wh.engine, "campaign_resume", None, clients, RULES)
+    assert sinks.membership_status() == {("UP", "003001Aa"): "Responded"}
+
+
+def test_a_pause_in_a_campaign_without_the_pause_status_changes_nothing_and_says_what_to_add(wh, sinks, clients):
+    a = wh.account("001A", "Acme")
+    sinks.contacts(wh)
+    sinks.member("UP", "003001Aa")
+    with sinks.store.begin() as conn:
+        conn.execute(delete(sf_campaign_member_status).where(sf_campaign_member_status.c.Label == "Paused",
+                                                             sf_campaign_member_status.c.CampaignId == campaign_id("EX")))
     wh.score(a, D, "At Risk", 41, "Neutral")
     decide_actions(wh.engine, D, "v1", RULES)
-    sinks.fault("marketing", "server_error", times=100, skip=2)  # memberships lookup + first PUT pass
+    assert dispatch(wh.engine, "campaign_pause", None, clients, RULES).failed == 1
+    [row] = wh.outbox(action_type="campaign_pause")
+    assert "Campaign 'Expansion - more seats'" in row.last_error and "no member status 'Paused'" in row.last_error
+    assert sinks.membership_status() == {("UP", "003001Aa"): "Sent"}
+
+
+def test_a_pause_interrupted_by_an_outage_resumes_where_it_stopped(wh, sinks, clients):
+    a = wh.account("001A", "Acme")
+    sinks.contacts(wh)
+    sinks.member("UP", "003001Aa")
+    sinks.member("EX", "003001Aa")
+    wh.score(a, D, "At Risk", 41, "Neutral")
+    decide_actions(wh.engine, D, "v1", RULES)
+    sinks.fault("salesforce", "server_error", times=100, skip=3)  # campaigns, statuses, members; then the update
     assert dispatch(wh.engine, "campaign_pause", None, clients, RULES).deferred == 1
     sinks.clear_faults()
     assert dispatch(wh.engine, "campaign_pause", None, clients, RULES).sent == 1
-    [row] = wh.outbox(action_type="campaign_pause")
-    assert json.loads(row.result)["paused"] == [[1, "ana@acme.test"], [2, "ana@acme.test"]]
-    changed = [w for w in sinks.writes("marketing") if w.object == "list_membership_status" and w.created]
-    assert len(changed) == 2
+    assert sinks.membership_status() == {("UP", "003001Aa"): "Paused", ("EX", "003001Aa"): "Paused"}
+    # The second attempt knew the statuses from before its own first try: a resume restores "Sent".
+    wh.score(a, D + timedelta(days=1), "Neutral", 62, "At Risk")
+    decide_actions(wh.engine, D + timedelta(days=1), "v1", RULES)
+    dispatch(wh.engine, "campaign_resume", None, clients, RULES)
+    assert sinks.membership_status() == {("UP", "003001Aa"): "Sent", ("EX", "003001Aa"): "Sent"}
 
 
 def test_engagement_and_advocacy_enrolments_are_idempotent(wh, sinks, clients):
     wh.score(wh.account("001A", "Acme", used_features=("dash",)), D, "Neutral", 66, "Healthy")
+    sinks.contacts(wh)
+    sinks.member("EN", "003001Ab")  # already in the sequence, added by marketing
     decide_actions(wh.engine, D, "v1", RULES)
     assert dispatch(wh.engine, "engagement_sequence", None, clients, RULES).sent == 1
+    [row] = wh.outbox(action_type="engagement_sequence")
+    assert json.loads(row.result) == {"added": 1, "already_members": 1, "programmes": ["Product Tips Sequence"]}
     with wh.engine.begin() as conn:
         conn.execute(update(action_outbox).values(status="pending"))  # a replay after a lost acknowledgement
     dispatch(wh.engine, "engagement_sequence", None, clients, RULES)
-    assert [w.created for w in sinks.writes("marketing")] == [True, True, False, False]
-    assert {k for k, v in sinks.membership_status().items() if v == "active"} == {
-        (3, "ana@acme.test"), (3, "sam@acme.test")}
+    assert sinks.membership_status() == {("EN", "003001Aa"): "Sent", ("EN", "003001Ab"): "Sent"}
+    created = [w for w in sinks.writes("salesforce") if w.object == "CampaignMember" and w.created]
+    assert len(created) == 1
 
 
-def test_an_enrolment_into_a_missing_list_fails_visibly(wh, sinks, clients):
+def test_a_duplicate_campaign_member_is_a_member_not_an_error(wh, sinks, clients):
+    """The insert landed but its answer was lost: Salesforce answers DUPLICATE_VALUE to the retry."""
+    from customer_health.actions.campaign_targets import SalesforceCampaigns
+
+    wh.account("001A", "Acme")
+    sinks.contacts(wh)
+    sinks.member("RF", "003001Aa")
+    target = SalesforceCampaigns(clients.salesforce)
+    added = target.add(campaign_id("RF"), ["003001Aa"])
+    assert list(added) == ["003001Aa"] and added["003001Aa"].startswith("00v")
+    assert sinks.membership_status() == {("RF", "003001Aa"): "Sent"}
+
+
+def test_an_enrolment_into_a_missing_campaign_fails_visibly(wh, sinks, clients):
     key = wh.account("001A", "Acme")
+    sinks.contacts(wh)
     for i in range(90, -1, -1):
         wh.score(key, D - timedelta(days=i), "Healthy", 85, "Healthy")
     decide_actions(wh.engine, D, "v1", RULES)
     with sinks.store.begin() as conn:
-        conn.execute(delete(mk_list).where(mk_list.c.id == 4))
+        conn.execute(update(sf_campaign).where(sf_campaign.c.Id == campaign_id("RF")).values(IsActive=False))
     report = dispatch(wh.engine, "advocacy_referral", None, clients, RULES)
     assert report.failed == 1
     [row] = wh.outbox(action_type="advocacy_referral")
-    assert row.status == "failed" and "no list of kind 'advocacy' whose name contains 'referral'" in row.last_error
+    assert row.status == "failed" and "no active Campaign named 'Advocacy - Referral Program'" in row.last_error
     assert dispatch(wh.engine, "advocacy_beta", None, clients, RULES).sent == 1
 
 

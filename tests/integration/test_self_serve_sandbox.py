@@ -67,7 +67,7 @@ def _every(client: stripe.StripeClient, name: str, params: dict) -> list[dict]:
 
 
 def test_only_the_systems_the_company_has_are_served_and_connected(served):
-    assert set(served.servers) == {"stripe", "slack", "marketing"}
+    assert set(served.servers) == {"stripe", "slack", "hubspot"}
     assert served.smtp is not None
     assert "salesforce" not in served.endpoints and "zendesk" not in served.endpoints
     conns = sandbox_connections(served.endpoints, "sqlite:///warehouse.db")
@@ -78,7 +78,7 @@ def test_only_the_systems_the_company_has_are_served_and_connected(served):
         settings.PRODUCT_DB_CONN_ID,
         settings.SLACK_CONN_ID,
         settings.SMTP_CONN_ID,
-        settings.MARKETING_CONN_ID,
+        settings.HUBSPOT_CONN_ID,
         settings.WAREHOUSE_CONN_ID,
     } == set(conns)
     assert conns[settings.STRIPE_CONN_ID]["extra"]["api_base"] == served.servers["stripe"].base_url
@@ -166,4 +166,4 @@ def test_the_command_line_sandbox_serves_the_company_without_salesforce(folder, 
     assert stopped
     assert "salesforce" not in endpoints and "zendesk" not in endpoints
     assert running == endpoints
-    assert {"stripe", "slack", "marketing", "smtp_port", "product_db_url"} <= set(endpoints)
+    assert {"stripe", "slack", "hubspot", "smtp_port", "product_db_url"} <= set(endpoints)

@@ -1,8 +1,8 @@
-"""The Slack, marketing and SMTP sandboxes answer the real clients like the real systems do.
+"""The Slack, HubSpot and SMTP sandboxes answer the real clients like the real systems do.
 
 Each test serves the sink on loopback over a private store and talks to it with the client the
-pipeline uses (slack_sdk's WebhookClient, requests, smtplib through Airflow's SMTP hook), then
-reads what the sink recorded in ``sandbox_writes``.
+pipeline uses (slack_sdk's WebhookClient, HubSpot's official ``hubspot-api-client``, smtplib
+through Airflow's SMTP hook), then reads what the sink recorded in ``sandbox_writes``.
 """
 
 from __future__ import annotations
@@ -15,23 +15,35 @@ import requests
 from slack_sdk.webhook import WebhookClient
 from sqlalchemy import func, insert, select
 
-from health_sandbox import marketing_api, slack_api
+from health_sandbox import hubspot_api, slack_api
+from health_sandbox.connections import SANDBOX_HUBSPOT_TOKEN
 from health_sandbox.http import serve
-from health_sandbox.marketing_api import SANDBOX_MARKETING_TOKEN
 from health_sandbox.smtp_sink import start_smtp
-from health_sandbox.store import mk_list, mk_membership, sandbox_faults, sandbox_writes, store_engine
+from health_sandbox.store import (
+    hs_contact,
+    hs_list,
+    hs_list_membership,
+    sandbox_faults,
+    sandbox_writes,
+    store_engine,
+)
 
 
 @pytest.fixture()
 def store(tmp_path):
-    """A sandbox store with one upsell and one engagement list; ana@acme.test is in the upsell list."""
+    """A sandbox store with HubSpot contacts and lists: ana (101) is on the upsell list (1)."""
     eng = store_engine(tmp_path / "company.db")
     with eng.begin() as conn:
-        conn.execute(insert(mk_list), [
-            {"id": 1, "name": "Upsell: Analytics add-on", "kind": "upsell"},
-            {"id": 2, "name": "Engagement sequence", "kind": "engagement"},
+        conn.execute(insert(hs_contact), [
+            {"id": "101", "email": "ana@acme.test", "archived": False},
+            {"id": "102", "email": "bo@acme.test", "archived": False},
         ])
-        conn.execute(insert(mk_membership).values(list_id=1, email="ana@acme.test", status="active"))
+        conn.execute(insert(hs_list), [
+            {"listId": "1", "name": "Upsell - Analytics add-on", "processingType": "MANUAL", "objectTypeId": "0-1"},
+            {"listId": "2", "name": "Product Tips Sequence", "processingType": "MANUAL", "objectTypeId": "0-1"},
+            {"listId": "3", "name": "Engaged this month", "processingType": "DYNAMIC", "objectTypeId": "0-1"},
+        ])
+        conn.execute(insert(hs_list_membership).values(listId="1", recordId="101"))
     return eng
 
 
@@ -77,52 +89,78 @@ def test_slack_webhook_rate_limit_carries_retry_after(store, slack):
     assert writes(store, "slack") == []
 
 
-# ----------------------------------------------------------------------------- marketing
+# ----------------------------------------------------------------------------- HubSpot
 @pytest.fixture()
-def marketing(store, tmp_path):
-    running = serve(marketing_api.build_app(store, tmp_path))
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {SANDBOX_MARKETING_TOKEN}"
-    session.base_url = running.base_url  # type: ignore[attr-defined]
-    yield session
+def hubspot(store, tmp_path):
+    from hubspot import HubSpot
+    from urllib3.util.retry import Retry
+
+    running = serve(hubspot_api.build_app(store, tmp_path))
+    yield HubSpot(access_token=SANDBOX_HUBSPOT_TOKEN, host=running.base_url, retry=Retry(total=0))
     running.stop()
 
 
-def test_marketing_lists_carry_their_kind(marketing):
-    lists = marketing.get(f"{marketing.base_url}/contacts/v1/lists", timeout=5).json()["lists"]
-    assert {(x["listId"], x["kind"]) for x in lists} == {(1, "upsell"), (2, "engagement")}
+def test_hubspot_finds_lists_by_name_and_says_404_for_an_unknown_one(hubspot):
+    from hubspot.crm.lists import ApiException
+
+    found = hubspot.crm.lists.lists_api.get_by_name(list_name="Product Tips Sequence", object_type_id="0-1").list
+    assert (found.list_id, found.processing_type, found.size) == ("2", "MANUAL", 0)
+    with pytest.raises(ApiException) as missing:
+        hubspot.crm.lists.lists_api.get_by_name(list_name="No such list", object_type_id="0-1")
+    assert missing.value.status == 404 and '"category": "OBJECT_NOT_FOUND"' in missing.value.body
 
 
-def test_marketing_requires_a_bearer_token(marketing):
-    resp = requests.get(f"{marketing.base_url}/contacts/v1/lists", timeout=5)
-    assert resp.status_code == 401
+def test_adding_a_member_twice_changes_nothing_the_second_time(store, hubspot):
+    api = hubspot.crm.lists.memberships_api
+    first = api.add(list_id="2", request_body=["102", "999"])
+    second = api.add(list_id="2", request_body=["102"])
+    assert (first.records_ids_added, first.record_ids_missing, second.records_ids_added) == (["102"], ["999"], [])
+    assert [w.created for w in writes(store, "hubspot")] == [True, False]
+    removed = api.remove(list_id="1", request_body=["101"])
+    assert removed.record_ids_removed == ["101"]
+    assert [m.list_id for m in api.get_lists(object_type_id="0-1", record_id="102").results] == ["2"]
 
 
-def test_adding_a_member_twice_discards_the_second_add(store, marketing):
-    url = f"{marketing.base_url}/contacts/v1/lists/2/add"
-    first = marketing.post(url, json={"emails": ["bo@acme.test"]}, timeout=5).json()
-    second = marketing.post(url, json={"emails": ["bo@acme.test"]}, timeout=5).json()
-    assert first["updated"] == ["bo@acme.test"] and second["discarded"] == ["bo@acme.test"]
-    assert [w.created for w in writes(store, "marketing")] == [True, False]
+def test_an_active_list_refuses_membership_changes(hubspot):
+    from hubspot.crm.lists import ApiException
+
+    with pytest.raises(ApiException) as refused:
+        hubspot.crm.lists.memberships_api.add(list_id="3", request_body=["101"])
+    assert refused.value.status == 400 and "MANUAL or SNAPSHOT" in refused.value.body
 
 
-def test_pausing_a_membership_twice_changes_nothing_the_second_time(store, marketing):
-    url = f"{marketing.base_url}/marketing/v1/lists/1/memberships/ana@acme.test"
-    assert marketing.put(url, json={"status": "paused"}, timeout=5).json()["changed"] is True
-    assert marketing.put(url, json={"status": "paused"}, timeout=5).json()["changed"] is False
-    assert [w.created for w in writes(store, "marketing")] == [True, False]
-    with store.connect() as conn:
-        assert conn.execute(select(mk_membership.c.status).where(mk_membership.c.list_id == 1)).scalar() == "paused"
-    found = marketing.get(f"{marketing.base_url}/marketing/v1/memberships", params={"email": "ana@acme.test"},
-                          timeout=5).json()["memberships"]
-    assert found == [{"listId": 1, "name": "Upsell: Analytics add-on", "kind": "upsell",
-                      "email": "ana@acme.test", "status": "paused"}]
+def test_contacts_are_found_by_email_and_a_missing_one_is_a_207_error(hubspot):
+    from hubspot.crm.contacts import BatchReadInputSimplePublicObjectId, SimplePublicObjectId
+
+    body = BatchReadInputSimplePublicObjectId(id_property="email", properties=["email"], properties_with_history=[],
+                                              inputs=[SimplePublicObjectId(id="ANA@acme.test"),
+                                                      SimplePublicObjectId(id="zed@acme.test")])
+    answer = hubspot.crm.contacts.batch_api.read(batch_read_input_simple_public_object_id=body)
+    assert [(c.id, c.properties["email"]) for c in answer.results] == [("101", "ana@acme.test")]
+    assert answer.num_errors == 1 and answer.errors[0].context == {"ids": ["zed@acme.test"]}
 
 
-def test_pausing_with_a_bad_status_or_unknown_member_is_rejected(marketing):
-    base = f"{marketing.base_url}/marketing/v1/lists/1/memberships"
-    assert marketing.put(f"{base}/ana@acme.test", json={"status": "stopped"}, timeout=5).status_code == 400
-    assert marketing.put(f"{base}/nobody@acme.test", json={"status": "paused"}, timeout=5).status_code == 404
+def test_list_members_page_with_after(store, hubspot):
+    with store.begin() as conn:
+        conn.execute(insert(hs_contact), [{"id": str(200 + i), "email": f"p{i}@acme.test", "archived": False}
+                                          for i in range(5)])
+    api = hubspot.crm.lists.memberships_api
+    api.add(list_id="2", request_body=[str(200 + i) for i in range(5)])
+    first = api.get_page(list_id="2", limit=3)
+    rest = api.get_page(list_id="2", limit=3, after=first.paging.next.after)
+    assert [r.record_id for r in first.results + rest.results] == [str(200 + i) for i in range(5)]
+    assert rest.paging is None
+
+
+def test_hubspot_refuses_a_wrong_token(store, tmp_path):
+    running = serve(hubspot_api.build_app(store, tmp_path))
+    try:
+        resp = requests.put(f"{running.base_url}/crm/v3/lists/1/memberships/add", json=["102"], timeout=5,
+                            headers={"Authorization": "Bearer wrong"})
+    finally:
+        running.stop()
+    assert resp.status_code == 401 and resp.json()["category"] == "INVALID_AUTHENTICATION"
+    assert writes(store, "hubspot") == []
 
 
 # ----------------------------------------------------------------------------- SMTP

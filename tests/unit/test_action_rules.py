@@ -34,6 +34,8 @@ from customer_health.warehouse.schema import (
 from tests.drivers_helpers import engine_drivers
 
 RULES = load_action_rules()
+# Every action type live and uncapped: the rules' decisions without the go-live safety nets.
+LIVE = replace(RULES, actions={k: replace(a, mode="live", daily_cap=None) for k, a in RULES.actions.items()})
 D = date(2026, 10, 1)
 NOW = datetime(2026, 10, 1, 6, 0)
 
@@ -312,7 +314,8 @@ def test_entering_at_risk_writes_a_pending_checkin_due_in_48_hours_with_the_why(
     assert "Active users fell from 40 to 12" in fields["Description"]
     assert "entered At Risk from Neutral" in row.reason
     pause = json.loads(wh.outbox(action_type="campaign_pause")[0].payload)
-    assert pause["emails"] == ["ana@acme.test", "sam@acme.test"] and pause["list_kinds"] == ["upsell", "expansion"]
+    assert pause["contacts"] == [{"id": "003001Aa", "email": "ana@acme.test"}, {"id": "003001Ab", "email": "sam@acme.test"}]
+    assert pause["programmes"] == ["upsell", "expansion"]
 
 
 def test_an_account_without_an_active_owner_goes_to_the_default_queue(wh):
@@ -353,7 +356,7 @@ def test_engagement_sequence_names_unused_core_features_success_stories_and_webi
     decide_actions(wh.engine, D, "v1", RULES)
     payload = json.loads(wh.outbox(action_type="engagement_sequence")[0].payload)
     assert payload["unused_core_features"] == ["API", "Automations"]
-    assert payload["list_kind"] == "engagement" and payload["success_stories"] and payload["webinar"]
+    assert payload["programmes"] == ["engagement"] and payload["success_stories"] and payload["webinar"]
 
 
 def test_advocacy_after_ninety_healthy_days_happens_once_per_cooldown(wh):
@@ -361,10 +364,13 @@ def test_advocacy_after_ninety_healthy_days_happens_once_per_cooldown(wh):
     for i in range(100, -1, -1):
         wh.score(key, D - timedelta(days=i), "Healthy", 85, "Healthy")
     wh.score(key, D + timedelta(days=1), "Healthy", 86, "Healthy")
-    assert decide_actions(wh.engine, D, "v1", RULES).by_type == {
-        "advocacy_referral": 1, "advocacy_case_study": 1, "advocacy_beta": 1, "advocacy_review": 1}
-    tomorrow = decide_actions(wh.engine, D + timedelta(days=1), "v1", RULES)
-    assert tomorrow.inserted == 0 and all("cooldown" in why for _, _, why in tomorrow.suppressed)
+    for rules in (RULES, LIVE):  # in shadow (the shipped default) as when live
+        with wh.engine.begin() as conn:
+            conn.execute(action_outbox.delete())
+        assert decide_actions(wh.engine, D, "v1", rules).by_type == {
+            "advocacy_referral": 1, "advocacy_case_study": 1, "advocacy_beta": 1, "advocacy_review": 1}
+        tomorrow = decide_actions(wh.engine, D + timedelta(days=1), "v1", rules)
+        assert tomorrow.inserted == 0 and all("cooldown" in why for _, _, why in tomorrow.suppressed)
 
 
 def test_eighty_nine_healthy_days_after_a_neutral_day_is_not_yet_advocacy(wh):

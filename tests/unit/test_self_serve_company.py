@@ -155,7 +155,7 @@ def test_there_is_no_salesforce_or_zendesk_only_stripe_and_the_product(company):
             assert company.store.execute(f"SELECT COUNT(*) FROM {table.name}").fetchone()[0] == 0, table.name  # noqa: S608
     meta = dict(company.store.execute("SELECT key, value FROM sandbox_meta").fetchall())
     assert meta["company"] == "self_serve"
-    assert json.loads(meta["systems"]) == ["stripe", "slack", "marketing", "smtp"]
+    assert json.loads(meta["systems"]) == ["stripe", "slack", "hubspot", "smtp"]
     assert len(company.subscriptions) == SPEC.accounts and len(company.truth) == SPEC.accounts
     assert set(company.subscriptions.interval) == {"month"}
     assert set(company.invoices.usage_amount) == {0}

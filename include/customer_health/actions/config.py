@@ -4,6 +4,11 @@ The rules are configuration like the scoring model, but a separate file with its
 a change of who gets a task or how long a cooldown lasts is not a new scoring model. A bad file
 fails on load with an ``ActionRulesError`` naming the file and the problem, before any action
 is decided.
+
+Besides the action types and their triggers, the file holds how a company goes live safely
+(each type's ``mode``, ``live`` or ``shadow``, and its ``daily_cap``), the marketing
+*programmes* the campaign actions act on (Salesforce Campaigns or HubSpot lists, selected by
+name), and the health *segments* kept in sync with programmes every day.
 """
 
 from __future__ import annotations
@@ -21,20 +26,22 @@ ZONES = ("Healthy", "Neutral", "At Risk", "Critical")
 ACTION_KINDS = (
     "salesforce_task",
     "salesforce_task_complete",
-    "marketing_enrol",
+    "campaign_enrol",
     "campaign_status",
     "slack",
     "email",
 )
-# Which outbox ``target`` each kind is delivered to.
+# Which outbox ``target`` each kind is delivered to. ``campaigns`` is the campaign target:
+# Salesforce Campaigns by default, HubSpot lists when configured (``actions.campaign_targets``).
 KIND_TARGET = {
     "salesforce_task": "salesforce",
     "salesforce_task_complete": "salesforce",
-    "marketing_enrol": "marketing",
-    "campaign_status": "marketing",
+    "campaign_enrol": "campaigns",
+    "campaign_status": "campaigns",
     "slack": "slack",
     "email": "email",
 }
+MODES = ("live", "shadow")
 TRIGGERS = (
     "healthy_to_neutral",
     "entering_at_risk",
@@ -52,7 +59,13 @@ class ActionRulesError(ValueError):
 
 @dataclass(frozen=True)
 class ActionSpec:
-    """One action type: how it is delivered and how often it may happen."""
+    """One action type: how it is delivered, how often it may happen, and whether it is live.
+
+    ``mode`` ``shadow``: decided and recorded with what it would send (status ``shadow``), never
+    delivered. ``daily_cap``: at most this many rows of the type are released for delivery per
+    day, highest priority first; the rest wait for the next day (``actions.release``). ``None``:
+    no cap.
+    """
 
     action_type: str
     kind: str
@@ -63,16 +76,77 @@ class ActionSpec:
     task_type: str = "Other"
     priority: str = "Normal"
     due_in_days: int = 0
-    list_kind: str | None = None
-    list_kinds: tuple[str, ...] = ()
-    list_name_contains: str | None = None
+    programmes: tuple[str, ...] = ()  # campaign kinds: the programme groups it acts on
     status: str | None = None
     content: dict[str, Any] = field(default_factory=dict)
+    mode: str = "live"
+    daily_cap: int | None = None
 
     @property
     def target(self) -> str:
-        """The outbox target: salesforce, marketing, slack or email."""
+        """The outbox target: salesforce, campaigns, slack or email."""
         return KIND_TARGET[self.kind]
+
+    @property
+    def shadow(self) -> bool:
+        """Decided and recorded, never delivered."""
+        return self.mode == "shadow"
+
+
+@dataclass(frozen=True)
+class ProgrammeSelector:
+    """Which campaigns (Salesforce) or lists (HubSpot) a programme group stands for.
+
+    ``name``: exactly this name; ``name_contains``: every one whose name contains this text
+    (case-insensitive); ``campaign_type`` (Salesforce only): and whose ``Campaign.Type`` is this.
+    Salesforce considers active campaigns only (``IsActive``).
+    """
+
+    group: str
+    name: str | None = None
+    name_contains: str | None = None
+    campaign_type: str | None = None
+
+    def describe(self) -> str:
+        """The selector in words, for errors and pages."""
+        parts = [f"named {self.name!r}" if self.name else f"whose name contains {self.name_contains!r}"]
+        if self.campaign_type:
+            parts.append(f"of type {self.campaign_type!r}")
+        return " ".join(parts)
+
+    def matches(self, name: str | None, campaign_type: str | None = None) -> bool:
+        """Whether a campaign or list called ``name`` (of ``campaign_type``) is in the group."""
+        name = name or ""
+        if self.name is not None and name != self.name:
+            return False
+        if self.name_contains is not None and self.name_contains.lower() not in name.lower():
+            return False
+        return self.campaign_type is None or campaign_type == self.campaign_type
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """A health segment kept in sync with a programme every day (``actions.segments``).
+
+    An account is in the segment on a date when its score lies in ``[min_score, max_score]``
+    and, if ``zones`` is given, its zone is one of them. Its contacts are members of the
+    ``programme`` group while it is; ``pause`` lists programme groups its contacts' memberships
+    are paused in meanwhile (the nurture segment: no upsell before nurturing).
+    """
+
+    name: str
+    programme: str
+    min_score: int = 0
+    max_score: int = 100
+    zones: tuple[str, ...] = ()
+    pause: tuple[str, ...] = ()
+    mode: str = "live"
+
+    def holds(self, score: int | None, zone: str | None) -> bool:
+        """Whether an account with ``score`` and ``zone`` is in the segment."""
+        if score is None:
+            return False
+        return self.min_score <= score <= self.max_score and (not self.zones or zone in self.zones)
 
 
 @dataclass(frozen=True)
@@ -112,6 +186,9 @@ class ActionRules:
     feature_usage_window_days: int
     actions: dict[str, ActionSpec]
     triggers: dict[str, TriggerSpec]
+    programmes: dict[str, ProgrammeSelector] = field(default_factory=dict)
+    segments: dict[str, SegmentSpec] = field(default_factory=dict)
+    pause_status: str = "Paused"  # the CampaignMember status a pause sets (Salesforce Campaigns)
 
     def is_high_value(self, arr: float | None, plan: str | None) -> bool:
         """White-glove track: ARR at or above the threshold, or a high-value plan."""
@@ -124,6 +201,15 @@ class ActionRules:
         except KeyError:
             raise ActionRulesError(
                 f"unknown action type {action_type!r} ({self.source}); known: {', '.join(sorted(self.actions))}"
+            ) from None
+
+    def programme(self, group: str) -> ProgrammeSelector:
+        """The selector of programme group ``group``."""
+        try:
+            return self.programmes[group]
+        except KeyError:
+            raise ActionRulesError(
+                f"unknown programme {group!r} ({self.source}); known: {', '.join(sorted(self.programmes))}"
             ) from None
 
     def trend_label(self, slope_90: float | None) -> str:
@@ -164,6 +250,16 @@ class _Reader:
             raise self.fail(f"{where}.{key}", f"expected {names}, got {value!r}")
         return value
 
+    def choice(self, value: str, allowed: tuple[str, ...], where: str) -> str:
+        if value not in allowed:
+            raise self.fail(where, f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def cap(self, value: int | None, where: str) -> int | None:
+        if value is not None and value < 1:
+            raise self.fail(where, f"must be at least 1 (or absent for no cap), got {value}")
+        return value
+
     def non_negative(self, value: float, where: str) -> float:
         if value < 0:
             raise self.fail(where, f"must be >= 0, got {value}")
@@ -199,7 +295,7 @@ def parse_action_rules(data: Any, source: str = "<memory>") -> ActionRules:
             raise r.fail(f"{where}.kind", f"unknown kind {kind!r}; use one of {', '.join(ACTION_KINDS)}")
         known = {
             "kind", "cooldown_days", "one_open_per_account", "rescue", "subject", "task_type", "priority",
-            "due_in_days", "list_kind", "list_kinds", "list_name_contains", "status", "content",
+            "due_in_days", "programmes", "status", "content", "mode", "daily_cap",
         }
         unknown = set(spec) - known
         if unknown:
@@ -214,21 +310,21 @@ def parse_action_rules(data: Any, source: str = "<memory>") -> ActionRules:
             task_type=r.get(spec, "task_type", where, str, "Other"),
             priority=r.get(spec, "priority", where, str, "Normal"),
             due_in_days=int(r.non_negative(r.get(spec, "due_in_days", where, int, 0), f"{where}.due_in_days")),
-            list_kind=r.get(spec, "list_kind", where, str, None),
-            list_kinds=tuple(r.get(spec, "list_kinds", where, list, [])),
-            list_name_contains=r.get(spec, "list_name_contains", where, str, None),
+            programmes=tuple(r.get(spec, "programmes", where, list, [])),
             status=r.get(spec, "status", where, str, None),
             content=r.get(spec, "content", where, dict, {}),
+            mode=r.choice(r.get(spec, "mode", where, str, "live"), MODES, f"{where}.mode"),
+            daily_cap=r.cap(r.get(spec, "daily_cap", where, (int, type(None)), None), f"{where}.daily_cap"),
         )
         if kind == "salesforce_task" and not action.subject:
             raise r.fail(f"{where}.subject", "a salesforce_task needs a subject (what the CSM sees)")
-        if kind == "marketing_enrol" and not action.list_kind:
-            raise r.fail(f"{where}.list_kind", "a marketing_enrol action needs the list kind to enrol into")
+        if kind == "campaign_enrol" and len(action.programmes) != 1:
+            raise r.fail(f"{where}.programmes", "a campaign_enrol action enrols into exactly one programme, e.g. [referral]")
         if kind == "campaign_status":
             if action.status not in ("paused", "active"):
                 raise r.fail(f"{where}.status", f"must be 'paused' or 'active', got {action.status!r}")
-            if action.status == "paused" and not action.list_kinds:
-                raise r.fail(f"{where}.list_kinds", "pausing needs the campaign list kinds to pause, e.g. [upsell]")
+            if action.status == "paused" and not action.programmes:
+                raise r.fail(f"{where}.programmes", "pausing needs the programmes to pause, e.g. [upsell, expansion]")
         actions[name] = action
 
     triggers: dict[str, TriggerSpec] = {}
@@ -266,6 +362,18 @@ def parse_action_rules(data: Any, source: str = "<memory>") -> ActionRules:
             kwargs["min_delta_30"] = r.get(spec, "min_delta_30", where, (int, float), None)
         triggers[name] = TriggerSpec(name=name, **tracks, **kwargs)
 
+    programmes = _programmes(r, r.get(doc, "programmes", "rules", dict, {}))
+    for action in actions.values():
+        for group in action.programmes:
+            if group not in programmes:
+                raise r.fail(f"actions.{action.action_type}.programmes",
+                             f"programme {group!r} is not defined under programmes; define it or remove it")
+    segments = _segments(r, r.get(doc, "segments", "rules", dict, {}), programmes)
+    _check_undo_modes(r, actions)
+    pause_status = r.get(doc, "campaign_pause_status", "rules", str, "Paused").strip()
+    if not pause_status:
+        raise r.fail("campaign_pause_status", "must name the CampaignMember status a pause sets, e.g. Paused")
+
     improving = float(r.get(trend, "improving_min_slope", "trend_labels", (int, float)))
     declining = float(r.get(trend, "declining_max_slope", "trend_labels", (int, float)))
     if declining >= improving:
@@ -289,7 +397,68 @@ def parse_action_rules(data: Any, source: str = "<memory>") -> ActionRules:
         feature_usage_window_days=window,
         actions=actions,
         triggers=triggers,
+        programmes=programmes,
+        segments=segments,
+        pause_status=pause_status,
     )
+
+
+def _programmes(r: _Reader, raw: dict[str, Any]) -> dict[str, ProgrammeSelector]:
+    out = {}
+    for group, spec in r.mapping(raw, "programmes").items():
+        where = f"programmes.{group}"
+        spec = r.mapping(spec, where)
+        unknown = set(spec) - {"name", "name_contains", "type"}
+        if unknown:
+            raise r.fail(where, f"unknown keys {sorted(unknown)}; known: ['name', 'name_contains', 'type']")
+        name = r.get(spec, "name", where, str, None)
+        contains = r.get(spec, "name_contains", where, str, None)
+        if (name is None) == (contains is None) or not (name or contains or "").strip():
+            raise r.fail(where, "give exactly one of name (the exact campaign or list name) or name_contains")
+        out[group] = ProgrammeSelector(group, name, contains, r.get(spec, "type", where, str, None))
+    return out
+
+
+def _segments(r: _Reader, raw: dict[str, Any], programmes: dict[str, ProgrammeSelector]) -> dict[str, SegmentSpec]:
+    out = {}
+    for name, spec in r.mapping(raw, "segments").items():
+        where = f"segments.{name}"
+        spec = r.mapping(spec, where)
+        unknown = set(spec) - {"programme", "min_score", "max_score", "zones", "pause", "mode"}
+        if unknown:
+            raise r.fail(where, f"unknown keys {sorted(unknown)}; known: min_score, max_score, zones, programme, pause, mode")
+        programme = r.get(spec, "programme", where, str)
+        pause = tuple(r.get(spec, "pause", where, list, []))
+        for group in (programme, *pause):
+            if group not in programmes:
+                raise r.fail(where, f"programme {group!r} is not defined under programmes")
+        low = int(r.get(spec, "min_score", where, int, 0))
+        high = int(r.get(spec, "max_score", where, int, 100))
+        if not 0 <= low <= high <= 100:
+            raise r.fail(where, f"needs 0 <= min_score <= max_score <= 100, got {low} and {high}")
+        zones = tuple(r.zones(spec["zones"], f"{where}.zones")) if "zones" in spec else ()
+        mode = r.choice(r.get(spec, "mode", where, str, "live"), MODES, f"{where}.mode")
+        out[name] = SegmentSpec(name, programme, low, high, zones, pause, mode)  # type: ignore[arg-type]
+    return out
+
+
+def _check_undo_modes(r: _Reader, actions: dict[str, ActionSpec]) -> None:
+    """An action that undoes others must be live when what it undoes is: a shadow resume would
+    leave live pauses paused forever, a shadow completion live rescue tasks open."""
+    for undo in actions.values():
+        if undo.mode != "shadow":
+            continue
+        if undo.kind == "campaign_status" and undo.status == "active":
+            undone = [a for a in actions.values() if a.kind == "campaign_status" and a.status == "paused"]
+        elif undo.kind == "salesforce_task_complete":
+            undone = [a for a in actions.values() if a.rescue]
+        else:
+            continue
+        live = sorted(a.action_type for a in undone if a.mode == "live")
+        if live:
+            raise r.fail(f"actions.{undo.action_type}.mode",
+                         f"is shadow but undoes {', '.join(live)}, which are live: what they do would never be "
+                         "undone; make both live or both shadow")
 
 
 _ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")

@@ -5,7 +5,9 @@ contacts, executive sponsor, the VP of Customer Success, unused core features, h
 rank in the day's population) and the account's earlier actions, applies the rules
 (``rules.py``) and writes one outbox row per action with the key
 ``{account_key}:{action_type}:{trigger_date}:{model_version}``. Deciding a date twice inserts
-nothing new, and never touches a row already written.
+nothing new, and never touches a row already written. A type in shadow mode is recorded with
+status ``shadow`` (its payload is what would have been sent); a deliverable decision then
+releases what the day may deliver under the daily caps (``release.release_day``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlalchemy import Connection, Engine, and_, case, func, or_, select
 from customer_health import wording
 from customer_health.actions import outbox
 from customer_health.actions.config import ActionRules, ActionSpec
+from customer_health.actions.release import ReleaseReport, release_day
 from customer_health.actions.rules import AccountHealth, PastAction, decide_for_account
 from customer_health.scoring.drivers import read_drivers
 from customer_health.warehouse.schema import (
@@ -37,6 +40,7 @@ from customer_health.warehouse.schema import (
 )
 
 BACKFILL_NOTE = "decided by a run that does not dispatch (backfill or dispatch=false); not delivered"
+SHADOW_NOTE = "shadow mode: what would have been sent, recorded and never delivered"
 
 
 @dataclass
@@ -52,10 +56,14 @@ class DecideReport:
     by_type: dict[str, int] = field(default_factory=dict)
     suppressed: list[tuple[str, str, str]] = field(default_factory=list)  # (account, action, why)
     withdrawn: int = 0  # pending rescue rows suppressed because the account recovered first
+    shadow: dict[str, int] = field(default_factory=dict)  # new rows recorded in shadow mode, per type
+    release: ReleaseReport | None = None  # what the daily caps released (deliverable runs)
 
     def summary(self) -> dict[str, Any]:
         """A small JSON-able summary (fit for XCom)."""
         return {
+            "shadow": dict(self.shadow),
+            "release": self.release.summary() if self.release else None,
             "as_of": self.as_of.isoformat(),
             "model_version": self.model_version,
             "rules_version": self.rules_version,
@@ -85,6 +93,7 @@ class AccountContext:
     owner_is_queue: bool
     contact_emails: list[str]
     sponsor: Person | None  # the customer's executive sponsor (a Contact): named, never written to
+    contacts: list[dict[str, str]] = field(default_factory=list)  # {"id": Contact Id, "email": ...}
 
     @property
     def customer_domains(self) -> set[str]:
@@ -281,11 +290,23 @@ def load_contexts(conn: Connection, account_keys: list[str], rules: ActionRules)
             owner_id=owner if owner in active_users else rules.default_queue_user_id,
             owner_is_queue=owner not in active_users,
             contact_emails=sorted({c.email.strip().lower() for c in people if c.email}),
+            contacts=campaign_contacts(people),
             sponsor=Person(sponsor.id, f"{sponsor.first_name or ''} {sponsor.last_name or ''}".strip(), sponsor.email)
             if sponsor is not None
             else None,
         )
     return contexts
+
+
+def campaign_contacts(people: Sequence[Any]) -> list[dict[str, str]]:
+    """The contacts a campaign action addresses: each Salesforce Contact with an e-mail address,
+    by Id (Salesforce Campaigns) and address (HubSpot finds its contact by it), one per address."""
+    seen: dict[str, dict[str, str]] = {}
+    for c in sorted(people, key=lambda c: c.id):
+        email = (c.email or "").strip().lower()
+        if email and email not in seen:
+            seen[email] = {"id": c.id, "email": email}
+    return sorted(seen.values(), key=lambda c: c["email"])
 
 
 def load_vps_customer_success(conn: Connection, rules: ActionRules) -> list[Person]:
@@ -363,16 +384,15 @@ def build_payload(
     if spec.kind == "campaign_status":
         if spec.status == "active":
             return {"status": "active", "resume_keys": list(related)}, None
-        if not ctx.contact_emails:
+        if not ctx.contacts:
             return None, "no contacts with an e-mail address to pause campaigns for"
-        return {"status": "paused", "list_kinds": list(spec.list_kinds), "emails": ctx.contact_emails}, None
-    if spec.kind == "marketing_enrol":
-        if not ctx.contact_emails:
+        return {"status": "paused", "programmes": list(spec.programmes), "contacts": ctx.contacts}, None
+    if spec.kind == "campaign_enrol":
+        if not ctx.contacts:
             return None, "no contacts with an e-mail address to enrol"
         payload = {
-            "list_kind": spec.list_kind,
-            "list_name_contains": spec.list_name_contains,
-            "emails": ctx.contact_emails,
+            "programmes": list(spec.programmes),
+            "contacts": ctx.contacts,
             "unused_core_features": features,
         }
         payload.update(spec.content)
@@ -425,7 +445,9 @@ def decide_actions(
     """Decide the actions of ``as_of`` from ``model_version``'s scores into the outbox.
 
     ``deliverable=False`` (backfills, dispatch=false) records the decisions as ``suppressed``
-    so they are visible but never delivered. ``account_keys`` restricts the decision to those
+    so they are visible but never delivered, and releases nothing. A deliverable decision
+    records shadow-mode types as ``shadow`` and then releases the day's deliveries under the
+    daily caps (``release.release_day``, for every account, not only ``account_keys``). ``account_keys`` restricts the decision to those
     accounts (the intraday refresh); ``population`` (sorted scores) replaces the date's stored
     scores as the ranking population, for a date whose stored rows are only some accounts'.
     """
@@ -474,6 +496,7 @@ def decide_actions(
                     continue
                 payload["rules_version"] = rules.version
                 payload["trigger"] = decision.action.trigger
+                status = outbox.SUPPRESSED if not deliverable else outbox.SHADOW if spec.shadow else outbox.PENDING
                 rows.append(
                     {
                         "idempotency_key": key,
@@ -481,8 +504,8 @@ def decide_actions(
                         "action_type": action_type,
                         "trigger_date": as_of,
                         "model_version": model_version,
-                        "status": outbox.PENDING if deliverable else outbox.SUPPRESSED,
-                        "last_error": None if deliverable else BACKFILL_NOTE,
+                        "status": status,
+                        "last_error": BACKFILL_NOTE if not deliverable else SHADOW_NOTE if spec.shadow else None,
                         "reason": decision.action.reason,
                         "payload": payload,
                         "target": spec.target,
@@ -498,4 +521,8 @@ def decide_actions(
             report.already_decided += 1 - new
             if new:
                 report.by_type[row["action_type"]] = report.by_type.get(row["action_type"], 0) + 1
+                if row["status"] == outbox.SHADOW:
+                    report.shadow[row["action_type"]] = report.shadow.get(row["action_type"], 0) + 1
+    if deliverable:
+        report.release = release_day(engine, as_of, rules)
     return report

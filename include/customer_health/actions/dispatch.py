@@ -13,7 +13,12 @@ Exactly once, per target:
   so a re-delivery updates the same Task;
 * Slack and e-mail cannot de-duplicate: only a row claimed from ``pending`` is sent, and the
   e-mail's Message-ID is derived from the key;
-* marketing calls are idempotent (adding a member twice, pausing a paused membership).
+* campaign changes (Salesforce CampaignMembers or HubSpot list memberships) are recorded in
+  ``campaign_memberships`` before they are made (``actions.campaigns``), so a retry finishes what
+  an interrupted delivery began and adds, pauses or resumes nothing twice.
+
+A row the target has nothing to deliver for (no contact of the account is known to HubSpot) is
+``suppressed`` with the reason: nothing failed, and nothing was sent.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from customer_health import wording
-from customer_health.actions import outbox
+from customer_health.actions import campaigns, outbox
 from customer_health.actions.config import ActionRules, ActionSpec
 from customer_health.actions.targets import (
     DispatchClients,
@@ -65,6 +70,7 @@ class DispatchReport:
     failed: int = 0
     deferred: int = 0  # transient failures past their retries: still pending
     skipped: int = 0  # not deliverable any more (already sent, claimed elsewhere)
+    undeliverable: int = 0  # nothing to deliver at the target (suppressed with the reason)
     retries: int = 0
     errors: dict[str, str] = field(default_factory=dict)  # key -> last error (failed or deferred)
     failed_keys: list[str] = field(default_factory=list)
@@ -73,7 +79,7 @@ class DispatchReport:
         """A small JSON-able summary (fit for XCom)."""
         return {
             "action_type": self.action_type, "sent": self.sent, "failed": self.failed, "deferred": self.deferred,
-            "skipped": self.skipped, "retries": self.retries,
+            "skipped": self.skipped, "undeliverable": self.undeliverable, "retries": self.retries,
         }
 
 
@@ -103,6 +109,10 @@ def raise_for_failures(reports: Sequence[DispatchReport]) -> None:
         )
 
 
+class NothingToDeliver(Exception):
+    """The target has nothing to deliver this row to (said in the message); the row is suppressed."""
+
+
 @dataclass
 class Delivery:
     """What a target did for one row."""
@@ -121,10 +131,13 @@ class OutboxRow:
     target: str
     payload: dict[str, Any]
     progress: dict[str, Any]
+    trigger_date: Any = None
 
 
 # ----------------------------------------------------------------------------- deliverers
-def deliver_salesforce_task(row: OutboxRow, spec: ActionSpec, clients: DispatchClients, engine: Engine) -> Delivery:
+def deliver_salesforce_task(
+    row: OutboxRow, spec: ActionSpec, clients: DispatchClients, engine: Engine, rules: ActionRules
+) -> Delivery:
     """Upsert the Task by ``Health_Action_Key__c`` = the outbox key (a replay updates it)."""
     sf = clients.require("salesforce")
     fields = dict(row.payload["fields"])
@@ -138,7 +151,9 @@ def deliver_salesforce_task(row: OutboxRow, spec: ActionSpec, clients: DispatchC
     return Delivery(task_id or f"Health_Action_Key__c/{row.key}", {"http_status": resp.status_code, "task_id": task_id})
 
 
-def deliver_task_completion(row: OutboxRow, spec: ActionSpec, clients: DispatchClients, engine: Engine) -> Delivery:
+def deliver_task_completion(
+    row: OutboxRow, spec: ActionSpec, clients: DispatchClients, engine: Engine, rules: ActionRules
+) -> Delivery:
     """Complete the account's open rescue tasks (only those that were actually delivered)."""
     sf = clients.require("salesforce")
     keys = _deliverable_related(engine, row.payload.get("complete_keys", []))
@@ -154,67 +169,60 @@ def deliver_task_completion(row: OutboxRow, spec: ActionSpec, clients: DispatchC
     return Delivery(None, {"completed": sorted(done)})
 
 
-def deliver_marketing_enrolment(row: OutboxRow, spec: ActionSpec, clients: DispatchClients, engine: Engine) -> Delivery:
-    """Add the account's contacts to every list of the configured kind (and name)."""
-    mk = clients.require("marketing")
-    kind, name_part = row.payload["list_kind"], row.payload.get("list_name_contains")
-    lists = [
-        lst for lst in mk.lists()
-        if lst.get("kind") == kind and (not name_part or name_part.lower() in str(lst.get("name", "")).lower())
-    ]
-    if not lists:
-        named = f" whose name contains {name_part!r}" if name_part else ""
-        raise PermanentDeliveryError(
-            f"the marketing tool has no list of kind {kind!r}{named}; create one or change {row.action_type} "
-            "in config/actions_v1.yaml"
+def _campaign_contacts(row: OutboxRow) -> list[campaigns.CampaignContact]:
+    return [campaigns.CampaignContact(row.account_key, c["email"], c.get("id") or None) for c in row.payload["contacts"]]
+
+
+def deliver_campaign_enrolment(
+    row: OutboxRow, spec: ActionSpec, clients: DispatchClients, engine: Engine, rules: ActionRules
+) -> Delivery:
+    """Make the account's contacts members of the programme's campaigns (or HubSpot lists)."""
+    target = clients.require("campaigns")
+    programmes = campaigns.programmes_of(target, rules, row.payload["programmes"])
+    contacts = _campaign_contacts(row)
+    report = campaigns.add_members(engine, target, programmes, contacts, row.key, row.trigger_date)
+    if len(report.unknown_contacts) == len(contacts):
+        raise NothingToDeliver(
+            f"none of the account's {len(contacts)} contacts is a {target.name} contact (looked up by e-mail): "
+            "nobody to enrol"
         )
-    result: dict[str, Any] = {"lists": [], "added": [], "already_members": []}
-    for lst in sorted(lists, key=lambda x: x["listId"]):
-        answer = mk.add_to_list(lst["listId"], row.payload["emails"])
-        result["lists"].append(lst["listId"])
-        result["added"].extend(f"{lst['listId']}:{e}" for e in answer.get("updated", []))
-        result["already_members"].extend(f"{lst['listId']}:{e}" for e in answer.get("discarded", []))
-    return Delivery(",".join(f"list:{i}" for i in result["lists"]), result)
+    return Delivery(f"{target.name}:{','.join(p.id for p in programmes)}"[:120], report.as_dict())
 
 
-def deliver_campaign_pause(row: OutboxRow, spec: ActionSpec, clients: DispatchClients, engine: Engine) -> Delivery:
-    """Pause every active upsell/expansion membership of the account's contacts.
+def deliver_campaign_pause(
+    row: OutboxRow, spec: ActionSpec, clients: DispatchClients, engine: Engine, rules: ActionRules
+) -> Delivery:
+    """Pause the account's contacts in the upsell/expansion programmes, held by this row.
 
-    Only memberships this action paused are remembered (in the row's result), so a recovery
-    resumes those and leaves alone a pause a marketer made by hand.
+    Only memberships this pause changed are the product's (``campaign_memberships``); a
+    membership someone else paused stays theirs, and a recovery resumes only ours.
     """
-    mk = clients.require("marketing")
-    kinds = set(row.payload["list_kinds"])
-    paused = {tuple(p) for p in row.progress.get("paused", [])}
-    for email in row.payload["emails"]:
-        for m in mk.memberships(email):
-            pair = (m["listId"], m["email"])
-            if m.get("kind") not in kinds or (m.get("status") != "active" and pair not in paused):
-                continue
-            mk.set_membership_status(m["listId"], m["email"], "paused")
-            paused.add(pair)
-            outbox.save_progress(engine, row.key, {"paused": sorted(paused)})
-    return Delivery(f"paused:{len(paused)}", {"paused": sorted(paused)})
+    target = clients.require("campaigns")
+    programmes = campaigns.programmes_of(target, rules, row.payload["programmes"])
+    report = campaigns.pause_members(
+        engine, target, programmes, _campaign_contacts(row), row.key, row.trigger_date, rules.pause_status
+    )
+    return Delivery(f"{target.name}:paused:{report.paused}", report.as_dict())
 
 
-def deliver_campaign_resume(row: OutboxRow, spec: ActionSpec, clients: DispatchClients, engine: Engine) -> Delivery:
-    """Resume the memberships the account's earlier pauses paused."""
-    mk = clients.require("marketing")
+def deliver_campaign_resume(
+    row: OutboxRow, spec: ActionSpec, clients: DispatchClients, engine: Engine, rules: ActionRules
+) -> Delivery:
+    """Release the holds of the account's earlier pauses; resume what nobody holds any more."""
+    target = clients.require("campaigns")
     pause_keys = _deliverable_related(engine, row.payload.get("resume_keys", []))
-    with engine.connect() as conn:
-        results = conn.execute(
-            select(action_outbox.c.result).where(action_outbox.c.idempotency_key.in_(pause_keys))
-        ).scalars().all()
-    pairs = sorted({tuple(p) for r in results if r for p in json.loads(r).get("paused", [])})
-    resumed, gone = [], []
-    for list_id, email in pairs:
-        answer = mk.set_membership_status(list_id, email, "active")
-        (resumed if answer is not None else gone).append([list_id, email])
+    total = campaigns.MembershipReport()
+    for key in pause_keys:
+        report = campaigns.release_holds(engine, target, key, row.trigger_date, row.key, rules.pause_status)
+        total.resumed += report.resumed
+        total.still_held += report.still_held
     outbox.mark_resolved(engine, pause_keys, row.key)
-    return Delivery(f"resumed:{len(resumed)}", {"resumed": resumed, "no_longer_members": gone})
+    return Delivery(f"{target.name}:resumed:{total.resumed}", total.as_dict())
 
 
-def deliver_slack(row: OutboxRow, spec: ActionSpec, clients: DispatchClients, engine: Engine) -> Delivery:
+def deliver_slack(
+    row: OutboxRow, spec: ActionSpec, clients: DispatchClients, engine: Engine, rules: ActionRules
+) -> Delivery:
     """Post the escalation through the incoming webhook."""
     slack = clients.require("slack")
     with translated_errors("Slack webhook"):
@@ -223,7 +231,9 @@ def deliver_slack(row: OutboxRow, spec: ActionSpec, clients: DispatchClients, en
     return Delivery(None, {"http_status": resp.status_code, "body": str(resp.body)})
 
 
-def deliver_email(row: OutboxRow, spec: ActionSpec, clients: DispatchClients, engine: Engine) -> Delivery:
+def deliver_email(
+    row: OutboxRow, spec: ActionSpec, clients: DispatchClients, engine: Engine, rules: ActionRules
+) -> Delivery:
     """Send the escalation e-mail with the Message-ID derived from the outbox key."""
     sender = clients.require("email")
     p = row.payload
@@ -251,7 +261,7 @@ def _deliverer(spec: ActionSpec):  # noqa: ANN202 - one of the deliver_* functio
     return {
         "salesforce_task": deliver_salesforce_task,
         "salesforce_task_complete": deliver_task_completion,
-        "marketing_enrol": deliver_marketing_enrolment,
+        "campaign_enrol": deliver_campaign_enrolment,
         "slack": deliver_slack,
         "email": deliver_email,
     }[spec.kind]
@@ -294,7 +304,7 @@ def dispatch(
             nonlocal attempts
             attempts += 1
             row = _load_row(engine, key)  # each attempt sees the progress an earlier one saved
-            return deliver(row, spec, clients, engine)
+            return deliver(row, spec, clients, engine, rules)
 
         try:
             delivery = call_with_retries(
@@ -309,6 +319,10 @@ def dispatch(
             outbox.release(engine, key, f"transient, will retry at the next dispatch: {exc}")
             report.deferred += 1
             report.errors[key] = str(exc)
+            continue
+        except NothingToDeliver as exc:
+            outbox.mark_undeliverable(engine, key, str(exc))
+            report.undeliverable += 1
             continue
         except PermanentDeliveryError as exc:
             outbox.mark_failed(engine, key, str(exc))
@@ -339,4 +353,5 @@ def _load_row(engine: Engine, key: str) -> OutboxRow:
         target=r.target,
         payload=json.loads(r.payload),
         progress=json.loads(r.result) if r.result else {},
+        trigger_date=r.trigger_date,
     )

@@ -3,7 +3,12 @@
 Statuses: ``pending`` (decided, not delivered) -> ``sending`` (claimed by a dispatcher) ->
 ``sent`` (delivered; ``external_id`` and ``result`` say what the target did) or ``failed``
 (permanent error, in ``last_error``). ``suppressed`` rows were decided but must not be
-delivered (decided by a backfill, or the account recovered before delivery).
+delivered (decided by a backfill, or the account recovered before delivery). ``shadow`` rows
+were decided while their action type was in shadow mode: the payload is what would have been
+sent, and nothing ever sends it (switching the type to live later does not).
+
+A pending row is delivered only once the daily cap has released it (``release_date``, set by
+``actions.release``); until then it waits, deferred, with a note in ``last_error``.
 
 Writing a decision never changes an existing row: re-deciding a date inserts nothing and never
 puts a sent row back to pending.
@@ -25,9 +30,11 @@ from customer_health.warehouse.io import utcnow
 from customer_health.warehouse.schema import action_outbox
 
 PENDING, SENDING, SENT, FAILED, SUPPRESSED = "pending", "sending", "sent", "failed", "suppressed"
+SHADOW = "shadow"
 # Targets whose own idempotency makes a second delivery harmless (upsert by external id,
-# setting a status it already has): a row left 'sending' by a crashed dispatcher is retried.
-IDEMPOTENT_TARGETS = ("salesforce", "marketing")
+# membership changes recorded before they are made): a row left 'sending' by a crashed
+# dispatcher is retried.
+IDEMPOTENT_TARGETS = ("salesforce", "campaigns")
 # Run types that must never deliver (Airflow's DagRunType values).
 NON_DISPATCHING_RUN_TYPES = ("backfill",)
 DEFAULT_BATCH_SIZE = 25
@@ -101,13 +108,18 @@ def claim(engine: Engine, key: str, target: str) -> bool:
     """Take row ``key`` for delivery; False when it is not (or no longer) deliverable.
 
     The status is re-checked inside the UPDATE itself, so two dispatchers, or a re-run of a
-    dispatcher whose first run delivered the row, cannot both send it.
+    dispatcher whose first run delivered the row, cannot both send it; a row the daily cap has
+    not released (``release_date`` NULL) is never claimed.
     """
     claimable = (PENDING, SENDING) if target in IDEMPOTENT_TARGETS else (PENDING,)
     with engine.begin() as conn:
         result = conn.execute(
             update(action_outbox)
-            .where(action_outbox.c.idempotency_key == key, action_outbox.c.status.in_(claimable))
+            .where(
+                action_outbox.c.idempotency_key == key,
+                action_outbox.c.status.in_(claimable),
+                action_outbox.c.release_date.is_not(None),
+            )
             .values(status=SENDING, attempts=action_outbox.c.attempts + 1, updated_at=utcnow())
         )
         return result.rowcount == 1
@@ -148,6 +160,16 @@ def mark_failed(engine: Engine, key: str, error: str) -> None:
             update(action_outbox)
             .where(action_outbox.c.idempotency_key == key)
             .values(status=FAILED, last_error=error[:4000], updated_at=utcnow())
+        )
+
+
+def mark_undeliverable(engine: Engine, key: str, why: str) -> None:
+    """The target had nothing to deliver the row to: suppressed, with why (not a failure)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(action_outbox)
+            .where(action_outbox.c.idempotency_key == key)
+            .values(status=SUPPRESSED, last_error=why[:4000], updated_at=utcnow())
         )
 
 
@@ -193,8 +215,9 @@ def pending_batches(
 ) -> dict[str, list[list[str]]]:
     """Deliverable keys per action type, in batches, for dynamic task mapping.
 
-    Rows triggered on ``as_of`` or up to ``max_age_days`` before it (left pending by an
-    outage) are included; older pending rows are stale news and are not sent automatically.
+    Pending rows the daily cap released (``actions.release``) on ``as_of`` or up to
+    ``max_age_days`` before it (left pending by an outage) are included; rows released earlier
+    are stale news and are not sent automatically, and rows not released yet wait their turn.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -204,8 +227,8 @@ def pending_batches(
             select(action_outbox.c.action_type, action_outbox.c.idempotency_key)
             .where(
                 action_outbox.c.status == PENDING,
-                action_outbox.c.trigger_date <= as_of,
-                action_outbox.c.trigger_date >= oldest,
+                action_outbox.c.release_date <= as_of,
+                action_outbox.c.release_date >= oldest,
             )
             .order_by(action_outbox.c.action_type, action_outbox.c.idempotency_key)
         ).fetchall()

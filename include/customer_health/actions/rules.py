@@ -206,9 +206,13 @@ def suppression_reason(
     Returns ``(reason or None, related_keys)``; for recovery actions ``related_keys`` are the
     open rows they undo. ``history`` holds rows with a trigger date before ``as_of`` only, so
     re-deciding a date gives the same answer whatever was decided later.
+
+    Shadow rows count against cooldowns only while their type is still in shadow mode (so the
+    shadow record shows what live delivery would have done, once per cooldown); once the type
+    is live they count for nothing, since nothing was sent.
     """
     spec = rules.action(action_type)
-    earlier = [p for p in history if p.trigger_date < as_of]
+    earlier = [p for p in history if p.trigger_date < as_of and (p.status != "shadow" or spec.shadow)]
     if spec.kind == "campaign_status" and spec.status == "active":
         pauses = tuple(
             p.idempotency_key for p in earlier
@@ -240,6 +244,29 @@ def suppression_reason(
                 (),
             )
     return None, ()
+
+
+# The zones in which a trigger's actions still make sense: a row deferred by the daily cap is
+# withdrawn when its turn comes if the account is no longer in them (``actions.release``).
+STILL_DUE_ZONES: dict[str, frozenset[str]] = {
+    "healthy_to_neutral": frozenset({"Neutral"}),
+    "entering_at_risk": frozenset({"At Risk", "Critical"}),
+    "entering_critical": frozenset({"Critical"}),
+    "sustained_healthy": frozenset({"Healthy"}),
+    "top_quartile_expansion": frozenset({"Healthy", "Neutral"}),
+    "recovery": frozenset({"Neutral", "Healthy"}),
+}
+
+
+def still_due(trigger: str, zone: str | None) -> bool:
+    """Whether an action ``trigger`` fired for is still worth delivering to an account now in ``zone``.
+
+    A rescue (a check-in, an escalation) for an account that recovered meanwhile, an advocacy
+    ask to one that is no longer Healthy, a resume for one that fell back: all stale. An
+    unknown trigger, or an account without a score, keeps its action (nothing says otherwise).
+    """
+    zones = STILL_DUE_ZONES.get(trigger)
+    return zones is None or zone is None or zone in zones
 
 
 def decide_for_account(

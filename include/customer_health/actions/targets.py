@@ -3,7 +3,8 @@
 Each target is reached with its real client: simple_salesforce for Salesforce (tasks upserted
 by the external id ``Health_Action_Key__c``), slack_sdk's ``WebhookClient`` (also what
 Airflow's ``SlackWebhookHook.client`` returns) for Slack, SMTP (smtplib or Airflow's
-``SmtpHook``) for e-mail and ``requests`` for the marketing tool's HTTP API. Every failure is
+``SmtpHook``) for e-mail, and for campaigns Salesforce Campaigns or HubSpot's official client
+(``actions.campaign_targets``). Every failure is
 turned into a ``TransientDeliveryError`` (retry later: 429, 5xx, a dropped connection) or a
 ``PermanentDeliveryError`` (a retry cannot help: 400, 403, 404, a rejected recipient).
 Transient errors carry the target's ``Retry-After`` (seconds or an HTTP date, read by
@@ -19,9 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import requests
+import urllib3
 
 from customer_health import settings
 from customer_health.retries import Retryable, RetryPolicy, retry_after_from
@@ -75,6 +76,8 @@ def translated_errors(what: str) -> Iterator[None]:
     except smtplib.SMTPResponseException as exc:
         message = f"{what} answered SMTP {exc.smtp_code}: {exc.smtp_error!r}"
         raise (TransientDeliveryError(message) if 400 <= exc.smtp_code < 500 else PermanentDeliveryError(message)) from exc
+    except urllib3.exceptions.HTTPError as exc:  # clients on urllib3 directly (HubSpot's): a network failure
+        raise TransientDeliveryError(f"{what} unreachable: {exc}") from exc
     except smtplib.SMTPRecipientsRefused as exc:
         raise PermanentDeliveryError(f"{what} refused every recipient: {exc.recipients}") from exc
     except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError, TimeoutError) as exc:
@@ -88,62 +91,6 @@ def translated_errors(what: str) -> Iterator[None]:
                 raise TransientDeliveryError(f"{what} session expired (HTTP 401): {content}") from exc
             classify_http(status, str(content), what, headers)
         raise
-
-
-# ----------------------------------------------------------------------------- marketing
-class MarketingClient:
-    """The marketing tool's HTTP API (HubSpot-style lists, campaign membership status)."""
-
-    def __init__(self, base_url: str, token: str, session: requests.Session | None = None, timeout: float = 10.0) -> None:
-        if not base_url:
-            raise ValueError("the marketing API base URL is empty; set the host of the marketing connection")
-        self.base_url = base_url.rstrip("/")
-        self.session = session or requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token}"
-        self.timeout = timeout
-
-    @classmethod
-    def from_airflow(cls, conn_id: str = settings.MARKETING_CONN_ID) -> MarketingClient:
-        """From the Airflow connection (host = API base URL, password = bearer token)."""
-        from airflow.sdk import BaseHook
-
-        conn = BaseHook.get_connection(conn_id)
-        host = conn.host or ""
-        if "://" not in host:
-            host = f"{conn.schema or 'https'}://{host}" + (f":{conn.port}" if conn.port else "")
-        return cls(host, conn.password or "")
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        with translated_errors("marketing API"):
-            return self.session.request(method, f"{self.base_url}{path}", timeout=self.timeout, **kwargs)
-
-    def _json(self, resp: requests.Response, what: str) -> Any:
-        classify_http(resp.status_code, resp.text, f"marketing API {what}", resp.headers)
-        return resp.json()
-
-    def lists(self) -> list[dict[str, Any]]:
-        """Every list (campaign or sequence) with its ``kind``."""
-        return self._json(self._call("GET", "/contacts/v1/lists"), "GET lists")["lists"]
-
-    def add_to_list(self, list_id: int, emails: list[str]) -> dict[str, Any]:
-        """Enrol contacts; members already on the list come back under ``discarded``."""
-        return self._json(
-            self._call("POST", f"/contacts/v1/lists/{list_id}/add", json={"emails": emails}), f"add to list {list_id}"
-        )
-
-    def memberships(self, email: str) -> list[dict[str, Any]]:
-        """Every list membership of one contact, with list kind and status."""
-        resp = self._call("GET", "/marketing/v1/memberships", params={"email": email})
-        return self._json(resp, "GET memberships")["memberships"]
-
-    def set_membership_status(self, list_id: int, email: str, status: str) -> dict[str, Any] | None:
-        """Pause or resume one membership (idempotent); None when the contact left the list."""
-        resp = self._call(
-            "PUT", f"/marketing/v1/lists/{list_id}/memberships/{quote(email, safe='@')}", json={"status": status}
-        )
-        if resp.status_code == 404:
-            return None
-        return self._json(resp, f"PUT membership {list_id}/{email}")
 
 
 # ----------------------------------------------------------------------------- e-mail
@@ -200,17 +147,18 @@ class DispatchClients:
     salesforce: Any = None  # simple_salesforce.Salesforce
     slack: Any = None  # slack_sdk.webhook.WebhookClient (SlackWebhookHook(...).client)
     email: EmailSender | None = None
-    marketing: MarketingClient | None = None
+    campaigns: Any = None  # actions.campaign_targets.CampaignTarget: Salesforce Campaigns or HubSpot lists
     retry: RetryPolicy = DELIVERY_RETRY
     sleep: Callable[[float], None] | None = None  # time.sleep unless a test wants to count waits
 
     def require(self, target: str) -> Any:
         """The client for ``target``, or a clear error naming the connection to configure."""
         client = {"salesforce": self.salesforce, "slack": self.slack, "email": self.email,
-                  "marketing": self.marketing}.get(target)
+                  "campaigns": self.campaigns}.get(target)
         if client is None:
             conn = {"salesforce": settings.SALESFORCE_CONN_ID, "slack": settings.SLACK_CONN_ID,
-                    "email": settings.SMTP_CONN_ID, "marketing": settings.MARKETING_CONN_ID}.get(target, "?")
+                    "email": settings.SMTP_CONN_ID,
+                    "campaigns": f"{settings.SALESFORCE_CONN_ID}' or '{settings.HUBSPOT_CONN_ID}"}.get(target, "?")
             raise PermanentDeliveryError(
                 f"no client for target {target!r}; configure the Airflow connection {conn!r} and pass it in DispatchClients"
             )
@@ -224,7 +172,7 @@ def slack_client_from_airflow(conn_id: str = settings.SLACK_CONN_ID) -> Any:
     return SlackWebhookHook(slack_webhook_conn_id=conn_id).client
 
 
-def clients_from_airflow(targets: tuple[str, ...] = ("salesforce", "slack", "email", "marketing")) -> DispatchClients:
+def clients_from_airflow(targets: tuple[str, ...] = ("salesforce", "slack", "email", "campaigns")) -> DispatchClients:
     """Clients for ``targets`` from the project's Airflow connections (inside a task)."""
     clients = DispatchClients()
     if "salesforce" in targets:
@@ -235,6 +183,8 @@ def clients_from_airflow(targets: tuple[str, ...] = ("salesforce", "slack", "ema
         clients.slack = slack_client_from_airflow()
     if "email" in targets:
         clients.email = AirflowSmtpEmailSender()
-    if "marketing" in targets:
-        clients.marketing = MarketingClient.from_airflow()
+    if "campaigns" in targets:
+        from customer_health.actions.campaign_targets import campaign_target_from_airflow
+
+        clients.campaigns = campaign_target_from_airflow(clients.salesforce)
     return clients

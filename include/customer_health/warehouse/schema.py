@@ -53,6 +53,9 @@ __all__ = [  # the source tables, then the tables below
     "score_overrides",
     "model_versions",
     "action_outbox",
+    "campaign_memberships",
+    "campaign_holds",
+    "segment_syncs",
     "crm_writeback_state",
     "account_outcomes",
     "model_audits",
@@ -230,11 +233,12 @@ action_outbox = Table(
     Column("action_type", String(40), nullable=False),
     Column("trigger_date", Date, nullable=False),
     Column("model_version", String(40), nullable=False),
-    # pending | sending (claimed by a dispatcher) | sent | failed | suppressed
+    # pending | sending (claimed by a dispatcher) | sent | failed | suppressed | shadow (decided
+    # in shadow mode: what would have been sent, never delivered)
     Column("status", String(20), nullable=False),
     Column("reason", Text, nullable=False),
     Column("payload", Text, nullable=False),  # JSON
-    Column("target", String(40), nullable=False),  # salesforce | slack | email | marketing
+    Column("target", String(40), nullable=False),  # salesforce | slack | email | campaigns
     Column("external_id", String(120)),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
@@ -244,9 +248,72 @@ action_outbox = Table(
     Column("result", Text),  # JSON: what the target did (memberships paused, task ids, lists joined)
     Column("resolved_at", DateTime),  # a sent task completed / a pause resumed by a later action
     Column("resolved_by", String(200)),  # idempotency key of the action that resolved it
+    # The day the daily cap released the row for delivery (actions.release); NULL: not yet.
+    Column("release_date", Date),
+    # The first day the daily cap deferred it (it waits its turn instead of going stale).
+    Column("deferred_since", Date),
     Index("ix_action_outbox_status_type", "status", "action_type"),
     # The dashboard's intervention analysis: an account's actions in a date range, from the index.
     Index("ix_action_outbox_account_trigger", "account_key", "trigger_date", "action_type", "status"),
+)
+
+campaign_memberships = Table(
+    # The campaign memberships the product manages (actions.campaigns): contacts it added to a
+    # programme (kind 'member': an enrolment, or a segment's member) and memberships it paused
+    # (kind 'pause', with the status to restore). A segment removes only the members it added;
+    # a resume restores only what the product paused. state: 'pending' (the intent is written,
+    # the target's answer not yet recorded: a retry finishes it) | 'active' | 'ended'.
+    "campaign_memberships",
+    metadata,
+    Column("target", String(20), primary_key=True),  # salesforce | hubspot
+    Column("programme_id", String(40), primary_key=True),  # Campaign Id | HubSpot list id
+    Column("contact_ref", String(40), primary_key=True),  # Contact Id | HubSpot contact id
+    Column("kind", String(10), primary_key=True),  # member | pause
+    Column("programme_name", String(255)),
+    Column("programme_group", String(60)),  # the group of config/actions_v1.yaml
+    Column("account_key", String(18), nullable=False),
+    Column("email", String(255)),
+    Column("member_id", String(40)),  # the CampaignMember Id (Salesforce)
+    Column("previous_status", String(80)),  # a pause: the member status to restore
+    Column("state", String(10), nullable=False),
+    Column("started_on", Date, nullable=False),
+    Column("started_by", String(200), nullable=False),  # outbox key or segment:<name>
+    Column("ended_on", Date),
+    Column("ended_by", String(200)),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_campaign_memberships_account", "account_key"),
+    Index("ix_campaign_memberships_started_by", "started_by", "state"),
+)
+
+campaign_holds = Table(
+    # Who keeps a paused membership paused: campaign_pause outbox keys and segments
+    # ('segment:nurture'). The membership is resumed when its last hold is released.
+    "campaign_holds",
+    metadata,
+    Column("target", String(20), primary_key=True),
+    Column("programme_id", String(40), primary_key=True),
+    Column("contact_ref", String(40), primary_key=True),
+    Column("holder", String(200), primary_key=True),
+    Column("since", Date, nullable=False),
+    Index("ix_campaign_holds_holder", "holder"),
+)
+
+segment_syncs = Table(
+    # One row per segment and as-of date synced to the campaign target: once per date, and
+    # never a date older than the latest done (time only moves forward).
+    "segment_syncs",
+    metadata,
+    Column("segment", String(40), primary_key=True),
+    Column("as_of_date", Date, primary_key=True),
+    Column("target", String(20), nullable=False),
+    Column("status", String(10), nullable=False),  # running | done
+    Column("accounts", Integer, nullable=False, default=0),
+    Column("added", Integer, nullable=False, default=0),
+    Column("removed", Integer, nullable=False, default=0),
+    Column("paused", Integer, nullable=False, default=0),
+    Column("resumed", Integer, nullable=False, default=0),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
 )
 
 crm_writeback_state = Table(
