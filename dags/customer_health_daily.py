@@ -10,7 +10,9 @@ and acts on the result.
 3. **Signals** as of D (point in time: nothing after D is used), **score**, zone, trend and
    drivers into `health_scores` (an Asset), keyed by (account, D, model version).
 4. **Actions**: decide from zone transitions into `action_outbox`, then dispatch one task per
-   action type with pending rows. Backfill runs and runs with `dispatch=false` dispatch nothing.
+   action type with pending rows (shadow-mode types are recorded, never sent; daily caps hold
+   the rest for the next day), then sync the health segments to campaigns. Backfill runs and
+   runs with `dispatch=false` dispatch and sync nothing.
 
 Scoring a date waits for the previous run's scoring (`depends_on_past`): trends read earlier
 scores. Backfill with `airflow backfill create --dag-id customer_health_daily --from-date D1
@@ -19,7 +21,7 @@ DAGs); to rebuild a long history fast, trigger `customer_health_rebuild` instead
 
 Reads: connections `health_salesforce`, `health_zendesk`, `health_stripe`, `health_product_db`.
 Writes: the warehouse (`health_warehouse`, default `.local/warehouse.db`), and through the
-action targets Salesforce, Slack, e-mail and the marketing tool.
+action targets Salesforce (tasks, Campaigns), Slack, e-mail, or HubSpot lists when configured.
 Owner: data engineering. Logic lives in `include/customer_health`; this file only wires it.
 """
 
@@ -175,6 +177,18 @@ def customer_health_daily():
 
         return pipeline.action_batches(pipeline.as_of_date(data_interval_start)).get(action_type, [])
 
+    # After every dispatch (done, failed or skipped), so a pause and the nurture segment never
+    # change the same membership at once; the step itself skips backfills and dispatch=false.
+    @task(retries=3, trigger_rule="all_done")
+    def sync_segments(data_interval_start=None, dag_run=None, params=None) -> dict:
+        """Health segments (90+ advocates, 40-60 nurture, At Risk suppression) → campaigns or lists."""
+        from customer_health import pipeline
+
+        run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
+        return pipeline.sync_segments(
+            pipeline.as_of_date(data_interval_start), run_type, bool(params["dispatch"]), params.get("model_version")
+        )
+
     @task(retries=3, max_active_tis_per_dagrun=4)
     def dispatch(action_type: str, keys: list[str]) -> dict:
         """Deliver one batch exactly once (outbox claim + the target's own idempotency)."""
@@ -195,10 +209,13 @@ def customer_health_daily():
     scores >> decided
     route = route_actions(decided)
     route >> [dispatch_disabled(), crm_writeback()]
+    segments = sync_segments()
+    decided >> segments
     for action_type in ACTION_TYPES:
         batches = plan.override(task_id=f"plan_{action_type}")(action_type)
         route >> batches
-        dispatch.override(task_id=f"dispatch_{action_type}").partial(action_type=action_type).expand(keys=batches)
+        sent = dispatch.override(task_id=f"dispatch_{action_type}").partial(action_type=action_type).expand(keys=batches)
+        sent >> segments
 
 
 customer_health_daily()

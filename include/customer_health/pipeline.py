@@ -250,9 +250,49 @@ def dispatch_batch(action_type: str, keys: list[str]) -> dict[str, Any]:
     return report.summary()
 
 
+class SegmentSyncFailed(RuntimeError):
+    """The campaign target refused a segment sync (a missing campaign, a bad token): a retry cannot help."""
+
+    retryable = False
+
+
+@fail_fast
+def sync_segments(as_of: date, run_type: str, dispatch_param: bool, model_version: str | None = None) -> dict[str, Any]:
+    """Push the health segments of ``as_of`` to the campaign target (``actions.segments``), once
+    per date; never in backfills or with dispatch=false, never for a date without scores."""
+    from sqlalchemy import func, select
+
+    from customer_health.actions.campaign_targets import campaign_target_from_airflow
+    from customer_health.actions.config import load_action_rules
+    from customer_health.actions.outbox import dispatch_allowed
+    from customer_health.actions.segments import sync_segments as run
+    from customer_health.actions.targets import PermanentDeliveryError
+    from customer_health.warehouse.schema import health_scores
+
+    if not dispatch_allowed(run_type, dispatch_param):
+        return {"skipped": f"segments are not synced by a {run_type} run or with dispatch=false"}
+    version = active_model_config(model_version).version
+    engine = warehouse()
+    with engine.connect() as conn:
+        scored = conn.execute(select(func.count()).select_from(health_scores).where(
+            health_scores.c.model_version == version, health_scores.c.as_of_date == as_of)).scalar_one()  # fmt: skip
+    if not scored:
+        return {"skipped": f"no {version} scores for {as_of.isoformat()}: nothing to sync"}
+    try:
+        report = run(engine, as_of, version, load_action_rules(), campaign_target_from_airflow())
+    except PermanentDeliveryError as exc:
+        raise SegmentSyncFailed(f"segment sync for {as_of.isoformat()} refused: {exc}") from exc
+    return report.summary()
+
+
 @fail_fast
 def crm_writeback(as_of: date, model_version: str | None = None) -> dict[str, Any]:
-    """Write score, zone, trend and drivers to every scored Salesforce Account that changed."""
+    """Write score, zone, trend and drivers to every scored Salesforce Account that changed
+    (field names from the source mapping); skipped - "no CRM connected" - without Salesforce."""
+    if not source_connected("salesforce"):
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException(NO_CRM)
     from customer_health.actions.config import load_action_rules
     from customer_health.actions.writeback import writeback_health_fields
     from customer_health.sources.salesforce import HealthSalesforceHook
