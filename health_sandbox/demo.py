@@ -3,7 +3,7 @@
 Steps (each reuses what already exists, so a second run is fast):
 1. migrate the embedded warehouse (``.local/warehouse.db``);
 2. generate the synthetic company into ``.local/sandbox`` (2,000 accounts, two years);
-3. start the sandbox in the background (Salesforce, Zendesk, Stripe, Slack, SMTP, marketing);
+3. start the sandbox in the background (Salesforce with its Campaigns, Zendesk, Stripe, Slack, SMTP);
 4. initialise Airflow's metadata DB in ``.local/airflow`` and register the connections;
 5. build a year of score history (``customer_health_rebuild``), unless it exists;
 6. run ``customer_health_daily`` for today with ``airflow dags test``;
@@ -88,7 +88,7 @@ def prepare(accounts: int, days: int, seed: int) -> dict:
     )
     _done(t0, summary.describe().splitlines()[0] if hasattr(summary, "describe") else "")
 
-    t0 = _step("sandbox: serving Salesforce, Zendesk, Stripe, Slack, SMTP and the marketing tool on 127.0.0.1")
+    t0 = _step("sandbox: serving Salesforce (with its Campaigns), Zendesk, Stripe, Slack and SMTP on 127.0.0.1")
     endpoints = serve_background(settings.sandbox_dir())
     _done(t0, ", ".join(f"{k} {v}" for k, v in endpoints.items() if str(v).startswith("http")))
 

@@ -132,9 +132,9 @@ def action_summary(engine: Engine, as_of: date) -> list[str]:
         "salesforce": "Salesforce Tasks (sandbox: sf_task where Health_Action_Key__c is set)",
         "slack": "Slack channel (sandbox: sandbox_writes system='slack')",
         "email": "e-mail (sandbox: sandbox_writes system='smtp')",
-        "marketing": "marketing tool lists (sandbox: mk_membership)",
+        "campaigns": "Salesforce Campaigns, or HubSpot lists (sandbox: sf_campaign_member; campaign_memberships)",
     }
-    lines = [f"Actions on {as_of} (table action_outbox):"]
+    lines = [f"Actions on {as_of} (table action_outbox; shadow: recorded, never sent; pending: deferred by a daily cap):"]
     for action_type, target, status, n in rows:
         lines.append(f"  {action_type:<28} {status:<10} {n:>5}  -> {where.get(target, target)}")
     return lines
