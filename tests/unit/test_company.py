@@ -152,8 +152,8 @@ def test_every_table_reads_back_through_sqlalchemy_with_its_declared_types(compa
     with engine.connect() as conn:
         for table in store_metadata.sorted_tables:
             rows = conn.execute(select(table).limit(50)).fetchall()
-            if table.name in RUNTIME_TABLES - {"sandbox_meta"}:
-                continue
+            if table.name in RUNTIME_TABLES - {"sandbox_meta"} or table.name.startswith("hs_"):
+                continue  # hs_*: HubSpot's tables, for companies whose marketing runs on HubSpot (self-serve)
             assert rows, table.name
             for column in table.columns:
                 python_type = {DateTime: datetime, Date: date, Boolean: bool}.get(type(column.type))
