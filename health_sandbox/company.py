@@ -115,6 +115,7 @@ from health_sandbox.store import (
     zd_organization,
     zd_satisfaction_rating,
     zd_ticket,
+    zd_user,
 )
 
 GENERATOR_VERSION = "4"
@@ -959,6 +960,8 @@ class _World:
         self.contact_acct = acct
         self.contact_ids = np.array(salesforce_ids("Contact", np.arange(n_c)), dtype=object)
         self.contact_email = np.array(emails, dtype=object)
+        self.contact_name = np.array([f"{f} {last}" for f, last in zip(fn, ln, strict=True)], dtype=object)
+        self.contact_created = created
         self.contact_created_idx = joined
         self.contact_starts = starts
         self.contact_per = per
@@ -1075,6 +1078,7 @@ class _World:
             f"{f.lower()}.{ln_.lower().replace('ü', 'u')}.{k + 1}@{self.domain[a]}"
             for k, (f, ln_, a) in enumerate(zip(fn, ln, ua, strict=True))
         ]
+        self._contact_logins(ua, uf, ut, u_email)
         created = (
             W0s
             + uf.astype("timedelta64[D]")
@@ -1102,6 +1106,32 @@ class _World:
             },
         )
         self._product_events(product, ua, uf, ut)
+
+    def _contact_logins(self, ua: np.ndarray, uf: np.ndarray, ut: np.ndarray, u_email: list[str]) -> None:
+        """Most Salesforce contacts also use the product: their login is their CRM e-mail.
+
+        About three in four contacts (and under half of the executive sponsors) hold a login;
+        each takes one of its account's seats, longest-held first, so a contact is one of the
+        account's steady users (and leaves, like anyone, when that seat's occupancy ends). One
+        in seven of those logins was typed with capitals, as people do, so matching the two
+        systems has to ignore case. Whether a contact has a login is a hash of its Id, not a
+        draw from a random stream, so every other table is the same as without it.
+        """
+        starts = np.searchsorted(ua, np.arange(self.N), side="left")
+        ends = np.searchsorted(ua, np.arange(self.N), side="right")
+        held = np.minimum(ut, self.D) - np.maximum(uf, 0)
+        for i in range(self.N):
+            seats = sorted(range(starts[i], ends[i]), key=lambda u: (-held[u], u))
+            first = int(self.contact_starts[i])
+            for j in range(int(self.contact_per[i])):
+                if not seats:
+                    break
+                k = first + j
+                bucket = zlib.crc32(str(self.contact_ids[k]).encode()) % 100
+                if bucket >= (45 if self.sponsor_of[i] == k else 75):
+                    continue
+                email = str(self.contact_email[k])
+                u_email[seats.pop(0)] = email[:1].upper() + email[1:] if bucket % 7 == 0 else email
 
     def _product_events(
         self, product: sqlite3.Connection, ua: np.ndarray, uf: np.ndarray, ut: np.ndarray
@@ -1250,6 +1280,23 @@ class _World:
         org_rows["updated_at"] = org_rows["created_at"]
         self.counts["zd_organization"] = _insert(store, zd_organization, org_rows)
         self.org_ids = org_ids
+        # End users: every contact can write to support (requester id 900,000,000 + contact
+        # row, as the tickets below use it), with the e-mail Salesforce has; plus the QA
+        # requester of the junk tickets.
+        n_c = len(self.contact_acct)
+        self.counts["zd_user"] = _insert(
+            store,
+            zd_user,
+            {
+                "id": (900_000_000 + np.arange(n_c)).tolist() + [990_000_001],
+                "name": list(self.contact_name) + ["QA Robot"],
+                "email": list(self.contact_email) + ["qa-robot@support.invalid"],
+                "organization_id": org_ids[self.contact_acct].tolist() + [junk_ids[0]],
+                "role": ["end-user"] * (n_c + 1),
+                "created_at": np.concatenate([self.contact_created, [W0s]]),
+                "updated_at": np.concatenate([self.contact_created, [W0s]]),
+            },
+        )
 
         # Tickets: a Poisson count per account-day, rate rising as health falls.
         parts = []

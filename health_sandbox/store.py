@@ -227,6 +227,18 @@ zd_ticket = Table(
     Column("first_reply_time_in_minutes", Integer),
 )
 
+zd_user = Table(  # end users: the requesters of tickets (sideloaded by include=users)
+    "zd_user",
+    store_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(255)),
+    Column("email", String(255)),  # the person's Salesforce Contact e-mail
+    Column("organization_id", Integer),
+    Column("role", String(20)),  # end-user
+    Column("created_at", DateTime),
+    Column("updated_at", DateTime),
+)
+
 zd_satisfaction_rating = Table(
     "zd_satisfaction_rating",
     store_metadata,

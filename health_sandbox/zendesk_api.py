@@ -7,12 +7,14 @@ against both (``tests/contracts/test_zendesk_contract.py``):
   ``page[after]``), answering ``{"organizations", "meta": {"has_more", "after_cursor",
   "before_cursor"}, "links": {"next", "prev"}}``; ordered by id.
 * ``GET /api/v2/incremental/tickets/cursor.json`` - the cursor-based incremental export:
-  ``start_time`` (unix) *or* ``cursor``, ``per_page`` (up to 1000) and ``include=metric_sets``.
+  ``start_time`` (unix) *or* ``cursor``, ``per_page`` (up to 1000) and ``include`` with
+  ``metric_sets`` and/or ``users`` (the page's requesters and submitters, as Zendesk sideloads
+  a ticket's users).
   Ordered as Zendesk orders it: by ``generated_timestamp`` (then id), the moment of the ticket's
   last change of *any* kind, not by ``updated_at``, which only a ticket event moves. Some tickets
   carry a later system update (``system_update_delay``: a deterministic subset, a few minutes
   after their last event), so ``updated_at`` goes backwards within a page, as on real pages.
-  Each page ``{"tickets", "metric_sets", "after_cursor", "after_url", "before_cursor",
+  Each page ``{"tickets", "metric_sets", "users", "after_cursor", "after_url", "before_cursor",
   "before_url", "end_of_stream"}``; a ticket changed again moves to its new position; the cursor
   is an opaque token for "after (generated second, id)"; the last page's ``after_cursor``
   resumes the export later.
@@ -21,6 +23,9 @@ against both (``tests/contracts/test_zendesk_contract.py``):
   A rating has no ``organization_id`` (Zendesk's has none; the store keeps one for the
   company's bookkeeping, never served): its organization is its ticket's.
 * ``GET /api/v2/tickets/{id}.json``.
+* ``GET /api/v2/users/me.json`` - the authenticated user, ``{"user": {..., "role",
+  "authenticity_token"}}`` (Zendesk's ShowCurrentUser, a CurrentUserResponse): the preflight reads
+  its ``role`` (``admin``, ``agent`` or ``end-user``; ``sandbox_meta['zendesk_role']``).
 
 The sandbox's clock is the host's plus a skew of a few seconds (``CLOCK_SKEW``, overridden by
 ``sandbox_meta`` ``zendesk_clock_skew_seconds``; ``source_now``): the source and the warehouse
@@ -65,9 +70,11 @@ from health_sandbox.store import (
     zd_organization,
     zd_satisfaction_rating,
     zd_ticket,
+    zd_user,
 )
 
 SYSTEM = "zendesk"
+SANDBOX_USER_ID = 9000000001  # the API user (users/me)
 ORG_PAGE_DEFAULT = 100
 ORG_PAGE_MAX = 100
 EXPORT_PAGE_DEFAULT = 1000
@@ -285,6 +292,26 @@ def metric_set_json(row: Any, base: str) -> dict[str, Any]:
     }
 
 
+def user_json(row: Any, base: str) -> dict[str, Any]:
+    """An end user as Zendesk serializes it (a subset of its fields, as a sideload carries)."""
+    return {
+        "url": f"{base}/api/v2/users/{row.id}.json",
+        "id": row.id,
+        "name": row.name,
+        "email": row.email,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at or row.created_at),
+        "organization_id": row.organization_id,
+        "role": row.role,
+        "external_id": None,
+        "active": True,
+        "verified": True,
+        "suspended": False,
+        "tags": [],
+        "user_fields": {},
+    }
+
+
 def satisfaction_rating_json(row: Any, base: str) -> dict[str, Any]:
     """A satisfaction rating as Zendesk serializes it: no organization (that is the ticket's)."""
     return {
@@ -460,6 +487,18 @@ def build_app(store: Engine, folder: Path | None = None) -> SandboxApp:
             _break_rating,
         )
 
+    @app.route("GET", r"/api/v2/users/me\.json")
+    def current_user(req: Request) -> Response:
+        me = app.user()
+        stamp = iso(datetime(2020, 1, 1, tzinfo=UTC))
+        return Response(200, {"user": {
+            "url": f"{_base(req)}/api/v2/users/{SANDBOX_USER_ID}.json", "id": SANDBOX_USER_ID,
+            "name": "Customer Health Pipeline", "email": me["email"], "created_at": stamp, "updated_at": stamp,
+            "time_zone": "UTC", "locale": "en-US", "organization_id": None, "role": me["role"], "role_type": None,
+            "custom_role_id": None, "active": True, "verified": True, "suspended": False,
+            "authenticity_token": "sandbox-authenticity-token",
+        }})
+
     @app.route("GET", r"/api/v2/tickets/(?P<id>\d+)\.json")
     def show_ticket(req: Request) -> Response:
         with store.connect() as conn:
@@ -513,7 +552,8 @@ def build_app(store: Engine, folder: Path | None = None) -> SandboxApp:
             after_cursor = encode_cursor({"u": last.generated, "i": last.id})
         else:
             after_cursor = encode_cursor({"u": after[0], "i": after[1]})
-        extra = "&include=metric_sets" if "metric_sets" in include else ""
+        wanted = [part for part in ("metric_sets", "users") if part in include]
+        extra = f"&include={','.join(wanted)}" if wanted else ""
         body: dict[str, Any] = {
             "tickets": tickets,
             "after_cursor": after_cursor,
@@ -524,6 +564,11 @@ def build_app(store: Engine, folder: Path | None = None) -> SandboxApp:
         }
         if "metric_sets" in include:
             body["metric_sets"] = [metric_set_json(r, base) for r in rows]
+        if "users" in include:
+            ids = sorted({r.requester_id for r in rows if r.requester_id is not None})
+            with store.connect() as conn:
+                users = conn.execute(select(zd_user).where(zd_user.c.id.in_(ids)).order_by(zd_user.c.id)).fetchall()
+            body["users"] = [user_json(u, base) for u in users]
         return Response(200, body)
 
     return app

@@ -5,7 +5,8 @@ both are wrong together and every other test passes. Here both are held, offline
 
 * **zenpy's object definitions** - the classes of ``zenpy.lib.api_objects`` in the zenpy pinned in
   ``constraints.txt`` (``zenpy==2.0.57``, checked below): ``Ticket``, ``Via``, ``TicketMetric``,
-  ``TicketMetricItem``, ``Organization``, ``SatisfactionRating``. A class's constructor
+  ``TicketMetricItem``, ``Organization``, ``SatisfactionRating``, ``User`` (a ticket's
+  sideloaded requester). A class's constructor
   parameters are the object's fields (zenpy generates them from Zendesk's example payloads;
   ``from_`` is ``from``). For request parameters, zenpy's endpoint builders
   (``zenpy.lib.endpoint.EndpointFactory``): the parameters zenpy itself sends to each path.
@@ -52,7 +53,7 @@ from customer_health.warehouse.engine import engine_for
 from health_sandbox.connections import SANDBOX_ZENDESK_EMAIL, SANDBOX_ZENDESK_TOKEN
 from health_sandbox.http import serve
 from health_sandbox.server import Sandbox
-from health_sandbox.store import sandbox_meta, store_engine, zd_ticket
+from health_sandbox.store import sandbox_meta, store_engine, zd_ticket, zd_user
 from health_sandbox.zendesk_api import build_app
 from tests.integration.test_zendesk_extraction import UNTIL, seed_zendesk
 
@@ -116,6 +117,7 @@ def _shapes() -> dict[str, Shape]:
         "organization": Shape("organization")
         .zenpy(zenpy_objects.Organization)
         .reference(objects, "OrganizationObject"),
+        "user": Shape("user").zenpy(zenpy_objects.User),
         "satisfaction rating": Shape("satisfaction rating")
         .zenpy(zenpy_objects.SatisfactionRating)
         .reference(objects, "SatisfactionRatingObject"),
@@ -149,6 +151,7 @@ ENDPOINTS = {  # path after /api/v2/ -> the shape of its body
 CHILDREN = {  # (shape, key) -> the shape of that key's object (or of each item of its list)
     ("export page", "tickets"): "ticket (export)",
     ("export page", "metric_sets"): "metric set",
+    ("export page", "users"): "user",
     ("ticket", "via"): "via",
     ("ticket (export)", "via"): "via",
     ("organizations page", "organizations"): "organization",
@@ -227,6 +230,13 @@ def zendesk(tmp_path, monkeypatch) -> Iterator[Sandbox]:
     folder = tmp_path / "sandbox"
     store = store_engine(folder / "company.db")
     seed_zendesk(store)
+    with store.begin() as conn:  # the requesters, sideloaded with their tickets (include=users)
+        requesters = sorted(set(conn.execute(select(zd_ticket.c.requester_id)).scalars()))
+        conn.execute(insert(zd_user), [
+            {"id": r, "name": f"Requester {r}", "email": f"Requester.{r}@example.com", "organization_id": None,
+             "role": "end-user", "created_at": datetime(2025, 1, 1), "updated_at": datetime(2025, 1, 1)}
+            for r in requesters
+        ])  # fmt: skip
     running = serve(build_app(store, folder))
     monkeypatch.setenv("ZENPY_FORCE_NETLOC", f"127.0.0.1:{running.port}")
     monkeypatch.setenv("ZENPY_FORCE_SCHEME", "http")
@@ -248,13 +258,13 @@ def served_pages(base: str) -> Iterator[tuple[str, dict]]:
             if not body["meta"]["has_more"]:
                 break
             params = {"page[size]": size, "page[after]": body["meta"]["after_cursor"]}
-    params = {"start_time": 0, "per_page": 1000, "include": "metric_sets"}
+    params = {"start_time": 0, "per_page": 1000, "include": "metric_sets,users"}
     while True:
         body = _get(base, "incremental/tickets/cursor.json", params).json()
         yield "incremental/tickets/cursor.json", body
         if body["end_of_stream"]:
             break
-        params = {"cursor": body["after_cursor"], "per_page": 1000, "include": "metric_sets"}
+        params = {"cursor": body["after_cursor"], "per_page": 1000, "include": "metric_sets,users"}
 
 
 # ----------------------------------------------------------------------------- recording the extraction
@@ -429,6 +439,7 @@ def test_every_field_the_extraction_reads_is_defined(recorded_run):
             "organizations page", "pagination meta", "satisfaction ratings page"} <= read  # fmt: skip
     assert ("satisfaction rating", "organization_id") not in recorded_run.reads
     assert ("ticket (export)", "generated_timestamp") in recorded_run.reads  # the export's order
+    assert {("ticket (export)", "requester_id"), ("user", "email")} <= recorded_run.reads  # who filed it
 
 
 def test_every_parameter_the_extraction_sends_is_one_zendesk_or_zenpy_defines(recorded_run):

@@ -17,9 +17,11 @@ What is read, and how it stays correct:
 
 * **Organizations** - all of them, every run (a few thousand at most), upserted page by page;
   one created at or after ``bound`` is left for a later run.
-* **Tickets** - the cursor-based incremental export with ``include=metric_sets``; the metric set
-  is folded into the ticket row (reopens, full resolution minutes, solved_at) and the category
-  derived from tags. The watermark is the export cursor (``cursor:<token>``), written in the
+* **Tickets** - the cursor-based incremental export with ``include=metric_sets,users``; the
+  metric set is folded into the ticket row (reopens, full resolution minutes, solved_at), the
+  category derived from tags, and the requester's id and e-mail (from the sideloaded users)
+  kept, so a ticket and its rating can be matched to a Salesforce contact (stakeholder
+  health). The watermark is the export cursor (``cursor:<token>``), written in the
   transaction that commits its page, so it never runs ahead of stored data; Zendesk's cursor is
   safe to resume from, and a crashed run resumes after its last committed page.
 * **Satisfaction ratings** - by ``created_at`` window ``[watermark, bound)``; the watermark (the
@@ -200,10 +202,15 @@ def organization_row(org: Mapping[str, Any], extracted_at: datetime) -> dict[str
 
 
 def ticket_row(
-    ticket: Mapping[str, Any], metric_set: Mapping[str, Any] | None, extracted_at: datetime
+    ticket: Mapping[str, Any],
+    metric_set: Mapping[str, Any] | None,
+    extracted_at: datetime,
+    requester: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A ``raw_zd_ticket`` row from an exported ticket and its sideloaded metric set."""
+    """A ``raw_zd_ticket`` row from an exported ticket, its sideloaded metric set and requester
+    (the sideloaded user whose id is the ticket's ``requester_id``; its e-mail is NULL without one)."""
     check = FieldCheck()
+    requester = requester or {}
     tags = ticket.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         check.problem(f"tags is not a list of strings: {tags!r}")
@@ -232,6 +239,8 @@ def ticket_row(
             "full_resolution_minutes": check(
                 _int, resolution.get("calendar"), "full_resolution_time_in_minutes"
             ),
+            "requester_id": check(_int, ticket.get("requester_id"), "requester_id"),
+            "requester_email": check(_text, requester.get("email"), "users.email", 255),
             "source_updated_at": check(parse_time, ticket.get("updated_at"), "updated_at"),
             "is_deleted": status == "deleted",
             "extracted_at": extracted_at,
@@ -529,7 +538,7 @@ def _extract_tickets(
         report.watermark_before = get_watermark(conn, SOURCE, "tickets")
     report.watermark_after = report.watermark_before
     cursor = _cursor_of(report.watermark_before)
-    base: dict[str, Any] = {"include": "metric_sets", "per_page": per_page}
+    base: dict[str, Any] = {"include": "metric_sets,users", "per_page": per_page}
     if cursor is None:
         params = base | {"start_time": int(history_start.replace(tzinfo=UTC).timestamp())}
     else:
@@ -541,6 +550,7 @@ def _extract_tickets(
         report.pages += 1
         tickets = _records(body, "tickets", "Zendesk ticket export")
         metric_sets = {m.get("ticket_id"): m for m in body.get("metric_sets") or [] if isinstance(m, dict)}
+        users = {u.get("id"): u for u in body.get("users") or [] if isinstance(u, dict)}
         rows, bad, reached_until = [], [], False
         for ticket in tickets:
             if (ticket.get("id"), ticket.get("generated_timestamp")) in previous:
@@ -551,7 +561,8 @@ def _extract_tickets(
                     # Ordered by generated_timestamp (not updated_at): the rest is later still.
                     reached_until = True
                     break
-                row = ticket_row(ticket, metric_sets.get(ticket.get("id")), extracted_at)
+                requester = users.get(ticket.get("requester_id"))
+                row = ticket_row(ticket, metric_sets.get(ticket.get("id")), extracted_at, requester)
             except MalformedRecord as exc:
                 bad.append((str(ticket.get("id")), f"ticket: {exc}", ticket))
                 continue

@@ -162,6 +162,8 @@ raw_zd_ticket = Table(
     Column("solved_at", DateTime),
     Column("reopens", Integer),
     Column("full_resolution_minutes", Integer),
+    Column("requester_id", BigInteger),
+    Column("requester_email", String(255)),  # the sideloaded requester's e-mail (NULL without one)
     *_bookkeeping(),
 )
 
@@ -256,6 +258,19 @@ raw_product_feature = Table(
     *_bookkeeping(),
 )
 
+raw_product_user = Table(
+    # The people with a login: who they are (their e-mail is how stakeholder health matches them
+    # to Salesforce contacts) and when their login was created and deactivated.
+    "raw_product_user",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), index=True),
+    Column("email", String(255)),
+    Column("created_at", DateTime),
+    Column("deactivated_at", DateTime),
+    *_bookkeeping(),
+)
+
 # Daily aggregates computed in SQL at the source; the raw events never leave the product DB.
 raw_product_usage_daily = Table(
     "raw_product_usage_daily",
@@ -279,6 +294,21 @@ raw_product_feature_daily = Table(
     Column("events", Integer, nullable=False),
     Column("extracted_at", DateTime, nullable=False),
     Index("ix_raw_product_feature_daily_day", "day"),
+)
+
+raw_product_user_daily = Table(
+    # Per user and day (a user with no event that day has no row): the stakeholder-level view of
+    # the same events, for the recent window stakeholder health reads (sources.product_users).
+    "raw_product_user_daily",
+    metadata,
+    Column("account_id", String(40), primary_key=True),
+    Column("user_id", String(40), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("logins", Integer, nullable=False),
+    Column("core_actions", Integer, nullable=False),  # uses of a core feature (features.is_core)
+    Column("events", Integer, nullable=False),
+    Column("extracted_at", DateTime, nullable=False),
+    Index("ix_raw_product_user_daily_day", "day"),
 )
 
 # --------------------------------------------------------------------------- extraction bookkeeping
@@ -340,4 +370,4 @@ crosswalk_unmapped = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
-__all__ = ["NAMING", "metadata", "raw_sf_user", "raw_sf_account", "raw_sf_contact", "raw_sf_task", "raw_sf_opportunity", "raw_sf_nps_response", "raw_zd_organization", "raw_zd_ticket", "raw_zd_satisfaction_rating", "raw_stripe_customer", "raw_stripe_subscription", "raw_stripe_invoice", "raw_stripe_dispute", "raw_product_account", "raw_product_feature", "raw_product_usage_daily", "raw_product_feature_daily", "extraction_watermarks", "quarantine", "account_crosswalk", "account_identity_map", "crosswalk_unmapped"]  # fmt: skip
+__all__ = ["NAMING", "metadata", "raw_sf_user", "raw_sf_account", "raw_sf_contact", "raw_sf_task", "raw_sf_opportunity", "raw_sf_nps_response", "raw_zd_organization", "raw_zd_ticket", "raw_zd_satisfaction_rating", "raw_stripe_customer", "raw_stripe_subscription", "raw_stripe_invoice", "raw_stripe_dispute", "raw_product_account", "raw_product_feature", "raw_product_user", "raw_product_usage_daily", "raw_product_feature_daily", "raw_product_user_daily", "extraction_watermarks", "quarantine", "account_crosswalk", "account_identity_map", "crosswalk_unmapped"]  # fmt: skip

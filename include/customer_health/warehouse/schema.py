@@ -23,6 +23,7 @@ Conventions
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -60,6 +61,8 @@ __all__ = [  # the source tables, then the tables below
     "account_outcomes",
     "model_audits",
     "model_version_events",
+    "stakeholder_health",
+    "health_reviews",
 ]
 
 # --------------------------------------------------------------------------- scoring
@@ -383,4 +386,61 @@ model_version_events = Table(
     Column("actor", String(120), nullable=False),
     Column("note", Text),
     Column("occurred_at", DateTime, nullable=False),
+)
+
+# --------------------------------------------------------------------------- stakeholders
+stakeholder_health = Table(
+    # The people inside each account on each date (customer_health.stakeholders): every
+    # Salesforce contact, and every product user who held a login or used the product in the
+    # last 120 days, matched by e-mail (case-insensitive) where they are the same person. Their
+    # engagement (product logins and actions), sentiment (their NPS answer, the CSAT of the
+    # tickets they filed) and role (executive sponsor, champion). NULL where the data does not
+    # exist (a contact without a login has no engagement; a date before the per-user history
+    # began has none either). Shown beside the account's score; not weighted into it.
+    # Written by the daily run for its date, replaced whole on re-run.
+    "stakeholder_health",
+    metadata,
+    Column("as_of_date", Date, primary_key=True),
+    Column("account_key", String(18), primary_key=True),
+    Column("stakeholder_key", String(60), primary_key=True),  # the Contact Id, else user:<product user id>
+    Column("contact_id", String(18)),
+    Column("product_user_id", String(40)),
+    Column("name", String(255)),
+    Column("email", String(255)),
+    Column("title", String(128)),
+    Column("is_executive_sponsor", Boolean, nullable=False),
+    Column("is_champion", Boolean, nullable=False),
+    Column("login_created_on", Date),
+    Column("login_deactivated_on", Date),
+    Column("active_days_28", Integer),
+    Column("active_days_90", Integer),
+    Column("core_actions_28", Integer),
+    Column("core_actions_90", Integer),
+    Column("active_days_30", Integer),  # the last 30 days (D-29 .. D)
+    Column("active_days_prev_30", Integer),  # the 30 days before them (D-59 .. D-30)
+    Column("engagement_change_30", Float),  # (last 30 - previous 30) / previous 30, active days
+    Column("last_login_on", Date),  # within the last 365 days
+    Column("latest_nps", Integer),
+    Column("latest_nps_on", Date),
+    Column("csat_good", Integer),  # of their tickets' ratings in the last 365 days
+    Column("csat_rated", Integer),
+    Column("tickets_90", Integer),  # tickets they filed in the last 90 days
+    Column("last_touch_on", Date),  # the latest Salesforce activity logged with the contact
+    Column("computed_at", DateTime, nullable=False),
+    Index("ix_stakeholder_health_account", "account_key", "as_of_date"),
+)
+
+# --------------------------------------------------------------------------- the monthly review
+health_reviews = Table(
+    # One row per reviewed month and model version: the monthly health review's figures (JSON,
+    # customer_health.review) and where its self-contained HTML file was written. Re-running a
+    # month replaces its row and its file.
+    "health_reviews",
+    metadata,
+    Column("month", Date, primary_key=True),  # the first day of the reviewed month
+    Column("model_version", String(40), primary_key=True),
+    Column("as_of_date", Date, nullable=False),  # the last scored date of the month
+    Column("report_path", Text, nullable=False),
+    Column("figures", Text, nullable=False),  # JSON: every figure of the review, with its inputs
+    Column("generated_at", DateTime, nullable=False),
 )
