@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
+from customer_health.alerts import notify_task_failure, scores_due_alert
 from customer_health.assets import HEALTH_SCORES
 from customer_health.pipeline import action_types
 from customer_health.settings import SCORING_POOL
@@ -43,7 +44,13 @@ DEFAULT_ARGS = {
     "retries": 2,
     "retry_delay": timedelta(seconds=30),
     "retry_exponential_backoff": True,
+    # A task that fails for good posts to the ops channel (customer_health.alerts).
+    "on_failure_callback": notify_task_failure,
 }
+
+# The scores of D are due at CUSTOMER_HEALTH_SCORES_DUE_UTC (HH:MM, compose: 06:00) on D+1; past
+# that the scheduler runs alerts.scores_late on an executor, which tells the ops channel. Unset: none.
+SCORES_DUE = scores_due_alert()
 
 
 @dag(
@@ -53,6 +60,7 @@ DEFAULT_ARGS = {
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    deadline=SCORES_DUE,
     tags=["customer-health"],
     doc_md=__doc__,
     params={
@@ -110,6 +118,14 @@ def customer_health_daily():
         from customer_health import pipeline
 
         return pipeline.build_crosswalk()
+
+    @task
+    def check_record_spikes(data_interval_start=None, dag_run=None) -> dict:
+        """Quarantined and unmapped records per source vs their usual: a spike tells the ops channel."""
+        from customer_health import alerts, pipeline
+
+        run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
+        return alerts.check_run_for_spikes(pipeline.as_of_date(data_interval_start), run_type)
 
     @task
     def plan_signal_shards(data_interval_start=None, params=None) -> list[dict]:
@@ -203,6 +219,7 @@ def customer_health_daily():
     signals = compute_signals.expand(shard=shards)
     scores = score_accounts()
     migrated >> extracted >> crosswalk >> shards
+    crosswalk >> check_record_spikes()
     signals >> scores
 
     decided = decide_actions()

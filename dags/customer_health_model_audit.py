@@ -30,10 +30,13 @@ from datetime import datetime, timedelta
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
+from customer_health.alerts import notify_task_failure
+
 DEFAULT_ARGS = {
     "owner": "data-engineering",
     "retries": 1,
     "retry_delay": timedelta(minutes=1),
+    "on_failure_callback": notify_task_failure,  # the ops channel (customer_health.alerts)
 }
 REVIEW_TIMEOUT = timedelta(days=14)
 RECALIBRATION = "recalibrate_model"

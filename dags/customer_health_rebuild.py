@@ -36,9 +36,15 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
+from customer_health.alerts import notify_task_failure
 from customer_health.assets import HEALTH_SCORES
 
-DEFAULT_ARGS = {"owner": "data-engineering", "retries": 1, "retry_delay": timedelta(seconds=30)}
+DEFAULT_ARGS = {
+    "owner": "data-engineering",
+    "retries": 1,
+    "retry_delay": timedelta(seconds=30),
+    "on_failure_callback": notify_task_failure,  # the ops channel (customer_health.alerts)
+}
 
 
 @dag(

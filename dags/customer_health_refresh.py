@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import CronTriggerTimetable, Param, dag, task
 
+from customer_health.alerts import notify_task_failure
 from customer_health.assets import HEALTH_SCORES
 
 DAILY_DAG_ID = "customer_health_daily"
@@ -39,6 +40,7 @@ DEFAULT_ARGS = {
     "owner": "data-engineering",
     "retries": 2,
     "retry_delay": timedelta(seconds=20),
+    "on_failure_callback": notify_task_failure,  # the ops channel (customer_health.alerts)
 }
 
 

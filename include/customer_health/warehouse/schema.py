@@ -63,6 +63,7 @@ __all__ = [  # the source tables, then the tables below
     "model_version_events",
     "stakeholder_health",
     "health_reviews",
+    "record_spike_counts",
 ]
 
 # --------------------------------------------------------------------------- scoring
@@ -443,4 +444,20 @@ health_reviews = Table(
     Column("report_path", Text, nullable=False),
     Column("figures", Text, nullable=False),  # JSON: every figure of the review, with its inputs
     Column("generated_at", DateTime, nullable=False),
+)
+
+# --------------------------------------------------------------------------- operational alerts
+record_spike_counts = Table(
+    # Per daily run (as-of date), source and kind (quarantined | unmapped): how many problem
+    # records the run's check counted (customer_health.alerts.check_record_spikes). The trailing
+    # median of these is the "usual" a spike is measured against; alerted_at marks a spike
+    # already posted to the ops channel, so a re-run recounts but never posts twice.
+    "record_spike_counts",
+    metadata,
+    Column("as_of_date", Date, primary_key=True),
+    Column("source", String(40), primary_key=True),
+    Column("kind", String(20), primary_key=True),
+    Column("records", Integer, nullable=False),
+    Column("checked_at", DateTime, nullable=False),
+    Column("alerted_at", DateTime),
 )
