@@ -198,9 +198,8 @@ def _missed_deadline_callback(dagrun_id: int):
 
 def _run_like_an_executor(callback: dict) -> None:
     """Run a deadline callback through the Task SDK's own callback runner, as a worker does."""
-    from airflow.sdk.execution_time.callback_supervisor import execute_callback
-
     import structlog
+    from airflow.sdk.execution_time.callback_supervisor import execute_callback
 
     ok, error = execute_callback(callback["path"], callback["kwargs"], "", None, structlog.get_logger("callback"))
     assert ok, error
