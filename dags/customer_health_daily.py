@@ -4,12 +4,19 @@
 Scores every customer 0–100 for the logical date **D** (the start of the run's data interval)
 and acts on the result.
 
-1. **Extract** Salesforce, Zendesk, Stripe and the product database into the warehouse's raw
-   tables (incremental, watermarked; malformed records are quarantined and counted).
+1. **Preflight** (`python -m customer_health.preflight`): every connection reachable,
+   authenticated and holding what the product needs; a missing field, object, permission or
+   table fails the run at once, with the fix. Then **extract** Salesforce, Zendesk, Stripe and
+   the product database into the warehouse's raw tables (incremental, watermarked; malformed
+   records are quarantined and counted). A source without an Airflow connection is not
+   connected: its extraction task is skipped with the reason, and without Salesforce the CRM
+   writeback and Salesforce-task actions are not attempted ("no CRM connected").
 2. **Crosswalk** the four identities onto the Salesforce account.
 3. **Signals** as of D (point in time: nothing after D is used), **score**, zone, trend and
    drivers into `health_scores` (an Asset), keyed by (account, D, model version).
-4. **Actions**: decide from zone transitions into `action_outbox`, then dispatch one task per
+4. **Stakeholders**: each account's people as of D (`stakeholder_health`: product engagement,
+   NPS and CSAT per contact, executive sponsor and champion), beside the score, not in it.
+5. **Actions**: decide from zone transitions into `action_outbox`, then dispatch one task per
    action type with pending rows (shadow-mode types are recorded, never sent; daily caps hold
    the rest for the next day), then sync the health segments to campaigns. Backfill runs and
    runs with `dispatch=false` dispatch and sync nothing.
@@ -77,6 +84,13 @@ SCORES_DUE = scores_due_alert()
     },
 )
 def customer_health_daily():
+    @task(retries=0)
+    def preflight() -> dict:
+        """Connections, objects, fields, permissions, tables: fails fast with the fix when one is missing."""
+        from customer_health import pipeline
+
+        return pipeline.preflight()
+
     @task
     def migrate_warehouse() -> dict:
         """Apply pending warehouse migrations."""
@@ -112,7 +126,8 @@ def customer_health_daily():
 
         return pipeline.extract_product(data_interval_end.replace(tzinfo=None))
 
-    @task
+    # none_failed: an extraction skipped because its source is not connected does not skip the rest.
+    @task(trigger_rule="none_failed")
     def build_crosswalk() -> dict:
         """Map Zendesk, Stripe and product identities onto Salesforce accounts."""
         from customer_health import pipeline
@@ -151,6 +166,16 @@ def customer_health_daily():
         from customer_health import pipeline
 
         return pipeline.score(pipeline.as_of_date(data_interval_start), params.get("model_version"))
+
+    @task
+    def stakeholder_health(data_interval_start=None, data_interval_end=None) -> dict:
+        """Product users' activity, then each account's people as of D into stakeholder_health
+        (engagement, NPS, CSAT, sponsor and champion; shown beside the score, not weighted into it)."""
+        from customer_health import pipeline
+
+        return pipeline.stakeholder_health(
+            pipeline.as_of_date(data_interval_start), data_interval_end.replace(tzinfo=None)
+        )
 
     @task
     def decide_actions(data_interval_start=None, dag_run=None, params=None) -> dict:
@@ -213,6 +238,7 @@ def customer_health_daily():
         return pipeline.dispatch_batch(action_type, keys)
 
     migrated = migrate_warehouse()
+    preflight() >> migrated
     extracted = [extract_salesforce(), extract_zendesk(), extract_stripe(), extract_product()]
     crosswalk = build_crosswalk()
     shards = plan_signal_shards()
@@ -221,6 +247,7 @@ def customer_health_daily():
     migrated >> extracted >> crosswalk >> shards
     crosswalk >> check_record_spikes()
     signals >> scores
+    scores >> stakeholder_health()
 
     decided = decide_actions()
     scores >> decided

@@ -6,7 +6,10 @@ on the result: an account whose executive sponsor complained on Thursday does no
 *Neutral* on Friday.
 
 1. **Guard**: does nothing while a `customer_health_daily` run is queued or running (the daily
-   full recompute is authoritative for its date).
+   full recompute is authoritative for its date). Then the **preflight**
+   (`customer_health.preflight`): a missing field, object, permission or table fails the run at
+   once with the fix; sources without a connection are not connected, and the extraction below
+   skips them with the reason (no CRM connected: no writeback, no Salesforce tasks).
 2. **Extract** new Salesforce contacts, tasks and NPS responses, Zendesk tickets and ratings, and
    Stripe invoices and disputes up to the run's time, with the daily run's extractors and
    watermarks.
@@ -67,6 +70,13 @@ def customer_health_refresh():
         """False (skip the run) while a daily run is queued or running."""
         return ti.get_dr_count(dag_id=DAILY_DAG_ID, states=BUSY_STATES) == 0
 
+    @task(retries=0)
+    def preflight() -> dict:
+        """Connections, objects, fields, permissions, tables: fails fast with the fix when one is missing."""
+        from customer_health import pipeline
+
+        return pipeline.preflight()
+
     @task(retries=3)
     def extract_changes(logical_date=None) -> dict:
         """Intraday sources up to the run's time; returns the refresh window."""
@@ -101,6 +111,8 @@ def customer_health_refresh():
 
         if not decided["deliverable"]:
             return {"skipped": "dispatch disabled for this run"}
+        if not pipeline.source_connected("salesforce"):
+            return {"skipped": pipeline.NO_CRM}
         as_of = refresh.RefreshWindow.from_dict(extracted["window"]).as_of
         return pipeline.crm_writeback(as_of, params.get("model_version"))
 
@@ -122,7 +134,7 @@ def customer_health_refresh():
 
     idle = daily_run_idle()
     extracted = extract_changes()
-    idle >> extracted
+    idle >> preflight() >> extracted
     scored = rescore_changed_accounts(extracted)
     decided = decide_actions(extracted, scored)
     written = crm_writeback(extracted, decided)

@@ -70,10 +70,65 @@ def migrate_warehouse() -> dict[str, Any]:
     return {"revision": current_revision(engine), "dialect": engine.dialect.name}
 
 
+# ----------------------------------------------------------------------------- preflight
+def preflight() -> dict[str, Any]:
+    """Every connection reachable, authenticated and holding what the product needs
+    (``customer_health.preflight``); fails the task at once, without retries, listing every
+    problem with its fix, when something required is missing. Sources without a connection are
+    reported as not connected (optional)."""
+    from customer_health.preflight import run_preflight
+
+    report = run_preflight()
+    log.info("%s\n%s", report.summary(), "\n".join(report.lines()))
+    fail_fast(report.raise_for_problems)()
+    return report.as_dict()
+
+
+def source_connected(system: str) -> bool:
+    """Whether source ``system`` (salesforce, zendesk, stripe, product_db) has an Airflow connection."""
+    from customer_health.preflight import connected
+
+    return connected(system)
+
+
+def skip_unless_connected(system: str) -> None:
+    """Skip the Airflow task (skipped, not failed, not silently empty) when ``system`` is not connected."""
+    if not source_connected(system):
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from customer_health.preflight import not_connected_reason
+
+        raise AirflowSkipException(not_connected_reason(system))
+
+
+NO_CRM = "no CRM connected (no Airflow connection 'health_salesforce'): not attempted"
+
+
+def suppress_without_crm(engine: Engine | None = None) -> int:
+    """Pending Salesforce-task actions, when no CRM is connected: suppressed with ``NO_CRM`` (they
+    can never be delivered; a CRM connected later must not receive stale ones). Returns how many."""
+    if source_connected("salesforce"):
+        return 0
+    from sqlalchemy import select
+
+    from customer_health.actions.outbox import PENDING, suppress_pending
+    from customer_health.warehouse.schema import action_outbox
+
+    with (engine or warehouse()).begin() as conn:
+        keys = list(conn.execute(select(action_outbox.c.idempotency_key).where(
+            action_outbox.c.status == PENDING, action_outbox.c.target == "salesforce")).scalars())  # fmt: skip
+        suppressed = suppress_pending(conn, keys, NO_CRM)
+    if suppressed:
+        log.info("%d Salesforce action(s) suppressed: %s", suppressed, NO_CRM)
+    return suppressed
+
+
 # ----------------------------------------------------------------------------- extraction
 @fail_fast
 def extract_salesforce(until: datetime) -> dict[str, Any]:
-    """Salesforce objects changed up to ``until`` into raw_sf_* tables."""
+    """Salesforce objects changed up to ``until`` into raw_sf_* tables (names from the source
+    mapping); the task is skipped when Salesforce is not connected."""
+    skip_unless_connected("salesforce")
     from customer_health.sources.salesforce import run_salesforce_extraction
 
     return run_salesforce_extraction(settings.SALESFORCE_CONN_ID, warehouse(), until)
@@ -81,7 +136,9 @@ def extract_salesforce(until: datetime) -> dict[str, Any]:
 
 @fail_fast
 def extract_zendesk(until: datetime) -> dict[str, Any]:
-    """Zendesk organizations, tickets (with metrics) and ratings into raw_zd_* tables."""
+    """Zendesk organizations, tickets (with metrics) and ratings into raw_zd_* tables; skipped
+    when Zendesk is not connected."""
+    skip_unless_connected("zendesk")
     from customer_health.sources.zendesk import run_zendesk_extraction
 
     return run_zendesk_extraction(settings.ZENDESK_CONN_ID, warehouse(), until)
@@ -89,7 +146,9 @@ def extract_zendesk(until: datetime) -> dict[str, Any]:
 
 @fail_fast
 def extract_stripe(until: datetime) -> dict[str, Any]:
-    """Stripe customers, subscriptions, invoices and disputes into raw_stripe_* tables."""
+    """Stripe customers, subscriptions, invoices and disputes into raw_stripe_* tables; skipped
+    when Stripe is not connected."""
+    skip_unless_connected("stripe")
     from customer_health.sources.stripe import run_stripe_extraction
 
     return run_stripe_extraction(settings.STRIPE_CONN_ID, warehouse(), until)
@@ -97,7 +156,9 @@ def extract_stripe(until: datetime) -> dict[str, Any]:
 
 @fail_fast
 def extract_product(until: datetime) -> dict[str, Any]:
-    """Daily product usage, aggregated in the product database, into raw_product_* tables."""
+    """Daily product usage, aggregated in the product database (tables, columns and event names
+    from the source mapping), into raw_product_* tables; skipped when it is not connected."""
+    skip_unless_connected("product_db")
     from customer_health.sources.product import extract_product as run
 
     return run(connection_engine(settings.PRODUCT_DB_CONN_ID), warehouse(), until).as_dict()
@@ -200,6 +261,19 @@ def score(as_of: date, model_version: str | None = None) -> dict[str, Any]:
     return report.to_dict()
 
 
+# ----------------------------------------------------------------------------- stakeholders
+@fail_fast
+def stakeholder_health(as_of: date, until: datetime) -> dict[str, Any]:
+    """The product's users and their activity up to ``until``, then every account's stakeholders
+    on ``as_of`` (``customer_health.stakeholders``): shown beside the score, not weighted into it."""
+    from customer_health.sources.product_users import extract_product_users
+    from customer_health.stakeholders import run_stakeholder_health
+
+    engine = warehouse()
+    extracted = extract_product_users(connection_engine(settings.PRODUCT_DB_CONN_ID), engine, until)
+    return run_stakeholder_health(engine, as_of) | {"extracted": extracted.as_dict()}
+
+
 # ----------------------------------------------------------------------------- actions
 def action_types() -> list[str]:
     """Every action type of the rules file (the DAG creates one dispatch task per type)."""
@@ -217,7 +291,9 @@ def decide_actions(as_of: date, run_type: str, dispatch_param: bool, model_versi
     version = active_model_config(model_version).version
     deliverable = dispatch_allowed(run_type, dispatch_param)
     report = run(warehouse(), as_of, version, load_action_rules(), deliverable=deliverable)
-    return report.summary() | {"deliverable": deliverable, "run_type": run_type}
+    not_attempted = suppress_without_crm()
+    return report.summary() | {"deliverable": deliverable, "run_type": run_type} | (
+        {"not_attempted": {"salesforce": not_attempted, "why": NO_CRM}} if not_attempted else {})
 
 
 def action_batches(as_of: date) -> dict[str, list[list[str]]]:

@@ -5,8 +5,8 @@ day, and a CSM must not see "Neutral" on Friday for an account whose executive s
 Thursday that they are unhappy. The ``customer_health_refresh`` DAG (every 15 minutes) calls the
 steps below, as plain functions of the refresh window:
 
-1. ``extract_changes`` - the incremental extractions the daily run uses, bounded by
-   ``until`` = the run's time: Salesforce ``Contact``, ``Task`` and ``NPS_Response__c``;
+1. ``extract_changes`` - the incremental extractions the daily run uses (of the sources that
+   are connected), bounded by ``until`` = the run's time: Salesforce ``Contact``, ``Task`` and ``NPS_Response__c``;
    Zendesk tickets (with metrics) and satisfaction ratings; Stripe invoices and disputes (new
    ones, plus a re-read of the last three days' instead of the daily run's 120). They share the
    daily run's per-object watermarks, so neither run reads anything twice or skips anything:
@@ -146,16 +146,44 @@ def extract_changes(engine: Engine, until: datetime) -> dict[str, Any]:
 
     Zendesk organizations are not re-listed here (the daily run lists all of them, a new
     organization is rare intraday); tickets and ratings use the daily run's own page readers.
+    A source that is not connected (no Airflow connection) is not read: its entry says why.
     """
     from customer_health import settings
+    from customer_health.preflight import connected, not_connected_reason
     from customer_health.sources import stripe as stripe_source
-    from customer_health.sources import zendesk as zd
-    from customer_health.sources.report import ExtractReport
     from customer_health.sources.salesforce import HealthSalesforceHook, extract_salesforce
 
     until = _naive_utc(until)
-    hook = HealthSalesforceHook(settings.SALESFORCE_CONN_ID)
-    sf = extract_salesforce(hook.connect, engine, until, SALESFORCE_OBJECTS, log=hook.log).as_dict()
+    out: dict[str, Any] = {}
+    if connected("salesforce"):
+        hook = HealthSalesforceHook(settings.SALESFORCE_CONN_ID)
+        out["salesforce"] = extract_salesforce(hook.connect, engine, until, SALESFORCE_OBJECTS, log=hook.log).as_dict()
+    else:
+        out["salesforce"] = {"skipped": not_connected_reason("salesforce")}
+    if connected("zendesk"):
+        out["zendesk"] = _extract_zendesk_changes(engine, until)
+    else:
+        out["zendesk"] = {"skipped": not_connected_reason("zendesk")}
+    if connected("stripe"):
+        specs = tuple(
+            replace(spec, refresh_lookback=STRIPE_INTRADAY_LOOKBACK)
+            for spec in stripe_source.STRIPE_OBJECTS
+            if spec.name in STRIPE_OBJECTS
+        )
+        client = stripe_source.StripeHook(settings.STRIPE_CONN_ID).get_conn()
+        out["stripe"] = stripe_source.extract_stripe(client, engine, until, objects=specs).as_dict()
+    else:
+        out["stripe"] = {"skipped": not_connected_reason("stripe")}
+    for skipped in (v["skipped"] for v in out.values() if "skipped" in v):
+        log.info("refresh: %s", skipped)
+    return out
+
+
+def _extract_zendesk_changes(engine: Engine, until: datetime) -> dict[str, Any]:
+    """Zendesk tickets and ratings up to ``until`` with the daily run's page readers and watermarks."""
+    from customer_health import settings
+    from customer_health.sources import zendesk as zd
+    from customer_health.sources.report import ExtractReport
 
     pages = zd.ZendeskPages(
         zd.zendesk_client(settings.ZENDESK_CONN_ID),
@@ -170,14 +198,7 @@ def extract_changes(engine: Engine, until: datetime) -> dict[str, Any]:
     zd._extract_satisfaction_ratings(  # noqa: SLF001
         pages, engine, until, report.object("satisfaction_ratings"), extracted_at, zd.EPOCH, 100, log
     )
-    specs = tuple(
-        replace(spec, refresh_lookback=STRIPE_INTRADAY_LOOKBACK)
-        for spec in stripe_source.STRIPE_OBJECTS
-        if spec.name in STRIPE_OBJECTS
-    )
-    client = stripe_source.StripeHook(settings.STRIPE_CONN_ID).get_conn()
-    stripe_report = stripe_source.extract_stripe(client, engine, until, objects=specs).as_dict()
-    return {"salesforce": sf, "zendesk": report.as_dict(), "stripe": stripe_report}
+    return report.as_dict()
 
 
 # ----------------------------------------------------------------------------- affected accounts
@@ -424,7 +445,9 @@ def run_decide(window: dict[str, str], deliverable: bool, model_version: str | N
     report = decide_for_accounts(
         engine, w.as_of, version, load_action_rules(), affected_accounts(engine, w), deliverable=deliverable
     )
-    return report.summary() | {"deliverable": deliverable}
+    not_attempted = pipeline.suppress_without_crm(engine)
+    return report.summary() | {"deliverable": deliverable} | (
+        {"not_attempted": {"salesforce": not_attempted, "why": pipeline.NO_CRM}} if not_attempted else {})
 
 
 def run_dispatch(window: dict[str, str]) -> dict[str, Any]:

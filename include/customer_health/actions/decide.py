@@ -27,6 +27,7 @@ from customer_health.actions.config import ActionRules, ActionSpec
 from customer_health.actions.release import ReleaseReport, release_day
 from customer_health.actions.rules import AccountHealth, PastAction, decide_for_account
 from customer_health.scoring.drivers import read_drivers
+from customer_health.sources.salesforce_fields import api_name
 from customer_health.warehouse.schema import (
     account_crosswalk,
     action_outbox,
@@ -378,7 +379,7 @@ def build_payload(
         }
         if spec.action_type in ("emergency_review_task", "advocacy_conversation_task") and ctx.sponsor and ctx.sponsor.id:
             fields["WhoId"] = ctx.sponsor.id
-        return {"sobject": "Task", "external_id_field": "Health_Action_Key__c", "fields": fields}, None
+        return {"sobject": "Task", "external_id_field": api_name("Task.health_action_key"), "fields": fields}, None
     if spec.kind == "salesforce_task_complete":
         return {"complete_keys": list(related)}, None
     if spec.kind == "campaign_status":

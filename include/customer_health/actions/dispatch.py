@@ -44,6 +44,7 @@ from customer_health.actions.targets import (
     translated_errors,
 )
 from customer_health.retries import RetriesExhausted, call_with_retries
+from customer_health.sources.salesforce_fields import api_name
 from customer_health.warehouse.schema import action_outbox
 
 log = logging.getLogger(__name__)
@@ -138,17 +139,19 @@ class OutboxRow:
 def deliver_salesforce_task(
     row: OutboxRow, spec: ActionSpec, clients: DispatchClients, engine: Engine, rules: ActionRules
 ) -> Delivery:
-    """Upsert the Task by ``Health_Action_Key__c`` = the outbox key (a replay updates it)."""
+    """Upsert the Task by ``Health_Action_Key__c`` (the org's name for ``Task.health_action_key``)
+    = the outbox key (a replay updates it)."""
     sf = clients.require("salesforce")
     fields = dict(row.payload["fields"])
     with translated_errors("Salesforce"):
-        resp = sf.Task.upsert(f"Health_Action_Key__c/{row.key}", fields, raw_response=True)
+        resp = sf.Task.upsert(f"{api_name('Task.health_action_key')}/{row.key}", fields, raw_response=True)
     task_id = None
     try:
         task_id = resp.json().get("id") if resp.content else None
     except ValueError:
         task_id = None
-    return Delivery(task_id or f"Health_Action_Key__c/{row.key}", {"http_status": resp.status_code, "task_id": task_id})
+    return Delivery(task_id or f"{api_name('Task.health_action_key')}/{row.key}",
+                    {"http_status": resp.status_code, "task_id": task_id})
 
 
 def deliver_task_completion(
@@ -162,7 +165,7 @@ def deliver_task_completion(
         if key in done:
             continue
         with translated_errors("Salesforce"):
-            sf.Task.upsert(f"Health_Action_Key__c/{key}", {"Status": "Completed"})
+            sf.Task.upsert(f"{api_name('Task.health_action_key')}/{key}", {"Status": "Completed"})
         done.add(key)
         outbox.save_progress(engine, row.key, {"completed": sorted(done)})
     outbox.mark_resolved(engine, sorted(done), row.key)

@@ -2,7 +2,8 @@
 
 Each account scored on the date gets ``Health_Score__c``, ``Health_Zone__c``,
 ``Health_Trend__c``, ``Health_Drivers__c`` and ``Health_Score_Date__c`` (the as-of date of the
-score the fields show), written with Salesforce's composite sObject collections (``PATCH
+score the fields show; each under the API name the source mapping gives, ``Account.health_score``
+and so on), written with Salesforce's composite sObject collections (``PATCH
 composite/sobjects``, up to 200 records a call, ``allOrNone: false``). Only accounts whose
 fields differ from what was last written (``crm_writeback_state``) are sent, so a re-run writes
 nothing and a quiet day writes little. A record Salesforce rejects keeps its old state and is
@@ -31,6 +32,7 @@ from customer_health.actions.config import ActionRules
 from customer_health.actions.targets import DELIVERY_RETRY, classify_delivery_error, translated_errors
 from customer_health.retries import RetryPolicy, call_with_retries
 from customer_health.scoring.drivers import describe_drivers, read_drivers
+from customer_health.sources.salesforce_fields import api_name
 from customer_health.warehouse.io import upsert_rows, utcnow
 from customer_health.warehouse.schema import crm_writeback_state, health_scores
 
@@ -103,17 +105,18 @@ def health_drivers_text(explanation: str | None, drivers_json: str | None) -> st
 def account_health_fields(row: Any, rules: ActionRules) -> dict[str, Any]:
     """The health fields of the Account for one health_scores row (the score date apart)."""
     return {
-        "Health_Score__c": float(row.score),
-        "Health_Zone__c": row.zone,
-        "Health_Trend__c": rules.trend_label(row.slope_90),
-        "Health_Drivers__c": health_drivers_text(row.explanation, row.drivers),
+        api_name("Account.health_score"): float(row.score),
+        api_name("Account.health_zone"): row.zone,
+        api_name("Account.health_trend"): rules.trend_label(row.slope_90),
+        api_name("Account.health_drivers"): health_drivers_text(row.explanation, row.drivers),
     }
 
 
 def _state(key: str, fields: dict[str, Any], as_of: date, model_version: str) -> dict[str, Any]:
     return {
-        "account_key": key, "health_score": fields["Health_Score__c"], "health_zone": fields["Health_Zone__c"],
-        "health_trend": fields["Health_Trend__c"], "health_drivers": fields["Health_Drivers__c"],
+        "account_key": key, "health_score": fields[api_name("Account.health_score")],
+        "health_zone": fields[api_name("Account.health_zone")], "health_trend": fields[api_name("Account.health_trend")],
+        "health_drivers": fields[api_name("Account.health_drivers")],
         "as_of_date": as_of, "model_version": model_version, "written_at": utcnow(),
     }
 
@@ -166,7 +169,7 @@ def writeback_health_fields(
     for start in range(0, len(changed), COLLECTION_LIMIT):
         chunk = changed[start : start + COLLECTION_LIMIT]
         records = [
-            {"attributes": {"type": "Account"}, "Id": key, **fields, "Health_Score_Date__c": as_of.isoformat()}
+            {"attributes": {"type": "Account"}, "Id": key, **fields, api_name("Account.health_score_date"): as_of.isoformat()}
             for key, fields in chunk
         ]
         results = _patch_collection(sf, records, retry, sleep)

@@ -69,6 +69,7 @@ class ExtractReport:
 
     source: str
     objects: dict[str, ObjectReport] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # object -> why it was not read
 
     def object(self, name: str) -> ObjectReport:
         """The report of object ``name``, created empty on first use."""
@@ -91,7 +92,7 @@ class ExtractReport:
             "rows": self.rows,
             "quarantined": self.quarantined,
             "objects": {name: asdict(o) for name, o in self.objects.items()},
-        }
+        } | ({"skipped": dict(self.skipped)} if self.skipped else {})
 
 
 def checked_text(value: Any, field: str, limit: int = 255) -> str | None:

@@ -43,7 +43,10 @@ The authentication, query and permission errors have ``retryable = False``: retr
 until someone changes the connection or the org, so a task fails at once rather than retrying.
 
 The custom fields the mapping reads come from ``salesforce_fields.CUSTOM_FIELDS`` (a field not
-in that list cannot be mapped), so the README's list of fields to create is the extraction's.
+in that list cannot be mapped), so the README's list of fields to create is the extraction's. The
+names queried are the org's, from the source mapping (``sources.mapping``: ``Account.arr`` may be
+``AnnualRevenue`` in one org and ``ARR__c`` in another; the optional NPS object may be absent);
+watermarks, reports and warehouse columns keep the product's names whatever the org calls them.
 
 Expired sessions are renewed by the client itself when it knows how to log in again
 (``HealthSalesforceHook``), and otherwise once here, by calling the connection factory again.
@@ -74,8 +77,9 @@ from sqlalchemy import Engine, Integer, String, Table, delete
 from urllib3.util.retry import Retry
 
 from customer_health.settings import SALESFORCE_CONN_ID
+from customer_health.sources.mapping import SourceMapping, active_mapping, default_mapping
 from customer_health.sources.report import ExtractReport, ObjectReport
-from customer_health.sources.salesforce_fields import CUSTOM_FIELD_INDEX, CUSTOM_OBJECTS, custom_field
+from customer_health.sources.salesforce_fields import CUSTOM_FIELD_INDEX, CUSTOM_OBJECTS, FIELDS_BY_KEY
 from customer_health.sources.window import OVERLAP, read_bound
 from customer_health.warehouse.io import (
     advance_time_watermark,
@@ -164,19 +168,30 @@ class SalesforceQueryError(SalesforceExtractionError):
 class FieldMapping:
     """One Salesforce field and the warehouse column it lands in, with its expected kind."""
 
-    sf_field: str  # a field, or a parent relationship path such as UserRole.Name
+    sf_field: str  # the org's API name: a field, or a parent relationship path such as UserRole.Name
     column: str
     kind: str  # id | str | int | float | bool | yesno | date | datetime
+    key: str | None = None  # the source mapping's key of a custom field (Account.arr)
 
 
 @dataclass(frozen=True)
 class ObjectMapping:
-    """How one Salesforce object lands in its ``raw_sf_*`` table."""
+    """How one Salesforce object lands in its ``raw_sf_*`` table.
+
+    ``name`` is the product's name for the object (its watermark and report key: the default API
+    name, ``NPS_Response__c``); ``sobject`` is what this org calls it (the source mapping).
+    """
 
     name: str
     table: Table
     fields: tuple[FieldMapping, ...]
     has_is_deleted: bool = True  # User has no IsDeleted: users are deactivated, not deleted
+    sobject: str = ""
+
+    @property
+    def api_name(self) -> str:
+        """The object's API name in the org (``sobject``, else ``name``)."""
+        return self.sobject or self.name
 
     @property
     def select_fields(self) -> list[str]:
@@ -189,9 +204,13 @@ class ObjectMapping:
         if since is not None:
             where = f"SystemModstamp > {since} AND {where}"
         return (
-            f"SELECT {', '.join(self.select_fields)} FROM {self.name} "
+            f"SELECT {', '.join(self.select_fields)} FROM {self.api_name} "
             f"WHERE {where} ORDER BY SystemModstamp ASC, Id ASC"
         )
+
+    def field_key(self, api_field: str) -> str | None:
+        """The mapping key of the custom field this org calls ``api_field`` (None for a standard one)."""
+        return next((f.key for f in self.fields if f.sf_field.lower() == api_field.lower()), None)
 
 
 def _fields(*specs: tuple[str, str, str] | FieldMapping) -> tuple[FieldMapping, ...]:
@@ -202,23 +221,29 @@ _CUSTOM_KINDS = {"boolean": "bool", "date": "date", "datetime": "datetime", "cur
                  "reference": "id", "string": "str", "textarea": "str", "picklist": "str"}
 
 
-def _custom(table: Table, obj: str, name: str, column: str) -> FieldMapping:
-    """The mapping of custom field ``obj.name``, its kind from ``salesforce_fields`` (KeyError if unlisted)."""
-    f = custom_field(obj, name)
+def _custom(table: Table, key: str, column: str, mapping: SourceMapping) -> FieldMapping:
+    """The mapping of custom field ``key`` (``Account.arr``): the org's name from ``mapping``, the
+    kind from ``salesforce_fields`` (KeyError if unlisted)."""
+    f = FIELDS_BY_KEY[key]
     if not f.read:
-        raise ValueError(f"{obj}.{name} is listed as written only; the extraction cannot read it")
+        raise ValueError(f"{key} is listed as written only; the extraction cannot read it")
     if f.picklist == ("Yes", "No"):
         kind = "yesno"
     elif f.type == "double":  # a Number: whole when the warehouse keeps a whole number
         kind = "int" if isinstance(table.c[column].type, Integer) else "float"
     else:
         kind = _CUSTOM_KINDS[f.type]
-    return FieldMapping(name, column, kind)
+    return FieldMapping(mapping.salesforce_fields[key] or f.name, column, kind, key)
 
 
-OBJECT_MAPPINGS: dict[str, ObjectMapping] = {
-    m.name: m
-    for m in (
+def object_mappings(mapping: SourceMapping | None = None) -> dict[str, ObjectMapping]:
+    """Every object the extraction reads, named as ``mapping`` (default: the active one) says.
+
+    An optional object the org does not have (mapped to null) is left out.
+    """
+    m = mapping or active_mapping()
+    nps = m.salesforce_objects.get("NPS_Response")
+    out = (
         # The role's name is a field of UserRole, reached through the user's UserRoleId.
         ObjectMapping("User", raw_sf_user, _fields(
             ("Id", "id", "id"), ("Name", "name", "str"), ("Email", "email", "str"),
@@ -227,26 +252,26 @@ OBJECT_MAPPINGS: dict[str, ObjectMapping] = {
         ObjectMapping("Account", raw_sf_account, _fields(
             ("Id", "id", "id"), ("Name", "name", "str"), ("ParentId", "parent_id", "id"),
             ("OwnerId", "owner_id", "id"), ("Industry", "industry", "str"),
-            _custom(raw_sf_account, "Account", "Plan__c", "plan"),
-            _custom(raw_sf_account, "Account", "Seats__c", "seats"),
-            _custom(raw_sf_account, "Account", "ARR__c", "arr"),
-            _custom(raw_sf_account, "Account", "Customer_Since__c", "customer_since"),
-            _custom(raw_sf_account, "Account", "Product_Account_Id__c", "product_account_id"),
+            _custom(raw_sf_account, "Account.plan", "plan", m),
+            _custom(raw_sf_account, "Account.seats", "seats", m),
+            _custom(raw_sf_account, "Account.arr", "arr", m),
+            _custom(raw_sf_account, "Account.customer_since", "customer_since", m),
+            _custom(raw_sf_account, "Account.product_account_id", "product_account_id", m),
             ("CreatedDate", "created_at", "datetime"),
         )),
         ObjectMapping("Contact", raw_sf_contact, _fields(
             ("Id", "id", "id"), ("AccountId", "account_id", "id"), ("FirstName", "first_name", "str"),
             ("LastName", "last_name", "str"), ("Email", "email", "str"), ("Title", "title", "str"),
-            _custom(raw_sf_contact, "Contact", "Executive_Sponsor__c", "is_executive_sponsor"),
+            _custom(raw_sf_contact, "Contact.executive_sponsor", "is_executive_sponsor", m),
             ("CreatedDate", "created_at", "datetime"),
         )),
         ObjectMapping("Task", raw_sf_task, _fields(
             ("Id", "id", "id"), ("AccountId", "account_id", "id"), ("WhoId", "who_id", "id"),
             ("OwnerId", "owner_id", "id"), ("Subject", "subject", "str"), ("Type", "task_type", "str"),
             ("Status", "status", "str"), ("ActivityDate", "activity_date", "date"),
-            _custom(raw_sf_task, "Task", "Executive_Touch__c", "is_executive_touch"),
-            _custom(raw_sf_task, "Task", "Outreach_Responded__c", "outreach_responded"),
-            _custom(raw_sf_task, "Task", "Health_Action_Key__c", "health_action_key"),
+            _custom(raw_sf_task, "Task.executive_touch", "is_executive_touch", m),
+            _custom(raw_sf_task, "Task.outreach_responded", "outreach_responded", m),
+            _custom(raw_sf_task, "Task.health_action_key", "health_action_key", m),
             ("CreatedDate", "created_at", "datetime"),
         )),
         ObjectMapping("Opportunity", raw_sf_opportunity, _fields(
@@ -257,14 +282,18 @@ OBJECT_MAPPINGS: dict[str, ObjectMapping] = {
         )),
         ObjectMapping("NPS_Response__c", raw_sf_nps_response, _fields(
             ("Id", "id", "id"),
-            _custom(raw_sf_nps_response, "NPS_Response__c", "Account__c", "account_id"),
-            _custom(raw_sf_nps_response, "NPS_Response__c", "Contact__c", "contact_id"),
-            _custom(raw_sf_nps_response, "NPS_Response__c", "Score__c", "score"),
-            _custom(raw_sf_nps_response, "NPS_Response__c", "Comment__c", "comment"),
-            _custom(raw_sf_nps_response, "NPS_Response__c", "Responded_At__c", "responded_at"),
-        )),
+            _custom(raw_sf_nps_response, "NPS_Response.account", "account_id", m),
+            _custom(raw_sf_nps_response, "NPS_Response.contact", "contact_id", m),
+            _custom(raw_sf_nps_response, "NPS_Response.score", "score", m),
+            _custom(raw_sf_nps_response, "NPS_Response.comment", "comment", m),
+            _custom(raw_sf_nps_response, "NPS_Response.responded_at", "responded_at", m),
+        ), sobject=nps or "NPS_Response__c"),
     )
-}
+    return {o.name: o for o in out if o.name != "NPS_Response__c" or nps is not None}
+
+
+# The objects as the defaults name them (what the sandbox's org and the contract test use).
+OBJECT_MAPPINGS: dict[str, ObjectMapping] = object_mappings(default_mapping())
 DEFAULT_OBJECTS: tuple[str, ...] = tuple(OBJECT_MAPPINGS)
 
 
@@ -520,11 +549,22 @@ _NO_SUCH_RELATIONSHIP = re.compile(r"Didn't understand relationship '(?P<field>[
 
 
 class _ObjectDenied(Exception):
-    """Internal: one object could not be read (its query refused, or access denied); the others continue."""
+    """Internal: one object could not be read (its query refused, or access denied); the others continue.
+
+    ``obj`` is the org's name of the object; ``mapping`` (set by the extraction) how the product
+    maps it, and ``source`` the source mapping's file(s), for the advice.
+    """
 
     def __init__(self, obj: str, code: str, message: str) -> None:
         super().__init__(message)
         self.obj, self.code, self.message = obj, code, message
+        self.mapping: ObjectMapping | None = None
+        self.source: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The product's name of the object (its default API name)."""
+        return self.mapping.name if self.mapping is not None else self.obj
 
     @property
     def is_query_error(self) -> bool:
@@ -605,12 +645,16 @@ class SalesforceSession:
 _README_FIELDS = "the README's \"Salesforce fields the product needs\""
 
 
-def _field_advice(field: str) -> str:
+def _field_advice(field: str, key: str | None = None, source: str | None = None) -> str:
+    """Why ``Object.Field`` is refused and what to do; ``key``: its mapping key, when it is a mapped one."""
     entity, _, name = field.partition(".")
-    listed = (entity, name) in CUSTOM_FIELD_INDEX
+    listed = key is not None or (entity, name) in CUSTOM_FIELD_INDEX
     exists = (f"create the custom field {field} as listed in {_README_FIELDS}" if listed
               else f"check that {field} exists in this org (Setup > Object Manager > {entity} > Fields & "
                    "Relationships) under that API name")
+    if key is not None:
+        exists += (f", or - if the org has it under another API name - map it: `salesforce.fields.{key}: "
+                   f"<that name>` in the source mapping ({source or 'config/sources.yaml'})")
     roles = (" (roles are visible only with the View Roles and Role Hierarchy permission)"
              if entity == "UserRole" else "")
     return (f"either the field {field} does not exist in this org - {exists} - or the integration user lacks "
@@ -622,16 +666,21 @@ def _field_advice(field: str) -> str:
 def _refusal_advice(d: _ObjectDenied) -> str:
     """What one refused object means and what to check, in a sentence."""
     head = f"{d.obj}: {d.code} ({d.message})"
-    optional = ("; or leave it out of `objects` (it is optional)"
-                if any(o.name == d.obj and not o.required for o in CUSTOM_OBJECTS) else "")
+    custom = next((o for o in CUSTOM_OBJECTS if o.name == d.name), None)
+    optional = (f"; or leave it out of `objects`, or map `salesforce.objects.{custom.key}: null` in the source "
+                f"mapping ({d.source}) (it is optional)" if custom is not None and not custom.required else "")
     if d.code == "INVALID_FIELD":
         field = d.field
         if field is None:
             return f"{head}: a field of the query is unknown or not visible; {_field_advice(d.obj + '.?')}"
-        return f"{head}: {_field_advice(field)}"
+        key = d.mapping.field_key(field.partition(".")[2]) if d.mapping is not None else None
+        return f"{head}: {_field_advice(field, key, d.source)}"
     if d.code == "INVALID_TYPE":
         create = (f"create the custom object {d.obj} as listed in {_README_FIELDS}" if d.obj.endswith("__c")
                   else f"check that the org has {d.obj}")
+        if custom is not None:
+            create += (f", or map `salesforce.objects.{custom.key}` to its API name in the source mapping "
+                       f"({d.source})")
         return (f"{head}: either the object {d.obj} does not exist in this org - {create} - or the integration "
                 f"user has no Read access to it - grant Read on {d.obj} in its profile or permission set{optional}")
     if d.code in _QUERY_CODES:
@@ -651,6 +700,7 @@ def extract_salesforce(
     batch_size: int = DEFAULT_BATCH_SIZE,
     log: logging.Logger = log,
     read_started: datetime | None = None,
+    mapping: SourceMapping | None = None,
 ) -> ExtractReport:
     """Extract Salesforce changes up to ``until`` (inclusive) into the ``raw_sf_*`` tables.
 
@@ -659,22 +709,31 @@ def extract_salesforce(
 
     ``sf`` is a simple-salesforce client, or a callable returning a freshly logged-in one
     (called again once when the session expires). ``objects`` defaults to every mapped
-    object. ``batch_size`` is the page size asked for (``Sforce-Query-Options``). Returns the
-    per-object counts and watermarks; see the module docstring for the errors.
+    object; an optional object the source ``mapping`` (default: the active one) maps to null is
+    not read (the report's ``skipped`` says so). Fields and objects are queried by the names the
+    mapping gives. ``batch_size`` is the page size asked for (``Sforce-Query-Options``). Returns
+    the per-object counts and watermarks; see the module docstring for the errors.
     """
+    source_mapping = mapping or active_mapping()
+    mapped = object_mappings(source_mapping) if source_mapping.changed_from_defaults() else dict(OBJECT_MAPPINGS)
     names = list(objects) if objects is not None else list(DEFAULT_OBJECTS)
     unknown = [n for n in names if n not in OBJECT_MAPPINGS]
     if unknown:
         raise ValueError(f"unknown Salesforce object(s) {unknown}; the extraction maps {list(OBJECT_MAPPINGS)}")
-    session = SalesforceSession(sf, log)
     report = ExtractReport(SOURCE)
+    for name in [n for n in names if n not in mapped]:
+        report.skipped[name] = f"not in this org (null in the source mapping, {source_mapping.source})"
+        log.info("Salesforce %s: not read, %s", name, report.skipped[name])
+    names = [n for n in names if n in mapped]
+    session = SalesforceSession(sf, log)
     denied: list[_ObjectDenied] = []
     bound = read_bound(until, read_started)
     for name in names:
         try:
-            _extract_object(session, engine, OBJECT_MAPPINGS[name], bound, batch_size, report.object(name), log)
+            _extract_object(session, engine, mapped[name], bound, batch_size, report.object(name), log)
         except _ObjectDenied as exc:
             log.warning("Salesforce %s skipped: %s %s", name, exc.code, exc.message)
+            exc.mapping, exc.source = mapped[name], source_mapping.source
             denied.append(exc)
     queries = [d for d in denied if d.is_query_error]
     if queries:
@@ -720,7 +779,7 @@ def _extract_object(
     headers = {"Sforce-Query-Options": f"batchSize={batch_size}"}
     log.info("Salesforce %s: reading changes after %s up to %s", mapping.name, since or "the beginning",
              until_literal)
-    page = session.call(mapping.name, "the query", lambda sf: sf.query(soql, include_deleted=True, headers=headers))
+    page = session.call(mapping.api_name, "the query", lambda sf: sf.query(soql, include_deleted=True, headers=headers))
     previous_ids: set[str] = set()
     times_served: dict[str, int] = {}
     while True:
@@ -736,7 +795,7 @@ def _extract_object(
                 "not advancing. Re-run later; the watermark was not moved."
             )
         page = session.call(
-            mapping.name, "paging",
+            mapping.api_name, "paging",
             lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True, headers=headers),
         )
     with engine.begin() as conn:
@@ -920,7 +979,8 @@ def __getattr__(name: str) -> Any:
 
 
 def run_salesforce_extraction(conn_id: str, engine: Engine, until: datetime) -> dict[str, Any]:
-    """Extract Salesforce up to ``until`` through connection ``conn_id``; counts for XCom."""
+    """Extract Salesforce up to ``until`` through connection ``conn_id`` (names from the active
+    source mapping); counts for XCom."""
     hook = _hook_class()(conn_id)
     report = extract_salesforce(hook.connect, engine, until, log=hook.log)
     return report.as_dict()

@@ -296,6 +296,20 @@ raw_product_feature_daily = Table(
     Index("ix_raw_product_feature_daily_day", "day"),
 )
 
+raw_product_event_daily = Table(
+    # Per account, day and event name (the source mapping's events.event_name): the event-type
+    # level of the same stream, for signals of products whose events say what was done.
+    "raw_product_event_daily",
+    metadata,
+    Column("account_id", String(40), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("event_name", String(255), primary_key=True),
+    Column("users", Integer, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("extracted_at", DateTime, nullable=False),
+    Index("ix_raw_product_event_daily_day", "day"),
+)
+
 raw_product_user_daily = Table(
     # Per user and day (a user with no event that day has no row): the stakeholder-level view of
     # the same events, for the recent window stakeholder health reads (sources.product_users).
@@ -370,4 +384,4 @@ crosswalk_unmapped = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
-__all__ = ["NAMING", "metadata", "raw_sf_user", "raw_sf_account", "raw_sf_contact", "raw_sf_task", "raw_sf_opportunity", "raw_sf_nps_response", "raw_zd_organization", "raw_zd_ticket", "raw_zd_satisfaction_rating", "raw_stripe_customer", "raw_stripe_subscription", "raw_stripe_invoice", "raw_stripe_dispute", "raw_product_account", "raw_product_feature", "raw_product_user", "raw_product_usage_daily", "raw_product_feature_daily", "raw_product_user_daily", "extraction_watermarks", "quarantine", "account_crosswalk", "account_identity_map", "crosswalk_unmapped"]  # fmt: skip
+__all__ = ["NAMING", "metadata", "raw_sf_user", "raw_sf_account", "raw_sf_contact", "raw_sf_task", "raw_sf_opportunity", "raw_sf_nps_response", "raw_zd_organization", "raw_zd_ticket", "raw_zd_satisfaction_rating", "raw_stripe_customer", "raw_stripe_subscription", "raw_stripe_invoice", "raw_stripe_dispute", "raw_product_account", "raw_product_feature", "raw_product_user", "raw_product_usage_daily", "raw_product_feature_daily", "raw_product_event_daily", "raw_product_user_daily", "extraction_watermarks", "quarantine", "account_crosswalk", "account_identity_map", "crosswalk_unmapped"]  # fmt: skip

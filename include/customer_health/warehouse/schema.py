@@ -420,7 +420,7 @@ stakeholder_health = Table(
     Column("active_days_30", Integer),  # the last 30 days (D-29 .. D)
     Column("active_days_prev_30", Integer),  # the 30 days before them (D-59 .. D-30)
     Column("engagement_change_30", Float),  # (last 30 - previous 30) / previous 30, active days
-    Column("last_login_on", Date),  # within the last 365 days
+    Column("last_login_on", Date),  # within the last 180 days (stakeholders.LAST_LOGIN_DAYS)
     Column("latest_nps", Integer),
     Column("latest_nps_on", Date),
     Column("csat_good", Integer),  # of their tickets' ratings in the last 365 days
