@@ -235,10 +235,23 @@ def _day(value: Any) -> date:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).date()
 
 
-def late_scores_message(dag_run: Mapping[str, Any], due: time) -> str:
-    """The ops message for a daily run whose scores missed their deadline."""
+def _moment(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+    except ValueError:
+        return None
+
+
+def late_scores_message(dag_run: Mapping[str, Any], due: time, deadline_time: Any = None) -> str:
+    """The ops message for a daily run whose scores missed their deadline.
+
+    The due moment is the deadline the scheduler fired on when it is known (a manual run's is
+    its own logical date + 1 day + the due time), else the due time on D+1.
+    """
     as_of = _day(dag_run.get("data_interval_start") or dag_run["logical_date"])
-    due_at = datetime.combine(as_of + timedelta(days=1), due)
+    due_at = _moment(deadline_time) or datetime.combine(as_of + timedelta(days=1), due)
     run_id = dag_run.get("dag_run_id") or dag_run.get("run_id")
     dag_id = dag_run.get("dag_id", "customer_health_daily")
     state = str(dag_run.get("state") or "unknown")
@@ -270,7 +283,8 @@ def scores_late(context: Mapping[str, Any], due: str) -> None:
             return
     except Exception:  # noqa: BLE001 - a warehouse we cannot read is no reason to stay quiet
         log.exception("Could not check the warehouse for the scores of %s; alerting anyway", as_of)
-    post_to_ops(late_scores_message(dag_run, _due_time(due, time(0, 0))), what="late scores")
+    deadline_time = (context.get("deadline") or {}).get("deadline_time")
+    post_to_ops(late_scores_message(dag_run, _due_time(due, time(0, 0)), deadline_time), what="late scores")
 
 
 # ----------------------------------------------------------------------------- record spikes

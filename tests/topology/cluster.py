@@ -5,7 +5,10 @@ the scheduler, the dag-processor and Celery workers — against the local Postgr
 metadata database with a unique name) and Redis (a private database index), with the same
 environment variables the compose file sets (``AIRFLOW__CORE__EXECUTION_API_SERVER_URL`` and
 friends). It talks to Airflow only through the public REST API, authenticated with a JWT from
-the simple auth manager, and stops and removes everything it started.
+the auth manager - the simple one by default, or FAB's as in the compose file
+(``auth_manager="fab"``: its tables migrated with the metadata DB, the admin and ``add_user``'s
+users created with FAB's own CLI, the dashboard's roles registered as the compose init service
+registers them) - and stops and removes everything it started.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN = os.environ.get("CUSTOMER_HEALTH_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 REDIS = ("127.0.0.1", 6379)
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 
 
 def free_port() -> int:
@@ -63,6 +67,8 @@ class AirflowCluster:
     heartbeat_timeout: int = 20
     # Airflow pools created (``airflow pools set``, an upsert) right after the metadata migration.
     pools: dict[str, int] = field(default_factory=lambda: {"customer_health_scoring": 1})
+    # "simple" (development) or "fab" (the compose file's auth manager).
+    auth_manager: str = "simple"
 
     def __post_init__(self) -> None:
         self.name = f"ch_topo_{uuid.uuid4().hex[:10]}"
@@ -106,6 +112,15 @@ class AirflowCluster:
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
+                **(
+                    {
+                        "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
+                        "AIRFLOW__FAB__CONFIG_FILE": str(self.home / "webserver_config.py"),
+                        "AIRFLOW__API__SECRET_KEY": self._jwt,
+                    }
+                    if self.auth_manager == "fab"
+                    else {}
+                ),
                 # Only runs we trigger: no scheduled catch-up run competing with the test's.
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(self.heartbeat_timeout),
@@ -129,6 +144,9 @@ class AirflowCluster:
             conn.execute(text(f'CREATE DATABASE "{self.name}"'))
         admin.dispose()
         self._run_cli("db", "migrate")
+        if self.auth_manager == "fab":
+            self.add_user("admin", self.password, "Admin")
+            self._run_python("from customer_health.dashboard.auth import register_fab_roles; register_fab_roles()")
         for pool, slots in self.pools.items():
             self._run_cli("pools", "set", pool, str(slots), f"created by the test cluster {self.name}")
         self._spawn("api-server", "api-server", "--port", str(self.port), "--host", "127.0.0.1")
@@ -138,6 +156,22 @@ class AirflowCluster:
             self.start_worker(i)
         self._wait_for(lambda: self._get("/api/v2/monitor/health", auth=False).ok, 120, "api-server health")
         return self
+
+    def add_user(self, username: str, password: str, *roles: str) -> None:
+        """A FAB user with these roles (FAB's CLI, as an admin would); auth_manager="fab" only."""
+        first, *more = roles
+        self._run_cli(
+            "users", "create", "--username", username, "--password", password, "--role", first,
+            "--email", f"{username}@example.com", "--firstname", username, "--lastname", "Test",
+        )  # fmt: skip
+        for role in more:
+            self._run_cli("users", "add-role", "--username", username, "--role", role)
+
+    def token_for(self, username: str, password: str) -> str:
+        """A JWT for ``username`` from the auth manager's token endpoint, as an API client gets one."""
+        resp = requests.post(f"{self.base_url}/auth/token", json={"username": username, "password": password}, timeout=30)
+        resp.raise_for_status()
+        return resp.json()["access_token"]
 
     def start_worker(self, index: int) -> None:
         self._spawn(
@@ -218,6 +252,11 @@ class AirflowCluster:
         if proc.returncode != 0:
             raise RuntimeError(f"airflow {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
 
+    def _run_python(self, code: str) -> None:
+        proc = subprocess.run([sys.executable, "-c", code], env=self.env(), capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"python -c {code!r} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+
     def _spawn(self, name: str, *args: str) -> None:
         exe = Path(sys.executable).with_name("airflow")
         log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
@@ -228,11 +267,7 @@ class AirflowCluster:
     # ----------------------------------------------------------------------- REST API
     def token(self) -> str:
         if self._token is None:
-            resp = requests.post(
-                f"{self.base_url}/auth/token", json={"username": "admin", "password": self.password}, timeout=30
-            )
-            resp.raise_for_status()
-            self._token = resp.json()["access_token"]
+            self._token = self.token_for("admin", self.password)
         return self._token
 
     def _get(self, path: str, auth: bool = True, **kw: Any) -> requests.Response:

@@ -9,11 +9,20 @@ token: the JSON endpoints answer 401, the HTML pages redirect to the Airflow log
 ``next`` pointing back. A valid user the auth manager refuses the dashboard view gets 403.
 
 Authorisation. Reading needs the auth manager's permission on the custom view
-``Customer Health``. Entering a CSM score override needs ``POST`` on ``Customer Health
-Overrides`` (``is_authorized_custom_view``), which FAB or Keycloak roles can grant to a CSM
-role. The simple auth manager (development, tests) grants every custom view to every role, so
-it cannot express a write permission for a plugin: with it, only its ``ADMIN`` role may
-override.
+``Customer Health``. Entering or revoking a CSM score override needs ``POST`` on ``Customer
+Health Overrides`` (``is_authorized_custom_view``). With the FAB auth manager (production,
+``docker-compose.yaml``) these are FAB permissions - ``can_read`` on the resource ``Customer
+Health`` and ``can_create`` on ``Customer Health Overrides`` (FAB maps GET to ``can_read`` and
+POST to ``can_create``) - which ``register_fab_roles`` creates, with two roles:
+
+* ``Customer Health CSM``: read the dashboard, enter and revoke overrides, and see the
+  dashboard's entry in the Airflow menu (``can_read`` on ``Plugins``, ``menu_access`` on
+  ``Browse``); nothing else of Airflow (no DAGs, runs, connections, variables).
+* ``Customer Health Viewer``: read the dashboard only.
+
+FAB's Admin role holds every permission, these included. The simple auth manager (``make
+airflow``, the demo, tests) grants every custom view to every role, so it cannot express a
+write permission for a plugin: with it, only its ``ADMIN`` role may override.
 
 Who is who in Salesforce. The worklist opens on the user's own accounts when the user's e-mail
 (``email_of``: the auth manager's e-mail field, else a username that is an e-mail address) is the
@@ -139,6 +148,47 @@ def may_override(manager: Any, user: Any) -> bool:
     if isinstance(manager, SimpleAuthManager):
         return str(getattr(user, "role", "") or "").upper() == "ADMIN"
     return bool(manager.is_authorized_custom_view(method="POST", resource_name=OVERRIDE_RESOURCE, user=user))
+
+
+# FAB's names for the dashboard's permissions: (action, resource). GET is can_read, POST can_create.
+FAB_READ_DASHBOARD = ("can_read", DASHBOARD_RESOURCE)
+FAB_OVERRIDE = ("can_create", OVERRIDE_RESOURCE)
+CSM_ROLE = "Customer Health CSM"
+VIEWER_ROLE = "Customer Health Viewer"
+FAB_ROLES: dict[str, tuple[tuple[str, str], ...]] = {
+    CSM_ROLE: (FAB_READ_DASHBOARD, FAB_OVERRIDE, ("can_read", "Plugins"), ("menu_access", "Browse")),
+    VIEWER_ROLE: (FAB_READ_DASHBOARD,),
+}
+
+
+def register_fab_roles() -> dict[str, list[str]]:
+    """Create the dashboard's FAB resources, permissions and roles; idempotent.
+
+    Run once per deployment after ``airflow db migrate`` (the compose file's ``airflow-init``
+    does), with ``[core] auth_manager`` set to FAB's. A role created here gets exactly the
+    permissions of ``FAB_ROLES``; a role that exists already only gains the ones it lacks, so
+    what an admin changed in the UI stays. The Admin role gets the dashboard's permissions too.
+    Returns each role's permissions after the run, as ``"action on resource"``.
+    """
+    from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
+
+    with get_application_builder() as appbuilder:
+        sm = appbuilder.sm
+        wanted = {**FAB_ROLES, sm.auth_role_admin: (FAB_READ_DASHBOARD, FAB_OVERRIDE)}
+        result = {}
+        for role_name, perms in wanted.items():
+            role = sm.find_role(role_name) or sm.add_role(role_name)
+            for action, resource in perms:
+                sm.create_resource(resource)
+                perm = sm.get_permission(action, resource) or sm.create_permission(action, resource)
+                if perm is None:
+                    raise RuntimeError(
+                        f"FAB has no action {action!r}: is [core] auth_manager the FAB auth manager, "
+                        "and has `airflow db migrate` run?"
+                    )
+                sm.add_permission_to_role(role, perm)
+            result[role_name] = sorted(f"{p.action.name} on {p.resource.name}" for p in sm.find_role(role_name).permissions)
+    return result
 
 
 def login_url(request: Request) -> str:
