@@ -38,6 +38,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import quote, urlencode
 
 from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -46,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from sqlalchemy import Connection
 
 from customer_health import settings
-from customer_health.dashboard import charts, export, queries, tables, worklist
+from customer_health.dashboard import charts, export, formatting, queries, tables, worklist
 from customer_health.dashboard.auth import (
     CSRF_HEADER,
     DashboardUser,
@@ -167,32 +168,7 @@ templates.env.globals.update(
 )
 
 
-def _money(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for bound, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= bound:
-            return f"${value / bound:,.1f}{suffix}"
-    return f"${value:,.0f}"
-
-
-def _pct(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{100 * value:.{digits}f}%"
-
-
-def _signed(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.0f}"
-
-
-ZONE_CLASSES = {"Healthy": "z-healthy", "Neutral": "z-neutral", "At Risk": "z-at-risk", "Critical": "z-critical"}
-
-
-def _zone_class(zone: str | None) -> str:
-    """The CSS class of a zone's colour (the CSP allows no inline ``style`` attribute)."""
-    return ZONE_CLASSES.get(zone or "", "z-other")
-
-
-templates.env.filters.update(money=_money, pct=_pct, signed=_signed, zone_class=_zone_class)
+templates.env.filters.update(formatting.FILTERS)
 
 
 def _page(request: Request, template: str, user: DashboardUser, view: queries.View | None, **context: Any) -> HTMLResponse:
@@ -622,14 +598,14 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
         """Every model version: registry entry, scored dates, audit metrics, report."""
         with warehouse() as conn:
             view = _view(conn, None)
-            return _json(queries.model_overview(conn, view))
+            return _json(_with_iterations(conn, queries.model_overview(conn, view), view))
 
     @app.get("/model", response_class=HTMLResponse)
     def model_page(request: Request, user: User, model_version: ModelVersion = None) -> HTMLResponse:
         """The model page."""
         with warehouse() as conn:
             view = _view(conn, model_version)
-            data = queries.model_overview(conn, view)
+            data = _with_iterations(conn, queries.model_overview(conn, view), view)
         return _page(request, "model.html", user, view, page="model", data=data)
 
     @app.get("/model/{version}/report")
@@ -642,7 +618,76 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
         # A stored, self-contained file: its inline stylesheet and data: images, no script.
         return FileResponse(path, media_type="text/html", headers={"Content-Security-Policy": REPORT_POLICY})
 
+    _stakeholder_and_review_routes(app)
     return app
+
+
+# --------------------------------------------------------------------------- rollups and reviews
+ReviewMonth = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", description="a reviewed month, YYYY-MM; default: the latest")]
+ReviewModel = Annotated[str | None, Query(max_length=40, description="the reviewed model version; default: any")]
+
+
+def _review_month(month: str | None) -> date | None:
+    return date.fromisoformat(f"{month}-01") if month else None
+
+
+def _stakeholder_and_review_routes(app: FastAPI) -> None:
+    """The enterprise rollup (aggregate and stakeholder health) and the monthly reviews."""
+    from customer_health import review as reviews
+    from customer_health.dashboard import rollups
+
+    @app.get("/api/accounts/{account_key}/rollup")
+    def rollup_data(user: User, account_key: str, model_version: ModelVersion = None) -> JSONResponse:
+        """A parent account's aggregate score, each child's score, and their people."""
+        with warehouse() as conn:
+            data = rollups.rollup(conn, _view(conn, model_version), account_key)
+        if data is None:
+            return _json({"detail": f"account {account_key} has no child accounts: it is not an enterprise parent"}, 404)
+        return _json(data)
+
+    @app.get("/accounts/{account_key}/rollup", response_class=HTMLResponse)
+    def rollup_page(request: Request, user: User, account_key: str, model_version: ModelVersion = None) -> HTMLResponse:
+        """The enterprise rollup page."""
+        with warehouse() as conn:
+            view = _view(conn, model_version)
+            data = rollups.rollup(conn, view, account_key)
+        if data is None:
+            return HTMLResponse(f"<h1>404 Not Found</h1><p>account {_escape(account_key)} has no child accounts: "
+                                "it is not an enterprise parent</p>", status_code=404)  # fmt: skip
+        return _page(request, "rollup.html", user, view, page="account", rollup=data)
+
+    @app.get("/api/reviews")
+    def reviews_data(user: User, month: ReviewMonth = None, review_model: ReviewModel = None) -> JSONResponse:
+        """Every stored monthly review, and the figures of one (the latest by default)."""
+        with warehouse() as conn:
+            listed = reviews.list_reviews(conn)
+            shown = reviews.stored_review(conn, _review_month(month), review_model)
+        if shown is None and (month or review_model):
+            return _json({"detail": f"no review of {month or 'any month'} for {review_model or 'any model'}"}, 404)
+        return _json({"reviews": listed, "shown": shown})
+
+    @app.get("/reviews", response_class=HTMLResponse)
+    def reviews_page(request: Request, user: User, month: ReviewMonth = None, review_model: ReviewModel = None) -> HTMLResponse:
+        """The monthly reviews: the list, and one review (the latest by default) in full."""
+        with warehouse() as conn:
+            view = _view(conn, None)
+            listed = reviews.list_reviews(conn)
+            shown = reviews.stored_review(conn, _review_month(month), review_model)
+        if shown is None and (month or review_model):
+            return HTMLResponse(f"<h1>404 Not Found</h1><p>no review of {_escape(month or 'any month')}</p>", status_code=404)
+        points = reviews.chart_points(shown["figures"]) if shown else []
+        return _page(request, "reviews.html", user, view, page="reviews", reviews=listed, shown=shown, shown_points=points)
+
+    @app.get("/reviews/{month}/file")
+    def review_file(user: User, month: Annotated[str, PathParam(pattern=r"^\d{4}-\d{2}$")], review_model: ReviewModel = None) -> Response:
+        """A stored review's self-contained HTML file (404 when none is stored or the file is gone)."""
+        with warehouse() as conn:
+            shown = reviews.stored_review(conn, _review_month(month), review_model)
+        path = queries._existing_file(shown["report_path"]) if shown else None
+        if path is None:
+            return HTMLResponse(f"<h1>404 Not Found</h1><p>no review file for {_escape(month)}</p>", status_code=404)
+        # Self-contained: its inline stylesheet and SVG, no script (the audit report's policy).
+        return FileResponse(path, media_type="text/html", headers={"Content-Security-Policy": REPORT_POLICY})
 
 
 OwnerParam = Annotated[
@@ -725,7 +770,32 @@ def _account(
     detail = queries.account_detail(conn, view, account_key, days=days)
     if detail is not None:
         detail["salesforce_url"] = salesforce_account_url(account_key)
+        _with_stakeholders(conn, detail, view)
     return detail
+
+
+def _with_iterations(conn: Connection, data: dict[str, Any], view: queries.View | None) -> dict[str, Any]:
+    """The model iteration log (weight changes, accuracy, business impact) beside the versions."""
+    from customer_health.validation.episodes import DEFAULT_HORIZON_DAYS
+    from customer_health.validation.iterations import CAVEATS, iteration_log, stored_churn
+
+    churn = stored_churn(conn)
+    as_of = view.as_of if view is not None else utcnow().date()
+    data["iterations"] = iteration_log(conn, as_of, churn if len(churn) else None)
+    data["iteration_caveats"] = list(CAVEATS)
+    data["iteration_horizon_days"] = DEFAULT_HORIZON_DAYS
+    return data
+
+
+def _with_stakeholders(conn: Connection, detail: dict[str, Any], view: queries.View | None) -> None:
+    """The account's people (stakeholder health, beside the score) and its enterprise rollup."""
+    from customer_health.dashboard.rollups import rollup_key
+    from customer_health.stakeholders import account_stakeholders
+
+    key = detail["account_key"]
+    as_of = view.as_of if view is not None else utcnow().date()
+    detail["stakeholders"] = account_stakeholders(conn, key, as_of).page()
+    detail["rollup_key"] = rollup_key(conn, key)
 
 
 def _interventions(conn: Connection, view: queries.View, window_days: int, horizon_days: int) -> dict[str, Any]:

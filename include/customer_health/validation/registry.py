@@ -284,6 +284,25 @@ def version_events(engine: Engine, version: str | None = None) -> list[dict[str,
         return [dict(r._mapping) for r in conn.execute(stmt).all()]
 
 
+def transition_times(conn: Connection, event: str) -> dict[str, datetime]:
+    """When each version last went through ``event`` (``approved``: made active; ``retired``),
+    from the audit trail. The first version a warehouse saw became active without an approval
+    (``scoring.engine.ensure_model_registered``) and has no ``approved`` entry."""
+    ev = model_version_events.c
+    found: dict[str, datetime] = {}
+    for version, occurred_at in conn.execute(
+        select(ev.version, ev.occurred_at).where(ev.event == event).order_by(ev.occurred_at, ev.id)
+    ):
+        found[version] = occurred_at
+    return found
+
+
+def registered_versions(conn: Connection) -> list[ModelVersion]:
+    """Every registered version on an open connection, oldest first (the iteration log's order)."""
+    stmt = select(model_versions).order_by(model_versions.c.created_at, model_versions.c.version)
+    return [_row_to_version(r) for r in conn.execute(stmt).all()]
+
+
 APPROVE_OPTION, REJECT_OPTION = "Approve", "Reject"
 
 
