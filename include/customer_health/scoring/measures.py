@@ -225,6 +225,18 @@ class Predicate:
         """The SQL expressions ``days`` reads."""
         raise NotImplementedError
 
+    @property
+    def same(self) -> tuple[Any, ...]:
+        """Equal for predicates that hold for the same records (the same rule on the same
+        expressions): a query tests such a predicate once."""
+        return (type(self).__name__, *(id(v) if not isinstance(v, int | bool | str) else v for v in vars(self).values()))
+
+    @property
+    def selective(self) -> bool:
+        """True when the predicate keeps a small part of a table at one date (a window, an event
+        still pending), so it is worth bounding the rows a query reads with it."""
+        return False
+
 
 def _always(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.full(n, NEVER), np.full(n, FOREVER)
@@ -277,6 +289,10 @@ class Window(Predicate):
     length: int
     skip: int = 0
 
+    @property
+    def selective(self) -> bool:
+        return True
+
     def __post_init__(self) -> None:
         _is_date(self.stamp)
         if not 0 <= self.skip < self.length:
@@ -323,6 +339,10 @@ class Pending(Predicate):
 
     stamp: ColumnElement[Any]
     if_null: bool | Where = False
+
+    @property
+    def selective(self) -> bool:
+        return True
 
     def __post_init__(self) -> None:
         _is_date(self.stamp)
@@ -463,9 +483,9 @@ class Count(Aggregation):
 
     empty: float = 0.0
 
-    def select(self, counts: ColumnElement[bool]) -> ColumnElement[Any]:
-        """The SQL aggregate of the records for which ``counts`` holds."""
-        return func.sum(case((counts, 1), else_=0))
+    def select(self, counts: ColumnElement[bool] | None) -> ColumnElement[Any]:
+        """The SQL aggregate of the records for which ``counts`` holds (None: every record)."""
+        return func.count() if counts is None else func.sum(case((counts, 1), else_=0))
 
     def weights(self, facts: Facts) -> np.ndarray:
         """What each record adds."""
@@ -479,8 +499,9 @@ class Sum(Aggregation):
     value: ColumnElement[Any]
     empty: float = 0.0
 
-    def select(self, counts: ColumnElement[bool]) -> ColumnElement[Any]:
-        return func.sum(case((counts, func.coalesce(self.value, 0)), else_=0))
+    def select(self, counts: ColumnElement[bool] | None) -> ColumnElement[Any]:
+        value = func.coalesce(self.value, 0)
+        return func.sum(value if counts is None else case((counts, value), else_=0))
 
     def weights(self, facts: Facts) -> np.ndarray:
         return np.nan_to_num(facts.numbers(self.value), nan=0.0)
@@ -496,8 +517,8 @@ class Distinct(Aggregation):
     value: ColumnElement[Any]
     empty: float = 0.0
 
-    def select(self, counts: ColumnElement[bool]) -> ColumnElement[Any]:
-        return func.count(func.distinct(case((counts, self.value))))
+    def select(self, counts: ColumnElement[bool] | None) -> ColumnElement[Any]:
+        return func.count(func.distinct(self.value if counts is None else case((counts, self.value))))
 
     def reads(self) -> tuple[ColumnElement[Any], ...]:
         return (self.value,)
@@ -512,8 +533,8 @@ class Max(Aggregation):
     def __post_init__(self) -> None:
         _is_date(self.stamp)
 
-    def select(self, counts: ColumnElement[bool]) -> ColumnElement[Any]:
-        return func.max(case((counts, self.stamp)))
+    def select(self, counts: ColumnElement[bool] | None) -> ColumnElement[Any]:
+        return func.max(self.stamp if counts is None else case((counts, self.stamp)))
 
     def reads(self) -> tuple[ColumnElement[Any], ...]:
         return (self.stamp,)
@@ -581,6 +602,10 @@ class Measure:
     def predicates(self) -> tuple[Predicate, ...]:
         """Every predicate a record must satisfy: the source's, then the measure's own."""
         return (*self.source.always, *self.when)
+
+    def with_when(self, when: tuple[Predicate, ...]) -> Measure:
+        """The same measure with other predicates of its own."""
+        return replace(self, when=when)
 
     def shifted(self, days: int, name: str) -> Measure:
         """The same measure as of ``days`` earlier (a contract six months ago)."""

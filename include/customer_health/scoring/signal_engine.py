@@ -246,20 +246,33 @@ def empty_frame(definitions: Sequence[Signal]) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- one date, in SQL
-def _hull(measures: Sequence[Measure]) -> list[Window]:
-    """Windows on a stamp that every measure of a query has: their union bounds the rows read
-    (an index range the planner can use) without changing what any measure counts."""
-    per_stamp: dict[int, list[Window]] = {}
+def _bounds(measures: Sequence[Measure], view: int, scope: Scope) -> list[Any]:
+    """A filter that keeps every record some measure of a query counts, and few others: the OR,
+    over the measures, of each one's selective predicates (windows, pending events), windows on
+    one stamp merged into the window covering them all. Empty when a measure has none (it may
+    count any record)."""
+    terms: list[list[Any]] = []
+    windows: dict[int, list[Window]] = {}
     for measure in measures:
-        stamps = {id(p.stamp): p for p in measure.when if isinstance(p, Window)}
-        for key, window in stamps.items():
-            per_stamp.setdefault(key, []).append(window)
-    hulls = []
-    for windows in per_stamp.values():
-        if len(windows) == len(measures):
-            skip = min(w.skip for w in windows)
-            hulls.append(Window(windows[0].stamp, max(w.length for w in windows), skip))
-    return hulls
+        selective = [p for p in measure.when if p.selective]
+        if not selective:
+            return []
+        if len(selective) == 1 and isinstance(selective[0], Window):
+            windows.setdefault(id(selective[0].stamp), []).append(selective[0])
+        else:
+            terms.append(selective)
+    for group in windows.values():
+        terms.append([Window(group[0].stamp, max(w.length for w in group), min(w.skip for w in group))])
+    return [or_(*[and_(true(), *_conditions(term, view, scope)) for term in terms])]
+
+
+def _shared(measures: Sequence[Measure]) -> list[Any]:
+    """The predicates every measure of a query has (tested once, in the query's WHERE)."""
+    common = {p.same: p for p in measures[0].when}
+    for measure in measures[1:]:
+        mine = {p.same for p in measure.when}
+        common = {key: p for key, p in common.items() if key in mine}
+    return list(common.values())
 
 
 def _conditions(predicates: Iterable[Any], view: int, scope: Scope) -> list[Any]:
@@ -285,12 +298,17 @@ class _DateQueries:
         return values.reindex(self.index).fillna(empty).to_numpy(dtype=float)
 
     def additive(self, source: Source, shift: int, measures: list[Measure], view: int) -> dict[str, np.ndarray]:
-        """Counts, sums, distinct counts and latest dates of one source, one query."""
-        counts = {m.name: and_(true(), *_conditions(m.when, view, self.scope)) for m in measures}
-        columns = [m.aggregation.select(counts[m.name]).label(m.name) for m in measures]
-        where = _conditions(source.always, view, self.scope) + _conditions(_hull(measures), view, self.scope)
-        if all(m.when for m in measures):
-            where.append(or_(*counts.values()))
+        """Counts, sums, distinct counts and latest dates of one source, one query: the predicates
+        all its measures share filter the rows, each measure's own ones its aggregate."""
+        shared = _shared(measures)
+        common = {p.same for p in shared}
+        columns = []
+        for m in measures:
+            own = _conditions([p for p in m.when if p.same not in common], view, self.scope)
+            columns.append(m.aggregation.select(and_(*own) if own else None).label(m.name))
+        where = _conditions((*source.always, *shared), view, self.scope)
+        rest = [m.with_when(tuple(p for p in m.when if p.same not in common)) for m in measures]
+        where += _bounds(rest, view, self.scope)
         out = {}
         if source.account_key is None:
             stmt = select(*columns).select_from(self._from(source)).where(*where)
@@ -336,7 +354,8 @@ class _DateQueries:
 
     def latest(self, measures: list[Measure], view: int) -> dict[str, np.ndarray]:
         """Measures sharing one "latest record per group" selection: the latest records in SQL
-        (ROW_NUMBER over the group, newest first), their values and reductions in numpy."""
+        (ROW_NUMBER over the group, newest first, ranked before the candidate accounts are joined),
+        their values and reductions in numpy."""
         first = measures[0]
         source, aggregation = first.source, first.aggregation
         columns = {name: expr for m in measures for name, expr in m.aggregation.columns.items()}
@@ -351,11 +370,15 @@ class _DateQueries:
                 *[expr.label(f"col_{name}") for name, expr in columns.items()],
                 recency.label("recency"),
             )
-            .select_from(self._from(source))
-            .where(*_conditions(first.predicates, view, self.scope))
+            .select_from(source.records)
+            .where(*_conditions(first.predicates, view, None))
             .subquery("ranked")
         )
-        stmt = select(ranked.c.account_key, *[ranked.c[f"col_{n}"] for n in columns]).where(ranked.c.recency == 1)
+        stmt = (
+            select(ranked.c.account_key, *[ranked.c[f"col_{n}"] for n in columns])
+            .select_from(ranked.join(self.accounts, self.accounts.c.account_key == ranked.c.account_key))
+            .where(ranked.c.recency == 1)
+        )
         frame = read_frame(self.conn, stmt)
         rows = self.index.get_indexer(frame["account_key"].to_numpy(dtype=object))
         keep = rows >= 0

@@ -74,7 +74,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import DateTime, Engine, String, and_, case, cast, func, null, or_, true, type_coerce
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    null,
+    or_,
+    true,
+    type_coerce,
+)
 
 from customer_health.scoring.measures import (
     Known,
@@ -127,24 +140,26 @@ def _salesforce_child(table: Any, alias: str) -> tuple[Any, Any]:
     return joined, func.coalesce(m.c.account_key, table.c.account_id)
 
 
-def _identities(system: str, records: Any, record_id: Any) -> Source:
+def _identities(system: str, records: Any, source_id_as_record_id: Any = None) -> Source:
     """The account's identities in ``system`` that exist at D (a mapping to a record the
-    extraction has not seen counts: its creation is unknown)."""
+    extraction has not seen counts: its creation is unknown). ``source_id_as_record_id`` turns
+    the map's text id into the record's id type, so the join probes the record's primary key."""
     m = raw.account_identity_map.alias(f"identities_{system}")
+    record_id = m.c.source_id if source_id_as_record_id is None else source_id_as_record_id(m.c.source_id)
     return Source(
         f"{system} identities",
-        m.outerjoin(records, record_id == m.c.source_id),
+        m.outerjoin(records, records.c.id == record_id),
         m.c.account_key,
         always=(Where(m.c.system == system), Known(records.c.created_at, if_null=True)),
     )
 
 
-PRODUCT = System("product", _identities("product", raw.raw_product_account, raw.raw_product_account.c.id).count("product_accounts"))
+PRODUCT = System("product", _identities("product", raw.raw_product_account).count("product_accounts"))
+# Zendesk ids are integers, the map holds text.
 ZENDESK = System(
-    "zendesk",
-    _identities("zendesk", raw.raw_zd_organization, cast(raw.raw_zd_organization.c.id, String)).count("zendesk_organizations"),
+    "zendesk", _identities("zendesk", raw.raw_zd_organization, lambda id_: cast(id_, BigInteger)).count("zendesk_organizations")
 )
-STRIPE = System("stripe", _identities("stripe", raw.raw_stripe_customer, raw.raw_stripe_customer.c.id).count("stripe_customers"))
+STRIPE = System("stripe", _identities("stripe", raw.raw_stripe_customer).count("stripe_customers"))
 
 
 # --------------------------------------------------------------------------- Stripe: contract
