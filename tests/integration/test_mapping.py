@@ -247,3 +247,13 @@ def test_the_default_mapping_is_what_the_sandbox_org_serves():
     assert salesforce_fields.api_name("Task.health_action_key", mapping) == "Health_Action_Key__c"
     assert salesforce_fields.api_object("NPS_Response__c", mapping) == "NPS_Response__c"
     assert salesforce_fields.api_object("Account", mapping) == "Account"
+
+
+def test_the_readme_documents_every_product_database_key():
+    from customer_health.sources.product_fields import readme_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Connecting your company", 1)[1].split("\n## ", 1)[0]
+    assert readme_table() in section, (
+        "README's product database table differs from product_fields.readme_table(); paste its output "
+        "into \"Connecting your company\"")
