@@ -106,6 +106,35 @@ def check_summary(text: str, today: str) -> None:
     assert not reprs, "Python reprs in the printed output:\n" + "\n".join(reprs)
 
 
+def check_first_day_respects_the_caps(warehouse: Path, today: str) -> None:
+    """The demo's first dispatching day (a brand-new warehouse: every account is news at once)
+    releases no more of a capped type than its ``daily_cap``, sends nothing of a shadow type, and
+    drops nothing: what the caps hold back waits, pending and deferred."""
+    import sqlite3
+
+    from customer_health.actions.config import load_action_rules
+
+    rules = load_action_rules()
+    db = sqlite3.connect(warehouse)
+    try:
+        released = dict(db.execute(
+            "SELECT action_type, COUNT(*) FROM action_outbox WHERE release_date = ? GROUP BY action_type", (today,)))
+        sent = dict(db.execute(
+            "SELECT action_type, COUNT(*) FROM action_outbox WHERE status IN ('sent', 'sending') GROUP BY action_type"))
+        deferred = db.execute("SELECT COUNT(*) FROM action_outbox WHERE status = 'pending' AND deferred_since IS NOT NULL"
+                              ).fetchone()[0]
+        decided = db.execute("SELECT COUNT(*) FROM action_outbox WHERE trigger_date = ?", (today,)).fetchone()[0]
+    finally:
+        db.close()
+    assert decided > 0, "the demo's first day decided no action"
+    for action_type, n in released.items():
+        cap = rules.actions[action_type].daily_cap
+        assert cap is None or n <= cap, f"{action_type}: {n} released on the first day, cap {cap}"
+    shadow_sent = {t: n for t, n in sent.items() if rules.actions[t].shadow}
+    assert not shadow_sent, f"shadow-mode action types were delivered: {shadow_sent}"
+    print(f"first day: {decided} decided, released per type {released}, {deferred} deferred by the caps")
+
+
 def test_demo_from_scratch_then_again_reusing_everything(tmp_path):
     env = fresh_env(tmp_path)
     home = Path(env["CUSTOMER_HEALTH_HOME"])
@@ -117,6 +146,7 @@ def test_demo_from_scratch_then_again_reusing_everything(tmp_path):
         assert f"customer_health_rebuild: {HISTORY_DAYS} days of score history" in first
         check_summary(first, today)
         endpoints = re.search(r"done in [\d.]+ s — (salesforce https://127\.0\.0\.1:\d+)", first)[1]
+        check_first_day_respects_the_caps(home / "warehouse.db", today)
 
         second, second_seconds = run_demo(env, tmp_path / "second.log")
         print(f"second demo run: {second_seconds:.0f} s")

@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from sqlalchemy import Connection
 
 from customer_health import settings
-from customer_health.dashboard import charts, export, formatting, queries, tables, worklist
+from customer_health.dashboard import charts, export, formatting, queries, shadow, tables, worklist
 from customer_health.dashboard.auth import (
     CSRF_HEADER,
     DashboardUser,
@@ -591,6 +591,42 @@ def create_app(*, warm_cache: bool = True) -> FastAPI:
             request, "interventions.html", user, view, page="interventions", data=data,
             window_days=window_days, horizon_days=horizon_days,
         )  # fmt: skip
+
+    # ----------------------------------------------------------------------- shadow mode
+    @app.get("/api/shadow")
+    def shadow_data(
+        user: User,
+        model_version: ModelVersion = None,
+        days: Annotated[int, Query(ge=1, le=365)] = shadow.DEFAULT_DAYS,
+        action_type: Annotated[str | None, Query(max_length=80)] = None,
+        fmt: Format = "json",
+    ) -> Response:
+        """What the shadow-mode action types would have sent (``format=csv``: every row)."""
+        with warehouse() as conn:
+            view = _view(conn, model_version)
+            if view is None:
+                return _json({"model_version": None, "detail": "no scores yet"})
+            data = shadow.shadow_actions(conn, view.as_of, days=days, action_type=action_type,
+                                         limit=None if fmt == "csv" else shadow.PAGE_SIZE)
+        if fmt == "csv":
+            return export.response(shadow.columns(), data["rows"],
+                                   export.filename("shadow", action_type, f"{days}d", view.as_of))
+        return _json(data)
+
+    @app.get("/shadow", response_class=HTMLResponse)
+    def shadow_page(
+        request: Request,
+        user: User,
+        model_version: ModelVersion = None,
+        days: Annotated[int, Query(ge=1, le=365)] = shadow.DEFAULT_DAYS,
+        action_type: Annotated[str | None, Query(max_length=80)] = None,
+    ) -> HTMLResponse:
+        """The shadow page: what would have been sent, before a type goes live."""
+        with warehouse() as conn:
+            view = _view(conn, model_version)
+            data = shadow.shadow_actions(conn, view.as_of, days=days, action_type=action_type) if view else None
+        return _page(request, "shadow.html", user, view, page="shadow", data=data, days=days,
+                     action_type=action_type)
 
     # ----------------------------------------------------------------------- model
     @app.get("/api/model")
