@@ -73,7 +73,7 @@ from customer_health.scoring.measures import (
     reduce_lines,
 )
 from customer_health.scoring.signal_definition import Inputs, Signal, check_definitions
-from customer_health.warehouse.raw_schema import account_crosswalk, raw_sf_account
+from customer_health.warehouse.raw_schema import account_crosswalk, anchor_account, raw_sf_account
 
 ACCOUNT_COLUMNS: tuple[str, ...] = (
     "account_key",
@@ -115,23 +115,33 @@ class AccountContext:
         return (self.subscriptions_ended, self.subscriptions_live, self.contract_seats, self.contract_arr)
 
 
-_ACCOUNT = raw_sf_account
-_ROSTER = (Known(_ACCOUNT.c.customer_since), Present(_ACCOUNT))
-"""An account can be a customer at D from its customer_since, while its record exists."""
+def _account_table() -> Any:
+    """The roster: the Salesforce Accounts, or - with the source mapping's ``identity.anchor``
+    ``stripe`` / ``product`` (a company without a CRM) - the accounts the crosswalk wrote to
+    ``anchor_account`` (same column names)."""
+    from customer_health.sources.mapping import active_mapping
+
+    return raw_sf_account if active_mapping().identity_anchor == "salesforce" else anchor_account
 
 
-def _attributes(accounts: Any) -> Select:
-    """The account attributes the frame carries (current values), for the accounts ``accounts``."""
+def _roster(table: Any) -> tuple:
+    """An account can be a customer at D from its customer_since, while its record exists."""
+    return (Known(table.c.customer_since), Present(table))
+
+
+def _attributes(accounts: Any, table: Any) -> Select:
+    """The account attributes the frame carries (current values), for the accounts ``accounts`` of the
+    roster ``table``."""
     cw = account_crosswalk
     return select(
-        _ACCOUNT.c.id.label("account_key"),
-        _ACCOUNT.c.plan,
-        _ACCOUNT.c.seats.label("sf_seats"),
-        _ACCOUNT.c.arr.label("sf_arr"),
-        _ACCOUNT.c.customer_since,
-        func.coalesce(cw.c.parent_account_key, _ACCOUNT.c.parent_id).label("parent_account_key"),
-        _ACCOUNT.c.owner_id,
-    ).select_from(accounts.outerjoin(cw, cw.c.account_key == _ACCOUNT.c.id))
+        table.c.id.label("account_key"),
+        table.c.plan,
+        table.c.seats.label("sf_seats"),
+        table.c.arr.label("sf_arr"),
+        table.c.customer_since,
+        func.coalesce(cw.c.parent_account_key, table.c.parent_id).label("parent_account_key"),
+        table.c.owner_id,
+    ).select_from(accounts.outerjoin(cw, cw.c.account_key == table.c.id))
 
 
 # --------------------------------------------------------------------------- reading
@@ -435,14 +445,17 @@ def signals_at(
     account that is a customer at ``as_of`` (restricted to ``account_keys``), sorted by key."""
     measures = _needed(context, definitions)
     view = day_number(as_of)
-    candidates = select(_ACCOUNT.c.id.label("account_key"), _ACCOUNT.c.customer_since).where(
-        *_conditions(_ROSTER, view, Scope(None))
+    roster_table = _account_table()
+    candidates = select(roster_table.c.id.label("account_key"), roster_table.c.customer_since).where(
+        *_conditions(_roster(roster_table), view, Scope(None))
     )
     if account_keys is not None and len(account_keys) <= _MAX_KEYS_IN_SQL:
-        candidates = candidates.where(_ACCOUNT.c.id.in_(list(account_keys)))
+        candidates = candidates.where(roster_table.c.id.in_(list(account_keys)))
     accounts = candidates.cte("accounts")
     with engine.connect() as conn:
-        attributes = read_frame(conn, _attributes(_ACCOUNT.join(accounts, accounts.c.account_key == _ACCOUNT.c.id)))
+        attributes = read_frame(
+            conn, _attributes(roster_table.join(accounts, accounts.c.account_key == roster_table.c.id), roster_table)
+        )
         if account_keys is not None and len(account_keys) > _MAX_KEYS_IN_SQL:
             attributes = attributes[attributes["account_key"].isin(set(account_keys))]
         attributes = attributes.sort_values("account_key", kind="stable").reset_index(drop=True)
@@ -638,11 +651,12 @@ def iter_signal_chunks(
     measures = _needed(context, definitions)
     first, last = day_number(start), day_number(end)
     keys = None if account_keys is None else list(account_keys)
+    roster_table = _account_table()
     with engine.connect() as conn:
-        roster_columns = _attributes(_ACCOUNT).add_columns(_ACCOUNT.c.is_deleted, _ACCOUNT.c.source_updated_at)
-        stmt = roster_columns.where(_ACCOUNT.c.customer_since.is_not(None), _ACCOUNT.c.customer_since <= day_of(last))
+        roster_columns = _attributes(roster_table, roster_table).add_columns(roster_table.c.is_deleted, roster_table.c.source_updated_at)
+        stmt = roster_columns.where(roster_table.c.customer_since.is_not(None), roster_table.c.customer_since <= day_of(last))
         if keys is not None and len(keys) <= _MAX_KEYS_IN_SQL:
-            stmt = stmt.where(_ACCOUNT.c.id.in_(keys))
+            stmt = stmt.where(roster_table.c.id.in_(keys))
         accounts = read_frame(conn, stmt)
         if keys is not None and len(keys) > _MAX_KEYS_IN_SQL:
             accounts = accounts[accounts["account_key"].isin(set(keys))]
@@ -651,7 +665,7 @@ def iter_signal_chunks(
         since = day_numbers(accounts["customer_since"])
         roster = Facts(
             accounts.rename(columns={"is_deleted": "deleted", "source_updated_at": "updated", "customer_since": "since"}),
-            {id(_ACCOUNT.c.is_deleted): "deleted", id(_ACCOUNT.c.source_updated_at): "updated", id(_ACCOUNT.c.customer_since): "since"},
+            {id(roster_table.c.is_deleted): "deleted", id(roster_table.c.source_updated_at): "updated", id(roster_table.c.customer_since): "since"},
             np.arange(len(accounts), dtype=np.int64),
             since,
         )
@@ -665,7 +679,7 @@ def iter_signal_chunks(
                 prepared[m.name] = _prepare(m, facts)
     if accounts.empty:
         return
-    member_lo, member_hi = counting_days(_ROSTER, roster)
+    member_lo, member_hi = counting_days(_roster(roster_table), roster)
     since_int = np.nan_to_num(since, nan=0).astype(np.int64)
     for chunk_first in range(first, last + 1, chunk_days):
         n = min(last, chunk_first + chunk_days - 1) - chunk_first + 1

@@ -23,6 +23,8 @@ the environment variable ``CUSTOMER_HEALTH_SOURCES``, overrides any of them::
         events.occurred_at: event_time
       event_names:
         login: session_start
+    identity:
+      anchor: stripe                       # no CRM: the Stripe customers are the accounts
 
 Only the keys you list change. The file is read when first needed in a process (never at import)
 and validated whole: an unknown key, a name that cannot be an API name or a SQL identifier, a
@@ -30,6 +32,14 @@ required item mapped to ``null``, or two keys of one object mapped to the same f
 ``SourceMappingError`` that names the file, the key and what to write instead. Names from the
 file reach SQL only as quoted identifiers after this validation; event names are bound
 parameters.
+
+``identity.anchor`` says which system's records *are* the accounts (``account_key``), the others
+being mapped onto them by ``sources.crosswalk``: ``salesforce`` (the default: Salesforce Accounts,
+every other system mapped onto them), ``stripe`` (a company without a CRM that bills in Stripe:
+each Stripe customer is an account; product accounts join through the customer's
+``metadata.product_account_id``) or ``product`` (each product account is an account; Stripe
+customers join through the same metadata). With ``stripe`` or ``product`` the Salesforce and
+Zendesk connections are optional and usually absent.
 
 An environment variable rather than an Airflow Variable: the mapping must be the same for the
 scheduler's DAG runs, ``python -m customer_health.preflight`` on a laptop and the tests, without a
@@ -63,6 +73,10 @@ _SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 _SQL_TABLE = re.compile(rf"(?:{_SQL_NAME.pattern}\.)?{_SQL_NAME.pattern}")
 MAX_EVENT_NAME = 255
 
+# Which system's records are the accounts (see the module docstring and ``sources.crosswalk``).
+IDENTITY_ANCHORS: tuple[str, ...] = ("salesforce", "stripe", "product")
+DEFAULT_IDENTITY_ANCHOR = "salesforce"
+
 
 class SourceMappingError(ValueError):
     """The source mapping file is wrong; the message names the file, the key and the fix."""
@@ -82,6 +96,7 @@ class SourceMapping:
     product_columns: Mapping[str, str | None]
     event_names: Mapping[str, str | None]
     source: str = str(DEFAULT_PATH)
+    identity_anchor: str = DEFAULT_IDENTITY_ANCHOR
 
     def product_table(self, key: str) -> str | None:
         """The product database's name of table ``key`` (``events``), or None when unmapped."""
@@ -107,6 +122,8 @@ class SourceMapping:
         for section in ("salesforce_objects", "salesforce_fields", "product_tables", "product_columns", "event_names"):
             mine, theirs = getattr(self, section), getattr(default, section)
             out |= {f"{_SECTION_PATHS[section]}.{k}": v for k, v in mine.items() if v != theirs[k]}
+        if self.identity_anchor != default.identity_anchor:
+            out["identity.anchor"] = self.identity_anchor
         return out
 
 
@@ -162,6 +179,11 @@ def default_mapping_yaml() -> str:
     lines.append("  event_names:")
     for e in product_fields.PRODUCT_EVENTS:
         lines.append(f"    {e.key}: {e.key}  # {_product_need(e.required, e.group)}")
+    lines += [
+        "identity:",
+        f"  anchor: {DEFAULT_IDENTITY_ANCHOR}  # whose records are the accounts: "
+        + " | ".join(IDENTITY_ANCHORS) + " (README: \"A company without a CRM\")",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -181,6 +203,7 @@ def load_mapping(override: str | Path | None = None, *, base: str | Path = DEFAU
     data = _read(base_path)
     sources = [str(base_path)]
     merged = _sections(data, base_path, complete=True)
+    anchor = _identity_anchor(data, base_path) or DEFAULT_IDENTITY_ANCHOR
     if override is not None:
         path = Path(override)
         if not path.is_file():
@@ -188,10 +211,12 @@ def load_mapping(override: str | Path | None = None, *, base: str | Path = DEFAU
                 f"{SOURCES_FILE_ENV} names {path}, which is not a file; point it at your source mapping "
                 f"(a YAML file with the keys of {DEFAULT_PATH} that differ) or unset it to use the defaults"
             )
-        for section, values in _sections(_read(path), path, complete=False).items():
+        override_data = _read(path)
+        for section, values in _sections(override_data, path, complete=False).items():
             merged[section] = {**merged[section], **values}
+        anchor = _identity_anchor(override_data, path) or anchor
         sources.append(str(path))
-    mapping = SourceMapping(**merged, source=" + ".join(sources))
+    mapping = SourceMapping(**merged, source=" + ".join(sources), identity_anchor=anchor)
     _check_whole(mapping)
     return mapping
 
@@ -262,10 +287,10 @@ _PRODUCT_KEYS = {"tables", "columns", "event_names"}
 
 def _sections(data: dict[str, Any], path: Path, *, complete: bool) -> dict[str, dict[str, str | None]]:
     """The five sections of one file, each key checked; ``complete``: every key must be there."""
-    unknown = set(data) - {"version", "salesforce", "product_db"}
+    unknown = set(data) - {"version", "salesforce", "product_db", "identity"}
     if unknown:
         raise SourceMappingError(f"{path}: unknown top-level key(s) {sorted(unknown)}; expected version, "
-                                 "salesforce and product_db")
+                                 "salesforce, product_db and identity")
     if data.get("version") != FORMAT_VERSION:
         raise SourceMappingError(f"{path}: version is {data.get('version')!r}; this product reads version "
                                  f"{FORMAT_VERSION} (write `version: {FORMAT_VERSION}` at the top)")
@@ -286,6 +311,20 @@ def _sections(data: dict[str, Any], path: Path, *, complete: bool) -> dict[str, 
                 raise SourceMappingError(f"{path}: {_SECTION_PATHS[section]} lacks {missing}; the shipped "
                                          "file must name every key (regenerate it: mapping.default_mapping_yaml())")
     return out
+
+
+def _identity_anchor(data: dict[str, Any], path: Path) -> str | None:
+    """The file's ``identity.anchor``, checked; None when the file does not say."""
+    identity = _block(data.get("identity"), "identity", {"anchor"}, path)
+    anchor = identity.get("anchor")
+    if anchor is None:
+        return None
+    if not isinstance(anchor, str) or anchor.strip().lower() not in IDENTITY_ANCHORS:
+        raise SourceMappingError(
+            f"{path}: identity.anchor is {anchor!r}; write one of {', '.join(IDENTITY_ANCHORS)} (salesforce: the "
+            "Salesforce Accounts are the accounts; stripe: the Stripe customers; product: the product accounts)"
+        )
+    return anchor.strip().lower()
 
 
 def _block(value: Any, where: str, allowed: set[str], path: Path) -> dict[str, Any]:
@@ -396,7 +435,9 @@ def _check_whole(m: SourceMapping) -> None:
 
 
 __all__ = [
+    "DEFAULT_IDENTITY_ANCHOR",
     "DEFAULT_PATH",
+    "IDENTITY_ANCHORS",
     "SOURCES_FILE_ENV",
     "SourceMapping",
     "SourceMappingError",

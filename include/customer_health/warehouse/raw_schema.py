@@ -375,6 +375,27 @@ account_identity_map = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
+anchor_account = Table(
+    # The accounts of a company whose identity is anchored on billing or on the product
+    # (source mapping ``identity.anchor: stripe | product``), one row per account, written by the
+    # crosswalk from the anchor system's records. Its columns carry raw_sf_account's names, so the
+    # signals read the roster from either. Empty with the default Salesforce anchor.
+    "anchor_account",
+    metadata,
+    Column("id", String(18), primary_key=True),  # the anchor's id: Stripe customer or product account
+    Column("anchor", String(20), nullable=False),  # stripe | product
+    Column("name", String(255)),
+    Column("parent_id", String(18)),  # no hierarchy outside a CRM: NULL
+    Column("owner_id", String(18)),  # no account owner outside a CRM: NULL
+    Column("plan", String(40)),
+    Column("seats", Integer),
+    Column("arr", Float),
+    Column("customer_since", Date),  # the first paid (non-zero) invoice; see sources.crosswalk
+    Column("stripe_customer_id", String(40)),
+    Column("product_account_id", String(40)),
+    *_bookkeeping(),
+)
+
 crosswalk_unmapped = Table(
     "crosswalk_unmapped",
     metadata,
@@ -384,4 +405,4 @@ crosswalk_unmapped = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
-__all__ = ["NAMING", "metadata", "raw_sf_user", "raw_sf_account", "raw_sf_contact", "raw_sf_task", "raw_sf_opportunity", "raw_sf_nps_response", "raw_zd_organization", "raw_zd_ticket", "raw_zd_satisfaction_rating", "raw_stripe_customer", "raw_stripe_subscription", "raw_stripe_invoice", "raw_stripe_dispute", "raw_product_account", "raw_product_feature", "raw_product_user", "raw_product_usage_daily", "raw_product_feature_daily", "raw_product_event_daily", "raw_product_user_daily", "extraction_watermarks", "quarantine", "account_crosswalk", "account_identity_map", "crosswalk_unmapped"]  # fmt: skip
+__all__ = ["NAMING", "metadata", "raw_sf_user", "raw_sf_account", "raw_sf_contact", "raw_sf_task", "raw_sf_opportunity", "raw_sf_nps_response", "raw_zd_organization", "raw_zd_ticket", "raw_zd_satisfaction_rating", "raw_stripe_customer", "raw_stripe_subscription", "raw_stripe_invoice", "raw_stripe_dispute", "raw_product_account", "raw_product_feature", "raw_product_user", "raw_product_usage_daily", "raw_product_feature_daily", "raw_product_event_daily", "raw_product_user_daily", "extraction_watermarks", "quarantine", "account_crosswalk", "account_identity_map", "anchor_account", "crosswalk_unmapped"]  # fmt: skip
