@@ -98,10 +98,9 @@ def test_low_coverage_is_said_in_the_sentence():
     assert row["explanation"].endswith("low data coverage (17% of the model's weight)")
 
 
-def test_an_account_without_data_says_so():
-    row = score_accounts(frame(AS_OF, [{"account_key": "T"}]), CONFIG, templates=TEMPLATES).iloc[0]
-    assert row["explanation"] == "Score 50 (Neutral): no signal data, neutral default"
-    assert json.loads(row["drivers"]) == {"down": [], "up": [], "changes": []}
+def test_an_account_without_data_is_not_scored():
+    scored = score_accounts(frame(AS_OF, [{"account_key": "T"}, {"account_key": "U", "nps": 9.0}]), CONFIG, templates=TEMPLATES)
+    assert scored["account_key"].tolist() == ["U"]
 
 
 def test_values_are_formatted_like_the_template_would():

@@ -83,9 +83,10 @@ def test_low_coverage_accounts_are_scored_but_flagged():
     assert bool(result.low_coverage[0]) is True
 
 
-def test_an_account_without_any_data_gets_the_neutral_default_and_zero_coverage():
+def test_an_account_without_any_data_has_no_score_and_zero_coverage():
     result = compose()
-    assert (result.score[0], result.coverage[0], bool(result.low_coverage[0])) == (50, 0.0, True)
+    assert np.isnan(result.score[0]) and not result.scored[0]
+    assert (result.coverage[0], bool(result.low_coverage[0])) == (0.0, True)
     assert np.isnan(result.dimension_scores[0]).all()
 
 

@@ -106,9 +106,9 @@ def test_the_composite_goes_through_the_knots_before_rounding(composite, score, 
     assert zone_for(int(result.score[0]), CALIBRATED) == zone
 
 
-def test_an_account_without_data_keeps_the_no_data_score():
+def test_an_account_without_data_has_no_score_to_calibrate():
     result = compose(CALIBRATED, None)
-    assert result.coverage[0] == 0 and result.score[0] == CALIBRATED.coverage.no_data_score
+    assert result.coverage[0] == 0 and np.isnan(result.score[0])
 
 
 def test_the_engine_applies_the_calibration_and_the_ranking_is_kept():

@@ -5,6 +5,10 @@
     signals -> normalize vs segment baselines -> weighted composite + coverage -> zone
             -> CSM overrides -> trends from history -> priority -> drivers + explanation
 
+An account without any informative signal (every signal missing, or only signals constant over
+the date's population) has no score: it gets no row (``scoring/score.py``), and the report
+counts it as ``unscored``.
+
 ``score_date`` wraps it for one scoring date in the warehouse: it registers the model
 version, reads the history and overrides the trends and scores need, scores, and upserts
 ``health_scores`` and ``health_score_rollups`` in one transaction. It returns a small
@@ -117,8 +121,13 @@ def _without_hugepage_advice() -> Iterator[None]:
 
 @dataclass
 class _Core:
-    """A date's scores before trends and explanations: what later dates' trends read."""
+    """A date's scores before trends and explanations: what later dates' trends read.
 
+    Rows are the accounts that have a score (``signals`` and ``key_index`` restricted to them).
+    """
+
+    signals: pd.DataFrame
+    key_index: pd.Index
     normalized: Any
     model_idx: np.ndarray
     composite: Any
@@ -133,13 +142,24 @@ class _Core:
 def _core_scores(
     signals: pd.DataFrame, config: ModelConfig, overrides: pd.DataFrame | None, key_index: pd.Index, as_of: date
 ) -> _Core:
-    """Normalize, weigh, apply the active overrides and zone one date's accounts."""
+    """Normalize, weigh, apply the active overrides and zone one date's accounts.
+
+    Baselines and constant signals come from the whole population; accounts without any
+    informative signal are then left out (no score).
+    """
     n = len(signals)
     normalized = normalize_signals(signals, config)
     tenure = signals["tenure_days"].to_numpy(dtype=float, na_value=np.nan) if "tenure_days" in signals else np.full(n, np.nan)
     model_idx = segment_model_index(tenure, config)
     composite = composite_scores(normalized.values, model_idx, config)
-    computed = composite.score
+    scored = composite.scored
+    if not scored.all():
+        rows = np.flatnonzero(scored)
+        signals = signals.iloc[rows].reset_index(drop=True)
+        key_index = key_index[rows]
+        normalized, model_idx, composite = normalized.take(rows), model_idx[rows], composite.take(rows)
+        n = len(rows)
+    computed = composite.score.astype(np.int64)
 
     effective = computed.copy()
     override_id = np.full(n, np.nan)
@@ -154,7 +174,9 @@ def _core_scores(
         effective[override_rows] = active["score"].to_numpy(dtype=np.int64)
         override_id[override_rows] = active["override_id"].to_numpy(dtype=float)
     zone = np.asarray(zones(effective, config), dtype=object)
-    return _Core(normalized, model_idx, composite, computed, effective, zone, override_id, override_rows, active)
+    return _Core(
+        signals, key_index, normalized, model_idx, composite, computed, effective, zone, override_id, override_rows, active
+    )
 
 
 def history_scores(signals: pd.DataFrame, config: ModelConfig, overrides: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -173,8 +195,9 @@ def history_scores(signals: pd.DataFrame, config: ModelConfig, overrides: pd.Dat
         keys = signals["account_key"].to_numpy(dtype=object)
         core = _core_scores(signals, config, overrides, pd.Index(keys, dtype=object), as_of)
     return pd.DataFrame(
-        {"account_key": keys, "as_of_date": as_of, "computed_score": core.computed, "score": core.effective, "zone": core.zone}
-    )[HISTORY_COLUMNS]
+        {"account_key": core.key_index.to_numpy(dtype=object), "as_of_date": as_of, "computed_score": core.computed,
+         "score": core.effective, "zone": core.zone}
+    )[HISTORY_COLUMNS]  # fmt: skip
 
 
 def score_accounts(
@@ -226,8 +249,12 @@ def _score_accounts(
     if not key_index.is_unique:
         dupes = signals.loc[signals["account_key"].duplicated(), "account_key"].head(3).tolist()
         raise ScoringInputError(f"signal frame has several rows for accounts {dupes} on {as_of}; one row per account")
-    n = len(signals)
     core = _core_scores(signals, config, overrides, key_index, as_of)
+    if len(core.signals) < len(signals) and not len(core.signals):
+        return empty_scores(config)
+    signals, key_index = core.signals, core.key_index
+    keys = key_index.to_numpy(dtype=object)
+    n = len(signals)
     normalized, model_idx, composite = core.normalized, core.model_idx, core.composite
     computed, effective, zone = core.computed, core.effective, core.zone
     override_id, override_rows, active = core.override_id, core.override_rows, core.active
@@ -267,6 +294,8 @@ def _score_accounts(
         composite.low_coverage,
         config,
         templates or signal_templates(config),
+        absent_dimensions=composite.absent_dimensions,
+        constant=composite.constant,
     )
     sentence = texts.sentence
     if active is not None and len(override_rows):
@@ -370,6 +399,7 @@ class ScoreReport:
     coverage_mean: float
     coverage_min: float
     top_priority: list[dict[str, Any]] = field(default_factory=list)
+    unscored: int = 0  # customers without any informative signal: no score written
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serializable dict (for XCom)."""
@@ -380,12 +410,16 @@ class ScoreReport:
         return (
             f"{self.as_of} model {self.model_version}: {self.accounts} accounts scored ({zones_text}); "
             f"coverage mean {self.coverage_mean:.0%}, {self.low_coverage} low; "
-            f"{self.overrides_applied} overrides; {self.rollups} rollups"
+            + (f"{self.unscored} without data, not scored; " if self.unscored else "")
+            + f"{self.overrides_applied} overrides; {self.rollups} rollups"
         )
 
 
-def build_report(scored: pd.DataFrame, config: ModelConfig, as_of: date, written: int, rollups: int, top: int = 10) -> ScoreReport:
-    """Summarize a scored frame: counts, zone distribution, coverage and the top priorities."""
+def build_report(
+    scored: pd.DataFrame, config: ModelConfig, as_of: date, written: int, rollups: int, top: int = 10, unscored: int = 0
+) -> ScoreReport:
+    """Summarize a scored frame: counts, zone distribution, coverage and the top priorities
+    (``unscored``: the customers of the date left without a score for lack of data)."""
     counts = scored["zone"].value_counts() if len(scored) else pd.Series(dtype=int)
     ranked = scored.sort_values(["priority", "account_key"], ascending=[False, True]).head(top)
     top_rows = [
@@ -411,6 +445,7 @@ def build_report(scored: pd.DataFrame, config: ModelConfig, as_of: date, written
         coverage_mean=float(scored["coverage"].mean()) if len(scored) else 0.0,
         coverage_min=float(scored["coverage"].min()) if len(scored) else 0.0,
         top_priority=json.loads(json.dumps(top_rows, default=str)),
+        unscored=unscored,
     )
 
 
@@ -444,4 +479,4 @@ def score_date(engine: Engine, as_of: date, config: ModelConfig, signals: pd.Dat
     with engine.begin() as conn:
         written = write_scores(conn, scored)
         rolled = write_rollups(conn, rollups)
-    return build_report(scored, config, as_of, written, rolled)
+    return build_report(scored, config, as_of, written, rolled, unscored=len(signals) - len(scored))

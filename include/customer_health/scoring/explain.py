@@ -383,6 +383,31 @@ def drivers_document(
     return join_rows(slots, n)
 
 
+def _coverage_notes(
+    absent_dimensions: np.ndarray | None, constant: np.ndarray | None, keys: list[str], n: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The sentence's coverage notes: dimensions without data, and signals constant that day."""
+    from customer_health.scoring.model_config import DIMENSIONS
+
+    notes: list[tuple[np.ndarray, np.ndarray]] = []
+    if absent_dimensions is not None and absent_dimensions.size:
+        mask = (np.asarray(absent_dimensions, dtype=np.int64) << np.arange(absent_dimensions.shape[1])).sum(axis=1)
+
+        def missing(code: int) -> str:
+            names = [d for i, d in enumerate(DIMENSIONS) if code >> i & 1]
+            if not names:
+                return ""
+            listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+            return f"; no {listed} data (weight moved to the rest)"
+
+        notes.append(_factorized(mask, missing))
+    if constant is not None and np.any(constant):
+        labels = [SIGNALS[k].label if k in SIGNALS else k.replace("_", " ") for k, c in zip(keys, constant, strict=True) if c]
+        text = "; not weighted today, the same for every account: " + ", ".join(labels)
+        notes.append((np.array([text], dtype=object), np.zeros(n, dtype=np.intp)))
+    return notes
+
+
 def explain(
     drivers: Drivers,
     normalized: np.ndarray,
@@ -395,6 +420,9 @@ def explain(
     low_coverage: np.ndarray,
     config: ModelConfig,
     templates: Mapping[str, str] | None = None,
+    *,
+    absent_dimensions: np.ndarray | None = None,
+    constant: np.ndarray | None = None,
 ) -> Explanations:
     """Drivers JSON and one sentence per account, built only from the top drivers.
 
@@ -404,6 +432,11 @@ def explain(
     71%), ..."); otherwise what holds the score down ("Score 41 (At Risk), held down by:
     ..."), or for an account with nothing pulling down, what lifts it. Texts are rendered
     only for the drivers a row's sentence uses, once per distinct text.
+
+    The coverage is said at the end: the weighted dimensions the account had no data in
+    (``absent_dimensions``, accounts x dimensions: their weight went to the others), the
+    signals not weighted that day because every account had the same value (``constant``, one
+    flag per signal), and low coverage.
     """
     keys = config.signal_keys
     templates = templates or signal_templates(config)
@@ -462,7 +495,7 @@ def explain(
         before, now = divmod(rest, 101)
         head = f"Score {now} ({zone_names[now]})"
         return {
-            0: f"{head}: no signal data, neutral default",
+            0: f"{head}: no signal data",
             1: f"Score {before} -> {now} in {window} days: ",
             2: f"{head}, held down by: ",
             3: f"{head}, lifted by: ",
@@ -474,7 +507,7 @@ def explain(
         np.where(low, coverage_pct, -1),
         lambda c: "" if c < 0 else f"; low data coverage ({c}% of the model's weight)",
     )
-    sentence = join_rows([_factorized(prefix_code, prefix), *pieces, suffix], n)
+    sentence = join_rows([_factorized(prefix_code, prefix), *pieces, *_coverage_notes(absent_dimensions, constant, keys, n), suffix], n)
     return Explanations(
         drivers_json=drivers_document(drivers, normalized, previous_normalized, keys), sentence=sentence
     )

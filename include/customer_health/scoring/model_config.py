@@ -37,6 +37,16 @@ from customer_health.scoring.signal_definition import DIMENSIONS, DIRECTIONS
 
 METHODS: tuple[str, ...] = ("segment_target", "segment_range", "fixed_range")
 
+# How a population-based signal (``segment_target`` / ``segment_range``) is placed against its
+# baseline segment (``baselines.method``; ``normalize.py`` states each, docs/DECISIONS.md why the
+# default won on held-out churn):
+#   segment_relative:   linear between the signal's configured bounds (the first method);
+#   segment_percentile: the account's mid-rank percentile in its segment, as a normal score;
+#   robust_z:           (value - segment median) / (1.4826 x segment MAD), floored by min_span.
+# Both position methods map the position onto 0-100 with one logistic curve (median -> 75).
+NORMALIZATION_METHODS: tuple[str, ...] = ("segment_relative", "segment_percentile", "robust_z")
+DEFAULT_NORMALIZATION_METHOD = "segment_relative"
+
 # The seed method's "typical weighting distribution" (seeds/000: 35-45 % engagement, 20-30 %
 # financial, 15-20 % support, 10-15 % sentiment). A model outside it must say so explicitly.
 SEED_DIMENSION_WEIGHT_RANGES: Mapping[str, tuple[float, float]] = {
@@ -139,15 +149,23 @@ class Zone:
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    """Segment baselines: minimum population and tenure bands."""
+    """Segment baselines: minimum population, tenure bands and how a population-based signal is
+    placed against its segment (``method``, one of ``NORMALIZATION_METHODS``; optional in the
+    YAML, ``DEFAULT_NORMALIZATION_METHOD`` when absent)."""
 
     min_segment_size: int
     tenure_bands: tuple[TenureBand, ...]
+    method: str = DEFAULT_NORMALIZATION_METHOD
 
 
 @dataclass(frozen=True)
 class CoverageConfig:
-    """When a score is trusted, and the score of an account without data."""
+    """When a score is trusted.
+
+    ``no_data_score`` is still read (v1 states it, and its text is registered by sha256) but no
+    longer used: an account without any informative signal has no score at all (NULL, not a
+    neutral 50 that looks like data; ``scoring/score.py``).
+    """
 
     minimum: float
     no_data_score: float
@@ -201,7 +219,7 @@ class ScoreCalibration:
     The zone bounds are fixed by the method (At Risk below 50), so a model whose composite is
     "harsher" or "milder" than the bounds assume is put on the score scale here: the score is
     ``np.interp(composite, composite_knots, score_knots)``, applied before half-up rounding to
-    accounts with data (an account without data keeps ``coverage.no_data_score``). Knots start
+    accounts with data (an account without data has no score). Knots start
     at (0, 0), end at (100, 100) and rise strictly in both coordinates, so the map keeps the
     ranking of accounts and every zone reachable. Recalibration fits the middle knot on its
     training periods so that the At Risk bound sits where the seed's targets are met there
@@ -524,7 +542,10 @@ class _Parser:
                     raise self.fail(f"the last tenure band '{band['name']}' must be open-ended (no below_days)")
                 previous = below
             bands.append(TenureBand(str(band["name"]), below))
-        return BaselineConfig(size, tuple(bands))
+        method = section.get("method", DEFAULT_NORMALIZATION_METHOD)
+        if method not in NORMALIZATION_METHODS:
+            raise self.fail(f"baselines.method is {method!r}, expected one of {', '.join(NORMALIZATION_METHODS)}")
+        return BaselineConfig(size, tuple(bands), method)
 
     def parse_zones(self) -> tuple[Zone, ...]:
         raw = self.raw.get("zones")

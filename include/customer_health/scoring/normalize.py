@@ -2,15 +2,33 @@
 
 Raw metrics mean nothing on their own: 12 logins a week is healthy for a starter account and
 alarming for an enterprise one, and a two-month-old account is not expected to use what a
-five-year customer uses. Each signal is therefore scored linearly between a *worst* bound
-(0 points) and a *best* bound (100 points), clipped, where the bounds are either fixed in the
-model config (fractional trends, shares, survey scores) or percentiles of the accounts in the
-same baseline segment (plan x tenure band) on the same date.
+five-year customer uses. Signals with absolute meaning (fractional trends, shares, survey
+scores: ``fixed_range``) are scored linearly between a *worst* bound (0 points) and a *best*
+bound (100 points) fixed in the model config, clipped. Population-based signals
+(``segment_target`` / ``segment_range``) are placed against the accounts of the same baseline
+segment (plan x tenure band) on the same date, by the model's ``baselines.method``:
+
+* ``segment_relative`` - linear between segment percentiles (``segment_range``) or between a
+  fixed worst and a segment percentile (``segment_target``), clipped: the first method. It
+  saturates: every account above the target percentile scores 100, so a product where most
+  accounts are similar gets engagement sub-scores near 100 with no resolution left at the top,
+  and the clip at 0 flattens the bottom the same way.
+* ``segment_percentile`` - the account's mid-rank percentile ``p`` among the segment's accounts
+  holding the signal (ties share their mean rank; lower-is-better signals use ``1 - p``),
+  turned into a normal score ``z = Phi^-1(p)``.
+* ``robust_z`` - ``z = (value - median) / (1.4826 x MAD)`` over the segment, signed by the
+  signal's direction; the scale is at least the signal's ``min_span`` (a segment where nearly
+  everyone has the same value does not turn a small difference into an extreme).
+
+Both position methods put ``z`` on the 0-100 scale with one logistic curve,
+``100 / (1 + exp(-(ln 3 + z)))``: the segment's median account scores 75 (the Healthy bound:
+a typical customer is healthy), one robust standard deviation below it 52, two 29, three 13,
+and above it 89, 96: monotone, never clipped, with resolution at both ends.
 
 A segment with fewer than ``baselines.min_segment_size`` accounts holding a signal borrows
-the plan-level percentile, then the global one. Everything is vectorized (one groupby
-quantile per percentile) and deterministic: the same frame gives the same baselines and the
-same normalized values, so a history rebuild for date D equals the daily run for D.
+the plan-level population, then the global one. Everything is deterministic: the same frame
+gives the same baselines and the same normalized values, so a history rebuild for date D
+equals the daily run for D.
 """
 
 from __future__ import annotations
@@ -19,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtri
 
 from customer_health.scoring.model_config import ModelConfig
 
@@ -26,6 +45,10 @@ UNKNOWN_PLAN = "unknown"
 ANY = "*"
 # Rows per block of the row-wise passes (keeps each block's temporaries in the CPU cache).
 BLOCK_ROWS = 1 << 16
+# The position methods' map: z = 0 (the segment's median account) -> 75, the Healthy bound.
+MEDIAN_SCORE = 75.0
+_MEDIAN_LOGIT = float(np.log(MEDIAN_SCORE / (100.0 - MEDIAN_SCORE)))
+MAD_TO_SD = 1.4826  # MAD x 1.4826 estimates the standard deviation of a normal population
 
 
 @dataclass(frozen=True)
@@ -36,6 +59,11 @@ class Baselines:
     ``segments[i]`` = (plan, tenure band); the last row is the global fallback ``("*", "*")``.
     ``basis`` says where a population bound came from: ``segment``, ``plan``, ``global`` or
     ``config`` (fixed bounds); ``population`` how many accounts with data it was taken from.
+
+    Under a position method (``method`` other than ``segment_relative``) a population-based
+    signal has no worst/best (NaN) but, per segment row, ``center`` and ``scale`` (robust_z: the
+    median and the floored 1.4826 x MAD) or the sorted values it is ranked among
+    (segment_percentile: ``ranked[signal][row]``).
     """
 
     signals: tuple[str, ...]
@@ -44,6 +72,12 @@ class Baselines:
     best: np.ndarray
     basis: np.ndarray
     population: np.ndarray
+    method: str = "segment_relative"
+    position: np.ndarray | None = None  # signals: True where the position method applies
+    center: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    higher_is_better: np.ndarray | None = None
+    ranked: tuple[tuple[np.ndarray, ...], ...] | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """The baselines as a long table: plan, tenure_band, signal, worst, best, basis, population."""
@@ -57,6 +91,8 @@ class Baselines:
                 "best": self.best.ravel(),
                 "basis": self.basis.ravel(),
                 "population": self.population.ravel(),
+                "center": self.center.ravel() if self.center is not None else np.nan,
+                "scale": self.scale.ravel() if self.scale is not None else np.nan,
             }
         )
 
@@ -77,6 +113,13 @@ class Normalized:
     segment_code: np.ndarray
     segment_labels: list[str]
     plans: np.ndarray
+
+    def take(self, rows: np.ndarray) -> Normalized:
+        """The same normalization restricted to ``rows`` (the baselines stay the population's)."""
+        return Normalized(
+            np.asfortranarray(self.values[rows]), np.asfortranarray(self.raw[rows]), self.baseline_rows[rows],
+            self.baselines, self.segment_code[rows], self.segment_labels, self.plans[rows],
+        )  # fmt: skip
 
 
 def tenure_band_index(tenure_days: np.ndarray, config: ModelConfig) -> np.ndarray:
@@ -200,12 +243,35 @@ def compute_baselines(
     basis = np.full((n_seg, n_sig), "config", dtype=object)
     population = np.zeros((n_seg, n_sig), dtype=np.int64)
     min_size = config.baselines.min_segment_size
+    method = config.baselines.method
+    positional = method != "segment_relative"
+    position = np.zeros(n_sig, dtype=bool)
+    center = np.full((n_seg, n_sig), np.nan)
+    scale = np.full((n_seg, n_sig), np.nan)
+    ranked: list[tuple[np.ndarray, ...]] = []
 
     for j, s in enumerate(config.signals):
         norm = s.normalization
         if norm.method == "fixed_range":
             worst[:, j], best[:, j] = norm.worst, norm.best
+            ranked.append(())
             continue
+        if positional:
+            position[j] = True
+            values = raw[order, j]
+            groups = _place_groups(values, seg_bounds, plan_bounds, plan_row, min_size)
+            ranked_j = []
+            for row, (population_values, basis_name) in enumerate(groups):
+                basis[row, j] = basis_name
+                population[row, j] = len(population_values)
+                if method == "robust_z" and len(population_values):
+                    median = float(np.median(population_values))
+                    mad = float(np.median(np.abs(population_values - median)))
+                    center[row, j], scale[row, j] = median, max(MAD_TO_SD * mad, norm.min_span, 1e-12)
+                ranked_j.append(population_values)
+            ranked.append(tuple(ranked_j))
+            continue
+        ranked.append(())
         qs = _percentiles(norm)
         values = raw[order, j]
         q_seg, n_seg_data = _group_quantiles(values, seg_bounds, qs)
@@ -237,8 +303,79 @@ def compute_baselines(
             best[:, j] = worst[:, j] + span
         else:
             worst[:, j] = best[:, j] + span
-    baselines = Baselines(tuple(config.signal_keys), tuple(segments), worst, best, basis, population)
+    baselines = Baselines(
+        tuple(config.signal_keys), tuple(segments), worst, best, basis, population, method=method,
+        position=position, center=center, scale=scale,
+        higher_is_better=np.array([s.higher_is_better for s in config.signals], dtype=bool),
+        ranked=tuple(ranked) if method == "segment_percentile" else None,
+    )  # fmt: skip
     return baselines, np.searchsorted(present, seg_codes)
+
+
+def _place_groups(
+    values: np.ndarray, seg_bounds: np.ndarray, plan_bounds: np.ndarray, plan_row: np.ndarray, min_size: int
+) -> list[tuple[np.ndarray, str]]:
+    """For every segment (then the global row), the sorted population it is placed against and
+    where it came from: the segment's own accounts holding the signal when there are at least
+    ``min_size``, else its plan's, else everyone's."""
+
+    def sorted_present(chunk: np.ndarray) -> np.ndarray:
+        return np.sort(chunk[~np.isnan(chunk)])
+
+    everyone = sorted_present(values)
+    plans: dict[int, np.ndarray] = {}
+    out = []
+    for g in range(len(seg_bounds) - 1):
+        own = sorted_present(values[seg_bounds[g] : seg_bounds[g + 1]])
+        if len(own) >= min_size:
+            out.append((own, "segment"))
+            continue
+        p = int(plan_row[g])
+        if p not in plans:
+            plans[p] = sorted_present(values[plan_bounds[p] : plan_bounds[p + 1]])
+        if len(plans[p]) >= min_size:
+            out.append((plans[p], "plan"))
+        else:
+            out.append((everyone, "global"))
+    out.append((everyone, "global"))
+    return out
+
+
+def position_score(z: np.ndarray) -> np.ndarray:
+    """The position methods' 0-100 map: ``100 / (1 + exp(-(ln 3 + z)))`` (median -> 75)."""
+    with np.errstate(over="ignore"):
+        return 100.0 / (1.0 + np.exp(-(_MEDIAN_LOGIT + np.asarray(z, dtype=float))))
+
+
+def midrank_percentile(population: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Share of ``population`` (sorted) below each value plus half of those equal to it, kept
+    within half an account of 0 and 1 (so the normal score stays finite)."""
+    m = len(population)
+    out = np.full(len(values), np.nan)
+    if m == 0:
+        return out
+    below = np.searchsorted(population, values, side="left")
+    upto = np.searchsorted(population, values, side="right")
+    p = (below + 0.5 * (upto - below)) / m
+    return np.clip(p, 0.5 / m, 1.0 - 0.5 / m)
+
+
+def _position_column(raw: np.ndarray, baselines: Baselines, j: int, rows: np.ndarray) -> np.ndarray:
+    """Normalized values of signal ``j`` under the baselines' position method."""
+    sign = 1.0 if baselines.higher_is_better[j] else -1.0
+    if baselines.method == "robust_z":
+        with np.errstate(invalid="ignore"):
+            z = sign * (raw - baselines.center[rows, j]) / baselines.scale[rows, j]
+        return position_score(z)
+    out = np.full(len(raw), np.nan)
+    distinct, inverse = distinct_codes(np.asarray(rows, dtype=np.int64))
+    present = ~np.isnan(raw)
+    for code, row in enumerate(distinct):
+        at = np.flatnonzero((inverse == code) & present)
+        if len(at):
+            p = midrank_percentile(baselines.ranked[j][row], raw[at])
+            out[at] = position_score(ndtri(p if sign > 0 else 1.0 - p))
+    return out
 
 
 def normalize_matrix(raw: np.ndarray, worst: np.ndarray, best: np.ndarray) -> np.ndarray:
@@ -266,14 +403,18 @@ def normalize_against(raw: np.ndarray, baselines: Baselines, rows: np.ndarray) -
     worst = np.ascontiguousarray(baselines.worst.T)  # signals x segments: one gather table per column
     scale = np.ascontiguousarray(scale.T)
     rows = np.asarray(rows)
+    position = baselines.position if baselines.position is not None else np.zeros(n_sig, dtype=bool)
+    linear = [j for j in range(n_sig) if not position[j]]
     for start in range(0, n, BLOCK_ROWS):
         block = slice(start, min(n, start + BLOCK_ROWS))
         at = rows[block]
-        for j in range(n_sig):
+        for j in linear:
             col = out[block, j]
             np.subtract(raw[block, j], worst[j].take(at), out=col)
             np.multiply(col, scale[j].take(at), out=col)
             np.clip(col, 0.0, 100.0, out=col)
+    for j in np.flatnonzero(position):
+        out[:, j] = _position_column(raw[:, j], baselines, int(j), rows)
     return out
 
 
