@@ -17,7 +17,8 @@ dashboard's **Reviews** page.
 5. **Retained revenue** in the seeds' form: flagged accounts x recovery rate x CLV, each input
    with its source (Param `clv`, or derived from ARR and the observed churn rate).
 
-A re-run for the same month replaces its file and its row. Params: `model_version` (default:
+A re-run for the same month replaces its file and its row; a month without scores fails
+with the reason (run the daily DAG or the rebuild for it first) and writes nothing. Params: `model_version` (default:
 the active model), `clv`, `horizon_days`, `window_days`.
 
 Reads and writes the warehouse (`health_warehouse`); writes the HTML file. Sends nothing.
@@ -69,14 +70,22 @@ def customer_health_monthly_review():
 
     @task
     def write_review(data_interval_start=None, params=None) -> dict:
-        """Compute the month's figures, write the HTML file, record it in health_reviews."""
+        """Compute the month's figures, write the HTML file, record it in health_reviews.
+
+        A month without scores fails at once with the reason (no retry: it would find the same).
+        """
+        from airflow.sdk.exceptions import AirflowFailException
+
         from customer_health import pipeline
-        from customer_health.review import ReviewSettings, write_review
+        from customer_health.review import ReviewError, ReviewSettings, write_review
 
         settings = ReviewSettings(params["horizon_days"], params["window_days"], params["clv"])
-        return write_review(
-            pipeline.warehouse(), pipeline.as_of_date(data_interval_start), params["model_version"], settings
-        )
+        try:
+            return write_review(
+                pipeline.warehouse(), pipeline.as_of_date(data_interval_start), params["model_version"], settings
+            )
+        except ReviewError as exc:
+            raise AirflowFailException(f"no review written: {exc}") from exc
 
     migrate_warehouse() >> write_review()
 

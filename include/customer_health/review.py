@@ -77,11 +77,17 @@ DEFAULT_WINDOW_DAYS = 180
 MAX_LIFETIME_YEARS = 10.0
 DELIVERED = "sent"  # an action is an intervention when it reached someone (as on the interventions page)
 RISK_ZONES = ("At Risk", "Critical")
+# Actions fired by a recovery (a campaign resumed, rescue tasks closed) answer the end of an
+# episode, not the risk: they are not interventions (another version's recovery can fall inside
+# this version's episode).
+NOT_INTERVENTIONS = frozenset({"recovery"})
+MIN_INTERVAL_EPISODES = 5  # fewer compared episodes: no interval (the normal approximation says nothing)
 
 METHOD = (
     "Each playbook's episodes are those it was delivered in: an account entered At Risk or "
     "Critical, and an action of the playbook reached the customer, its CSM or an executive "
-    "between that day and the day before the account recovered. They are compared with "
+    "between that day and the day before the account recovered (actions fired by a recovery "
+    "are not interventions). They are compared with "
     "episodes in which no action was delivered, matched exactly on the month the account "
     "entered At Risk, its plan and the 10-point band of its entry score: each stratum's "
     "untreated recovery rate is weighted by the playbook's episodes in it. The difference is "
@@ -97,8 +103,8 @@ LIMITS = (
     "do not add up.",
     "Recovery means back in Healthy or Neutral within the horizon; a later recovery, or a churn, "
     "counts as not recovered.",
-    "Small groups give wide intervals; read a difference whose interval includes zero as no "
-    "evidence either way.",
+    "Small groups give wide intervals, and under 5 compared episodes none is shown; read a "
+    "difference whose interval includes zero as no evidence either way.",
 )
 
 
@@ -144,11 +150,32 @@ def _scored_dates(conn: Connection, version: str) -> list[date]:
     ).scalars()]  # fmt: skip
 
 
-def default_version(conn: Connection) -> str:
-    """The active model version, else the one with the latest scores."""
-    active = conn.execute(
-        select(model_versions.c.version).where(model_versions.c.status == "active").order_by(model_versions.c.created_at.desc())
-    ).scalars().first()  # fmt: skip
+def default_version(conn: Connection, month: date | None = None) -> str:
+    """The model a review reads when none is named.
+
+    The active version when it scored ``month`` (or when no month is given); for an earlier
+    month, the version that was live at its end: of the active or retired versions that scored
+    that month, the one approved last before the month ended (the first version of a warehouse
+    was never approved: it counts as live from the start). A proposal scored in the shadow is
+    never picked while a live version scored the month. Else the version with the latest scores.
+    """
+    from customer_health.validation.registry import transition_times
+
+    v = model_versions.c
+    status = dict(conn.execute(select(v.version, v.status)).all())
+    active = next((name for name, state in sorted(status.items()) if state == "active"), None)
+    if month is not None:
+        first, last = ep.month_start(month), ep.month_end(ep.month_start(month))
+        s = health_score_summary.c
+        scored = set(conn.execute(
+            select(s.model_version).where(s.as_of_date >= first, s.as_of_date <= last).distinct()
+        ).scalars())  # fmt: skip
+        if active in scored:
+            return active
+        approved = {name: at.date() for name, at in transition_times(conn, "approved").items()}
+        live = [name for name in scored if status.get(name) in ("active", "retired") and approved.get(name, date.min) <= last]
+        if live:
+            return max(live, key=lambda name: (approved.get(name, date.min), name))
     if active:
         return active
     s = health_score_summary.c
@@ -233,10 +260,10 @@ def _delivered_actions(conn: Connection, version: str, started_from: date, start
         .where(e.model_version == version, e.started >= started_from, e.started <= started_to, o.status == DELIVERED,
                o.trigger_date <= as_of)
     ).all()  # fmt: skip
-    frame = pd.DataFrame(rows, columns=["account_key", "started", "action_type", "payload"])
-    frame["started"] = frame["started"].map(ep._day)
-    frame["playbook"] = [playbook_of(a, _payload(p)) for a, p in zip(frame["action_type"], frame["payload"], strict=True)]
-    return frame
+    kept = [(key, ep._day(started), playbook_of(action_type, payload))
+            for key, started, action_type, raw in rows
+            for payload in [_payload(raw)] if payload.get("trigger") not in NOT_INTERVENTIONS]  # fmt: skip
+    return pd.DataFrame(kept, columns=["account_key", "started", "playbook"])
 
 
 def _band(score: Any) -> str:
@@ -292,8 +319,8 @@ def intervention_effectiveness(
                 var_c += weight**2 * rate * (1 - rate) / size
             spread = 1.96 * math.sqrt(p_t * (1 - p_t) / n + var_c)
             difference = p_t - p_c
-            row.update({"treated_rate": p_t, "control_rate": p_c, "difference": difference,
-                        "interval": [difference - spread, difference + spread],
+            interval = [difference - spread, difference + spread] if n >= MIN_INTERVAL_EPISODES and spread > 0 else None
+            row.update({"treated_rate": p_t, "control_rate": p_c, "difference": difference, "interval": interval,
                         "control_episodes": sum(control[s][0] for s in set(matched["stratum"]))})  # fmt: skip
         else:
             row.update({"treated_rate": float(mine["recovered"].mean()), "control_rate": None, "difference": None,
@@ -401,7 +428,7 @@ def build_review(engine: Engine, month: date, model_version: str | None = None, 
     settings = settings or ReviewSettings()
     month = ep.month_start(month)
     with engine.connect() as conn:
-        version = model_version or default_version(conn)
+        version = model_version or default_version(conn, month)
         inside = [d for d in _scored_dates(conn, version) if month <= d <= ep.month_end(month)]
         if not inside:
             raise ReviewError(

@@ -663,6 +663,12 @@ ReviewMonth = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", description=
 ReviewModel = Annotated[str | None, Query(max_length=40, description="the reviewed model version; default: any")]
 
 
+_HOW_TO_REVIEW = (
+    "trigger customer_health_monthly_review for the month after it (or run python -m customer_health.review "
+    "--month YYYY-MM); a month without scores cannot be reviewed"
+)
+
+
 def _review_month(month: str | None) -> date | None:
     return date.fromisoformat(f"{month}-01") if month else None
 
@@ -699,7 +705,7 @@ def _stakeholder_and_review_routes(app: FastAPI) -> None:
             listed = reviews.list_reviews(conn)
             shown = reviews.stored_review(conn, _review_month(month), review_model)
         if shown is None and (month or review_model):
-            return _json({"detail": f"no review of {month or 'any month'} for {review_model or 'any model'}"}, 404)
+            return _json({"detail": f"no review of {month or 'any month'} for {review_model or 'any model'}: {_HOW_TO_REVIEW}"}, 404)
         return _json({"reviews": listed, "shown": shown})
 
     @app.get("/reviews", response_class=HTMLResponse)
@@ -710,7 +716,8 @@ def _stakeholder_and_review_routes(app: FastAPI) -> None:
             listed = reviews.list_reviews(conn)
             shown = reviews.stored_review(conn, _review_month(month), review_model)
         if shown is None and (month or review_model):
-            return HTMLResponse(f"<h1>404 Not Found</h1><p>no review of {_escape(month or 'any month')}</p>", status_code=404)
+            return HTMLResponse(f"<h1>404 Not Found</h1><p>no review of {_escape(month or 'any month')}: {_HOW_TO_REVIEW}</p>",
+                                status_code=404)  # fmt: skip
         points = reviews.chart_points(shown["figures"]) if shown else []
         return _page(request, "reviews.html", user, view, page="reviews", reviews=listed, shown=shown, shown_points=points)
 

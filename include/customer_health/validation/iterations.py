@@ -219,7 +219,9 @@ def iteration_log(
             after = _impact_side(conn, version.version, promoted_on, after_end, churn, horizon_days, as_of)
             before = None
             if parent is not None:
-                before = _impact_side(conn, parent.version, promoted_on - length, promoted_on - timedelta(days=1),
+                # As many days before the promotion, from the parent's first score at the earliest.
+                before_start = max(promoted_on - length, first_scored.get(parent.version, promoted_on - length))
+                before = _impact_side(conn, parent.version, before_start, promoted_on - timedelta(days=1),
                                       churn, horizon_days, as_of)  # fmt: skip
             impact = {"window_days": window_days, "horizon_days": horizon_days, "before": before, "after": after,
                       "churn_known": churn_events is not None}  # fmt: skip
