@@ -12,7 +12,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)
 
-.PHONY: venv demo test airflow lint lock sandbox clean browser migration-regen
+.PHONY: venv demo demo-self-serve test airflow lint lock sandbox clean browser migration-regen
 
 # The venv is for the demo and the tests: production (requirements.txt) plus the test and
 # development tools (requirements-dev.txt), both resolved in constraints.txt. The production image
@@ -31,6 +31,10 @@ DEMO_ARGS ?=
 
 demo: venv  ## generate the company, start the sandbox, run customer_health_daily for today
 	$(PY) -m health_sandbox.demo $(DEMO_ARGS)
+
+# The second company, without a CRM (README "A company without a CRM"); its state is in .local/self-serve.
+demo-self-serve: venv  ## the same on the self-serve company (Stripe and product DB only), audit printed last
+	$(PY) -m health_sandbox.demo --company self-serve $(DEMO_ARGS)
 
 test: venv browser  ## run the whole test suite
 	$(PY) -m ruff check include health_sandbox dags plugins tests benchmarks

@@ -367,7 +367,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--airflow", action="store_true", help="set up, then serve the Airflow UI (airflow standalone) until Ctrl-C"
     )
+    parser.add_argument(
+        "--company", choices=("b2b", "self-serve"), default="b2b",
+        help="b2b: the default company (CRM, help desk, contracts); self-serve: the company without a CRM "
+        "(health_sandbox/demo_self_serve.py, in .local/self-serve)",
+    )
     args = parser.parse_args(argv)
+    if args.company == "self-serve":
+        if args.airflow:
+            parser.error("--airflow serves the default company's demo; run the self-serve demo without it")
+        from health_sandbox.demo_self_serve import main as self_serve
+
+        return self_serve(args.accounts, args.days, args.seed, args.history_days,
+                          prepare_only=args.prepare_only, skip_audit=args.skip_audit)
     if args.airflow:
         return serve_airflow(args.accounts, args.days, args.seed)
     prepare(args.accounts, args.days, args.seed)
