@@ -11,12 +11,18 @@ and lets a person decide.
    Sensitivity, specificity, precision (flagged = score ≤ `threshold`, default 49 = At Risk),
    ROC AUC, top-decile lift, churn by zone and by score band, false negatives with their
    drivers and false positives, into `model_audits`, `model_versions.metrics`, and a
-   self-contained HTML report under `.local/reports/`.
+   self-contained HTML report under `.local/reports/`, beside a plain logistic regression on
+   the raw signals graded on the same held-out rows (a WARNING first when the model is worse
+   or its AUC is under 0.6). The window ends where the data ends (the latest known outcome).
 3. **Recalibrate**: logistic regression of churn on the normalized signals of monthly snapshots
-   over `training_days`, validated on later held-out snapshots scored by the engine; the result
-   is registered as a **proposed** model version.
-4. **Review** (Human-in-the-loop, *Required actions* in the UI or the HITL REST API): the old
-   and new held-out metrics side by side. *Approve* makes the proposal active and retires the
+   over `training_days`, pulled toward the current weights, with the catalogued signals the
+   model does not use as candidates; an in-range fit (seeds' weight ranges) and a free fit,
+   validated on later held-out snapshots scored by the engine; the proposed one (the free fit
+   only when it is better by the margin in `config/recalibration.yaml`) is registered as a
+   **proposed** model version.
+4. **Review** (Human-in-the-loop, *Required actions* in the UI or the HITL REST API): the current
+   model, the in-range and the free fit side by side on held-out periods with the baseline, every
+   weight outside the seeds' ranges flagged. *Approve* makes the proposal active and retires the
    current model; *Reject* (or no answer within 14 days) rejects it with the reason given.
 
 Reads and writes the warehouse (`health_warehouse`). Sends nothing outside it.
@@ -54,7 +60,7 @@ RECALIBRATION = "recalibrate_model"
     doc_md=__doc__,
     params={
         "window_start": Param(None, type=["null", "string"], format="date", description="First outcome date (default: one year before the run)."),
-        "window_end": Param(None, type=["null", "string"], format="date", description="Last outcome date (default: the day before the run)."),
+        "window_end": Param(None, type=["null", "string"], format="date", description="Last outcome date (default: where the data ends - the latest known outcome before the run)."),
         "horizon_days": Param(90, type="integer", minimum=1, description="Churn horizon H: churned within (T, T+H]."),
         "model_version": Param(None, type=["null", "string"], description="Model version to audit (default: the active one)."),
         "threshold": Param(49, type="integer", minimum=0, maximum=100, description="Flagged = score <= threshold."),
@@ -71,7 +77,7 @@ def customer_health_model_audit():
 
     @task
     def build_outcomes(data_interval_end=None, params=None) -> dict:
-        """Churn, contraction and expansion known by the window end into account_outcomes."""
+        """Churn, contraction and expansion known by the window end (default: the run) into account_outcomes."""
         from customer_health import pipeline
         from customer_health.validation.audit import resolve_window
         from customer_health.validation.outcomes import build_outcomes as run
@@ -85,9 +91,11 @@ def customer_health_model_audit():
         from customer_health import pipeline
         from customer_health.validation.audit import audit_model, format_summary, resolve_window
 
-        start, end = resolve_window(data_interval_end.date(), params["window_start"], params["window_end"])
+        engine = pipeline.warehouse()
+        # Without window_end the window ends where the data ends (the latest known outcome).
+        start, end = resolve_window(data_interval_end.date(), params["window_start"], params["window_end"], engine)
         result = audit_model(
-            pipeline.warehouse(),
+            engine,
             start,
             end,
             horizon_days=params["horizon_days"],

@@ -14,6 +14,7 @@ answered from a second thread through the HITL REST API's handler (approve and r
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -30,8 +31,17 @@ from customer_health.scoring.model_config import load_model_config
 from customer_health.scoring.signal_catalog import SIGNALS
 from customer_health.scoring.signal_store import write_signal_frame
 from customer_health.validation import registry
-from customer_health.validation.audit import audit_model, latest_audit, main, snapshot_dates
+from customer_health.validation.audit import (
+    audit_model,
+    data_end,
+    format_summary,
+    latest_audit,
+    main,
+    resolve_window,
+    snapshot_dates,
+)
 from customer_health.validation.outcomes import build_outcomes, derive_outcomes, read_outcomes
+from customer_health.validation.report import render_audit_html
 from customer_health.warehouse import schema as s
 from customer_health.warehouse.engine import engine_for
 from customer_health.warehouse.io import upsert_rows
@@ -359,10 +369,14 @@ def test_quarterly_run_asks_a_human_and_records_the_decision(audit_dag, book, mo
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "success", (states, seen)
     assert seen.get("answered"), seen
-    assert seen["subject"] == "Approve customer health model v1-r20261001?"
-    assert "| Metric | v1 (current) | v1-r20261001 (proposed) |" in seen["body"] and "ROC AUC" in seen["body"]
+    # The window ends where the data ends (the latest churn known by the run), and names the proposal.
+    version = f"v1-r{data_end(engine, RUN_DATE) + timedelta(days=1):%Y%m%d}"
+    assert seen["subject"] == f"Approve customer health model {version}?"
+    header = next(line for line in seen["body"].splitlines() if line.startswith("| Metric |"))
+    assert header.startswith("| Metric | v1 (current) | in-range fit") and "free fit" in header and "ROC AUC" in seen["body"]
+    assert "plain logistic regression on the raw signals" in seen["body"]
 
-    proposal = registry.get_version(engine, "v1-r20261001")
+    proposal = registry.get_version(engine, version)
     assert proposal.status == status and proposal.decided_by == "ana"
     assert registry.get_version(engine, "v1").status == v1_status
     if choice == "Reject":
@@ -371,3 +385,61 @@ def test_quarterly_run_asks_a_human_and_records_the_decision(audit_dag, book, mo
     assert latest_audit(engine, "v1") is not None
     assert list((tmp_path / "reports").glob("model_audit_v1_*.html"))
     assert len(read_outcomes(engine, outcomes=["churn"])) > 0
+
+
+# --------------------------------------------------------------------------- #18 items 4 and 6
+def test_every_audit_grades_a_plain_regression_on_the_raw_signals_on_the_same_held_out_rows(book, tmp_path):
+    _, engine, _ = book
+    build_outcomes(engine, RUN_DATE - timedelta(days=1))
+    result = audit_model(engine, date(2025, 10, 1), date(2026, 9, 30), report_dir=tmp_path)
+    b = result.baseline
+    # Every quarter has monthly snapshots at least 90 days before it to train on: all are held out.
+    assert b["test_dates"] == [d.isoformat() for d in AUDIT_QUARTERS] and b["rows"] == len(result.cohort)
+    assert b["model_auc"] == pytest.approx(result.metrics["roc_auc"])
+    assert 0.5 < b["baseline_auc"] <= 1.0 and "active_user_ratio" in b["features"]
+    model_cm_flagged = int((result.cohort["score"] <= 49).sum())
+    assert b["flagged"] == model_cm_flagged  # the matching cut: the same workload
+    text = format_summary(result)
+    assert "baseline (plain logistic regression on the raw signals)" in text
+    worse = b["model_auc"] < b["baseline_auc"]
+    assert text.splitlines()[0].startswith("WARNING: model v1 ranks worse than a plain logistic regression") == worse
+    assert latest_audit(engine, "v1")["metrics"]["baseline"]["baseline_auc"] == pytest.approx(b["baseline_auc"])
+
+
+def test_a_model_worse_than_the_baseline_is_said_plainly_in_the_first_lines_of_the_text_and_the_report(book, tmp_path):
+    _, engine, _ = book
+    build_outcomes(engine, RUN_DATE - timedelta(days=1))
+    result = audit_model(engine, date(2025, 10, 1), date(2026, 9, 30), report_dir=tmp_path, store=False, write_report=False)
+    result.baseline = {**result.baseline, "model_auc": 0.46, "baseline_auc": 0.73}
+    first = format_summary(result).splitlines()
+    assert first[0].startswith("WARNING: model v1 ranks worse than a plain logistic regression on the raw signals (AUC 0.46 vs 0.73")
+    assert first[1].startswith("WARNING: model v1's ROC AUC is 0.46, under 0.6")
+    html = render_audit_html(result)
+    body = html.split("<body>", 1)[1].lstrip()
+    assert body.startswith("<p class='warning'><b>WARNING: model v1 ranks worse than a plain logistic regression")
+    assert "Beside a baseline" in html and "0.730" in html
+
+
+def test_the_default_window_ends_where_the_known_outcomes_end_not_yesterday(book, tmp_path, capsys):
+    url, engine, churned_on = book
+    build_outcomes(engine, RUN_DATE - timedelta(days=1))
+    latest = max(d for d in churned_on.values() if d < RUN_DATE)
+    much_later = date(2027, 3, 15)  # the data stopped months before this run
+    assert data_end(engine, much_later) == latest
+    assert resolve_window(much_later, engine=engine) == (latest - timedelta(days=364), latest)
+    assert resolve_window(much_later) == (much_later - timedelta(days=365), much_later - timedelta(days=1))
+    assert resolve_window(much_later, window_end="2026-06-30", engine=engine)[1] == date(2026, 6, 30)
+    code = main(["--warehouse-url", url, "--skip-outcomes", "--report-dir", str(tmp_path), "--no-store"])
+    out = capsys.readouterr().out
+    assert code == 0 and f"outcomes {latest - timedelta(days=364)}..{latest}" in out
+
+
+def test_a_window_without_churn_says_so_naming_the_dates_instead_of_printing_nan(book, tmp_path):
+    _, engine, _ = book
+    build_outcomes(engine, date(2024, 1, 1))  # nothing had churned yet: no outcome at all
+    result = audit_model(engine, date(2025, 10, 1), date(2026, 9, 30), report_dir=tmp_path, store=False)
+    text = format_summary(result)
+    assert text.splitlines()[0].startswith("NOTE: No churn outcome in the window 2025-10-01..2026-09-30")
+    assert "2025-10-01, 2026-01-01, 2026-04-01, 2026-07-01" in text and "churn dates 2025-10-02..2026-09-29" in text
+    assert not re.search(r"\bnan\b", text.lower()) and not any(line.startswith("  ROC AUC") for line in text.splitlines())
+    assert result.summary()["roc_auc"] is None and result.baseline is None

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import customer_health.validation.recalibrate as recalibrate_module
 from customer_health.scoring.model_config import SEED_DIMENSION_WEIGHT_RANGES, load_model_config
 from customer_health.scoring.signal_catalog import SIGNALS
 from customer_health.validation.recalibrate import (
@@ -76,7 +77,7 @@ def test_the_signal_that_drives_churn_gains_weight(recalibration):
 
 
 def test_the_engagement_dimension_rises_to_the_top_of_its_seed_range(recalibration):
-    weights = recalibration.config.default_model.dimension_weights
+    weights = recalibration.fits["in_range"].config.default_model.dimension_weights
     assert weights["engagement"] == pytest.approx(SEED_DIMENSION_WEIGHT_RANGES["engagement"][1])
     for d, (lo, hi) in SEED_DIMENSION_WEIGHT_RANGES.items():
         assert lo - 1e-9 <= weights[d] <= hi + 1e-9
@@ -90,8 +91,11 @@ def test_the_proposed_config_loads_and_keeps_weights_non_negative_and_summing_to
         for d, signals in model.signal_weights.items():
             assert all(w >= 0 for w in signals.values())
             assert sum(signals.values()) == pytest.approx(1.0, abs=1e-9), (model.name, d)
-    # Everything but the weights is the parent's model: same signals, zones and baselines.
+    # Everything but the weights is the parent's model: same signals (candidates the fit did not
+    # take up are left out), zones and baselines.
     assert config.signal_keys == V1.signal_keys and config.zones == V1.zones and config.baselines == V1.baselines
+    in_range = recalibration.fits["in_range"].config
+    assert not in_range.allow_out_of_range_weights and in_range.version == config.version
 
 
 def test_held_out_metrics_come_from_later_snapshots_only_and_from_the_engines_score(recalibration):
@@ -105,10 +109,9 @@ def test_held_out_metrics_come_from_later_snapshots_only_and_from_the_engines_sc
     assert recalibration.new_metrics["roc_auc"] > recalibration.old_metrics["roc_auc"]
 
 
-def test_recalibration_is_deterministic():
-    one = recalibrate_snapshots(synthetic_snapshots(), V1, as_of=AS_OF)
-    two = recalibrate_snapshots(synthetic_snapshots(), V1, as_of=AS_OF)
-    assert one.config.sha256 == two.config.sha256
+def test_recalibration_is_deterministic(recalibration):
+    again = recalibrate_snapshots(synthetic_snapshots(), V1, horizon_days=90, as_of=AS_OF, min_train_churners=10)
+    assert again.config.sha256 == recalibration.config.sha256
 
 
 def test_a_signal_that_raises_churn_risk_as_it_improves_gets_zero_weight():
@@ -116,6 +119,8 @@ def test_a_signal_that_raises_churn_risk_as_it_improves_gets_zero_weight():
     coefficients = np.array([-1.0 if k == "login_frequency" else (2.0 if k == "feature_breadth" else -0.1) for k in signals])
     w = weights_from_fit(SignalFit(signals, coefficients, 0.0, 100, 10), V1, "established", pooled=True)
     assert w.signal_weights["engagement"]["feature_breadth"] == 0.0
+    free = weights_from_fit(SignalFit(signals, coefficients, 0.0, 100, 10), V1, "established", pooled=True, boxed=False)
+    assert free.signal_weights["engagement"]["feature_breadth"] == 0.0 and sum(free.dimension_weights.values()) == pytest.approx(1.0)
     assert load_model_config(V1.yaml_text).version == "v1"  # the parent is untouched
 
 
@@ -155,5 +160,94 @@ def test_version_names_carry_the_parent_base_and_the_date():
 
 def test_review_body_shows_old_and_new_metrics_side_by_side(recalibration):
     body = review_markdown(recalibration)
-    assert "| Metric | v1 (current) | v1-r20260101 (proposed) |" in body
+    assert "| Metric | v1 (current) | in-range fit" in body and "free fit" in body and "(**proposed**)" in body
     assert "ROC AUC" in body and "Sensitivity" in body
+
+
+# --------------------------------------------------------------------------- #18 item 3: a recalibration that can learn
+def test_the_fit_is_pulled_toward_the_prior_and_plain_ridge_without_one():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (400, 3))
+    y = rng.random(400) < 1 / (1 + np.exp(-(1.5 - 4 * x[:, 0])))
+    keys = ("a", "b", "c")
+    free = recalibrate_module.fit_logistic(x, y, keys, c=1.0)
+    from sklearn.linear_model import LogisticRegression
+
+    ridge = LogisticRegression(C=1.0, max_iter=5000, tol=1e-10).fit(x, y)
+    assert free.coefficients == pytest.approx(ridge.coef_[0], abs=1e-4)  # prior 0 = scikit-learn's ridge
+    prior = np.array([0.0, -3.0, 0.0])
+    pulled = recalibrate_module.fit_logistic(x, y, keys, c=0.01, prior=prior)
+    assert pulled.coefficients[1] == pytest.approx(-3.0, abs=0.3)  # a strong prior wins over the data
+    only_a = recalibrate_module.fit_logistic(x, y, keys, c=1.0, active=np.array([True, False, False]))
+    assert only_a.coefficients[1] == 0.0 and only_a.coefficients[2] == 0.0
+
+
+@pytest.fixture(scope="module")
+def depth_recalibration():
+    """feature_depth (catalogued, not in v1) drives churn; every v1 signal is noise."""
+    data = synthetic_snapshots(accounts=240, driver="feature_depth", seed=8)
+    return recalibrate_snapshots(data, V1, horizon_days=90, as_of=AS_OF, min_train_churners=10)
+
+
+def test_a_catalogued_signal_outside_the_model_is_a_candidate_and_noise_is_dropped(depth_recalibration):
+    r = depth_recalibration
+    assert "feature_depth" in r.selection["candidates"] and "feature_depth" in r.selection["kept"]
+    assert r.selection["contributions"]["feature_depth"] > 0.1
+    assert len(r.selection["dropped"]) >= 10  # the noise signals carry no held-out information
+    free = r.fits["free"].config
+    assert "feature_depth" in free.signal_keys
+    assert free.default_model.signal_weight("feature_depth", "engagement") == max(free.default_model.signal_weights["engagement"].values())
+
+
+def test_both_fits_are_scored_on_the_same_held_out_rows_and_the_free_one_is_proposed_by_its_margin(depth_recalibration):
+    r = depth_recalibration
+    assert {"in_range_score", "free_score", "old_score", "baseline_risk"} <= set(r.held_out.columns)
+    free_auc, boxed_auc = r.fits["free"].metrics["roc_auc"], r.fits["in_range"].metrics["roc_auc"]
+    settings = recalibrate_module.load_recalibration_settings()
+    assert r.proposed_fit == ("free" if free_auc >= boxed_auc + settings.free_fit_auc_margin else "in_range")
+    assert r.new_metrics is r.fits[r.proposed_fit].metrics
+    # The free fit leaves the seeds' ranges (engagement carries everything) and says so.
+    outside = recalibrate_module.out_of_range_weights(r.fits["free"].weights)
+    assert any(o["dimension"] == "engagement" and o["weight"] > 0.45 for o in outside)
+    assert r.fits["free"].config.allow_out_of_range_weights
+    assert recalibrate_module.out_of_range_weights(r.fits["in_range"].weights) == []
+    registry_metrics = r.metrics_for_registry()
+    assert set(registry_metrics["fits"]) == {"in_range", "free"} and registry_metrics["baseline"]["baseline_auc"] > 0.5
+
+
+def test_the_in_range_fit_is_proposed_unless_the_free_one_beats_it_by_the_configured_margin(tmp_path):
+    settings = tmp_path / "recalibration.yaml"
+    settings.write_text("free_fit_auc_margin: 1.0\n")
+    data = synthetic_snapshots(accounts=160, driver="feature_depth", seed=9)
+    r = recalibrate_snapshots(
+        data, V1, horizon_days=90, as_of=AS_OF, min_train_churners=10,
+        settings=recalibrate_module.load_recalibration_settings(settings),
+    )  # fmt: skip
+    assert r.proposed_fit == "in_range" and not r.config.allow_out_of_range_weights
+    assert "in-range fit" in r.notes[-1] and "1.000" in r.notes[-1]
+
+
+def test_the_approval_request_shows_both_fits_side_by_side_and_flags_every_weight_outside_the_ranges(depth_recalibration):
+    r = depth_recalibration
+    body = review_markdown(r)
+    header = next(line for line in body.splitlines() if line.startswith("| Metric |"))
+    assert "v1 (current)" in header and "in-range fit" in header and "free fit" in header
+    auc_row = next(line for line in body.splitlines() if line.startswith("| ROC AUC |"))
+    assert f"{r.fits['in_range'].metrics['roc_auc']:.3f}" in auc_row and f"{r.fits['free'].metrics['roc_auc']:.3f}" in auc_row
+    assert "plain logistic regression on the raw signals" in body
+    flagged = [line for line in body.splitlines() if line.startswith("| established | free fit |")]
+    assert flagged and "⚠ outside 35%-45%" in flagged[0]
+    assert body.count("⚠ outside") == len(recalibrate_module.out_of_range_weights(r.fits["free"].weights))
+    in_range_rows = [line for line in body.splitlines() if "| in-range fit |" in line and line.startswith("| ")]
+    assert in_range_rows and not any("⚠" in line for line in in_range_rows)
+    assert "feature_depth" in body  # the candidate taken up is named
+
+
+def test_bad_recalibration_settings_fail_naming_the_file_and_the_value(tmp_path):
+    bad = tmp_path / "recalibration.yaml"
+    bad.write_text("free_fit_auc_margin: -1\n")
+    with pytest.raises(RecalibrationError, match="free_fit_auc_margin.*recalibration.yaml.*-1"):
+        recalibrate_module.load_recalibration_settings(bad)
+    bad.write_text("candidate_signals: [no_such_signal]\n")
+    with pytest.raises(RecalibrationError, match="no_such_signal"):
+        recalibrate_module.load_recalibration_settings(bad)

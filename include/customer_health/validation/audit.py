@@ -173,6 +173,74 @@ def build_cohort(
     return cohort, summaries
 
 
+# --------------------------------------------------------------------------- the baseline
+DEFAULT_BASELINE_LOOKBACK_DAYS = 365
+
+
+def memoized(source: SignalSource) -> SignalSource:
+    """``source`` with each date's frame computed once (the cohort and the baseline share them)."""
+    cache: dict[date, pd.DataFrame] = {}
+
+    def cached(engine: Engine, day: date) -> pd.DataFrame:
+        if day not in cache:
+            cache[day] = source(engine, day)
+        return cache[day]
+
+    return cached
+
+
+def baseline_for_cohort(
+    engine: Engine,
+    cohort: pd.DataFrame,
+    horizon_days: int,
+    threshold: int,
+    signal_source: SignalSource = signals_at,
+    *,
+    lookback_days: int = DEFAULT_BASELINE_LOOKBACK_DAYS,
+    label: str = "model",
+) -> dict[str, Any]:
+    """The model's scores and a plain logistic regression on the raw signals, on the same rows.
+
+    Test dates are the cohort's snapshot dates; training snapshots are the monthly dates from
+    ``lookback_days`` before the first snapshot (and the snapshot dates themselves), each test
+    date T predicted by a fit on the snapshots s with s + H <= T (``baseline.predict_on_folds``).
+    The comparison holds the cohort rows (account, T) that got a baseline prediction.
+    """
+    from customer_health.validation.baseline import compare_on_rows, predict_on_folds, raw_signal_columns
+    from customer_health.validation.snapshots import _period_starts
+
+    test_dates = sorted({as_date(d) for d in cohort["snapshot_date"]})
+    pool = set(test_dates) | set(
+        _period_starts(test_dates[0] - timedelta(days=lookback_days), test_dates[-1] - timedelta(days=horizon_days), "monthly")
+    )
+    churn = read_outcomes(engine, outcomes=["churn"])
+    frames = []
+    for day in sorted(pool):
+        frame = signal_source(engine, day)
+        if len(frame):
+            frame = frame.assign(as_of_date=day)
+            labels, _ = _labels(frame["account_key"].tolist(), day, horizon_days, churn)
+            frames.append(frame.assign(churned=labels))
+    if not frames:
+        return compare_on_rows(np.array([]), np.array([]), np.array([], dtype=bool), threshold, model_label=label).as_dict()
+    stacked = pd.concat(frames, ignore_index=True)
+    risk = predict_on_folds(stacked, stacked["churned"].to_numpy(dtype=bool), test_dates, horizon_days)
+    predicted = stacked.assign(baseline_risk=risk)[["account_key", "as_of_date", "baseline_risk"]]
+    rows = cohort[["account_key", "snapshot_date", "score", "churned"]].assign(as_of_date=cohort["snapshot_date"].map(as_date))
+    rows = rows.merge(predicted, on=["account_key", "as_of_date"], how="left")
+    held = rows["baseline_risk"].notna()
+    used = sorted({d.isoformat() for d in rows.loc[held, "as_of_date"]})
+    return compare_on_rows(
+        rows["score"].to_numpy(dtype=float),
+        rows["baseline_risk"].to_numpy(dtype=float),
+        rows["churned"].to_numpy(dtype=bool),
+        threshold,
+        test_dates=used,
+        model_label=label,
+        features=raw_signal_columns(stacked),
+    ).as_dict()
+
+
 # --------------------------------------------------------------------------- drivers for FN/FP
 def driver_texts(drivers_json: Any, kind: str = "down", limit: int = 3) -> list[str]:
     """The driver phrases of one ``health_scores.drivers`` value (``down``: pulling it down)."""
@@ -228,6 +296,14 @@ class AuditResult:
     kind: str = "audit"
     report_path: str | None = None
     notes: list[str] = field(default_factory=list)
+    baseline: dict[str, Any] | None = None  # baseline.BaselineComparison.as_dict()
+
+    @property
+    def warnings(self) -> list[str]:
+        """Plain-words warnings for the first lines of every output (baseline.baseline_warnings)."""
+        from customer_health.validation.baseline import baseline_warnings
+
+        return baseline_warnings(self.baseline, self.metrics.get("roc_auc"), f"model {self.model_version}")
 
     def summary(self) -> dict[str, Any]:
         """The headline numbers, JSON-safe (for XCom, logs and the approval body)."""
@@ -252,6 +328,8 @@ class AuditResult:
                 "false_negatives": len(self.false_negatives),
                 "false_positives": len(self.false_positives),
                 "report_path": self.report_path,
+                "baseline": self.baseline,
+                "warnings": self.warnings,
             }
         )
 
@@ -265,6 +343,8 @@ class AuditResult:
                 "false_negatives": self.false_negatives,
                 "false_positives": self.false_positives,
                 "notes": self.notes,
+                "baseline": self.baseline,
+                "warnings": self.warnings,
             }
         )
 
@@ -294,7 +374,7 @@ def evaluate_cohort(
     metrics = evaluate_scores(cohort["score"].to_numpy(), cohort["churned"].to_numpy(), threshold, _zones(config))
     notes = []
     if metrics["churners"] == 0:
-        notes.append("No churn in the window: sensitivity and AUC are undefined. Has build_outcomes run?")
+        notes.append(empty_window_message(window_start, window_end, horizon_days, snapshots))
     rescored = [s["snapshot_date"] for s in snapshots if s.get("source") == "rescored"]
     if rescored:
         notes.append(f"Snapshots re-scored through the engine (no stored scores): {', '.join(rescored)}.")
@@ -313,6 +393,21 @@ def evaluate_cohort(
         kind=kind,
         notes=notes,
     )
+
+
+def empty_window_message(window_start: date, window_end: date, horizon_days: int, snapshots: Sequence[dict[str, Any]], latest_churn: date | None = None) -> str:
+    """What to say when no observation of the window churned (AUC and sensitivity cannot be measured)."""
+    dates = [s["snapshot_date"] for s in snapshots]
+    first = date.fromisoformat(dates[0]) if dates else window_start
+    last = date.fromisoformat(dates[-1]) if dates else window_end
+    text = (
+        f"No churn outcome in the window {window_start}..{window_end}: none of the accounts scored at "
+        f"{', '.join(dates) or 'any snapshot'} churned within {horizon_days} days (churn dates "
+        f"{first + timedelta(days=1)}..{last + timedelta(days=horizon_days)}), so ROC AUC and sensitivity cannot be measured."
+    )
+    if latest_churn is not None:
+        text += f" The latest churn known is on {latest_churn}."
+    return text + " Build the outcomes first (validation.outcomes.build_outcomes) or pick a window that holds churn."
 
 
 def store_audit(engine: Engine, result: AuditResult) -> None:
@@ -362,15 +457,21 @@ def audit_model(
     write_report: bool = True,
     store: bool = True,
     signal_source: SignalSource = signals_at,
+    baseline: bool = True,
+    baseline_lookback_days: int = DEFAULT_BASELINE_LOOKBACK_DAYS,
 ) -> AuditResult:
     """Audit a model version against the outcomes of ``[window_start, window_end]``.
 
     Reads ``account_outcomes`` (run ``outcomes.build_outcomes`` first), the model's stored scores
     (re-scoring snapshots that have none), grades them, stores the result (``store``) and writes
     the HTML report (``write_report``) under ``report_dir`` (default ``.local/reports``).
+    ``baseline``: also grade a plain logistic regression on the raw signals on the same held-out
+    rows (``baseline_for_cohort``); its training snapshots reach ``baseline_lookback_days``
+    before the first snapshot.
     """
     config = config or resolve_config(engine, model_version)
     dates = snapshot_dates(window_start, window_end, horizon_days, cadence)
+    signal_source = memoized(signal_source)
     cohort, snapshots = build_cohort(
         engine, config, dates, horizon_days, tolerance_days=tolerance_days, signal_source=signal_source
     )
@@ -384,6 +485,14 @@ def audit_model(
         cadence=cadence,
         snapshots=snapshots,
     )
+    if result.metrics["churners"] == 0:
+        churn = read_outcomes(engine, outcomes=["churn"])
+        if len(churn):
+            result.notes[0] = empty_window_message(window_start, window_end, horizon_days, snapshots, max(churn["occurred_on"]))
+    elif baseline:
+        result.baseline = baseline_for_cohort(
+            engine, cohort, horizon_days, threshold, signal_source, lookback_days=baseline_lookback_days, label=config.version
+        )
     if write_report:
         from customer_health.validation.report import write_audit_report
 
@@ -413,12 +522,43 @@ def latest_audit(engine: Engine, model_version: str, kind: str = "audit") -> dic
 
 # --------------------------------------------------------------------------- command line
 def default_window(today: date) -> tuple[date, date]:
-    """The outcome window a quarterly run on ``today`` audits: the 365 days before it."""
+    """The outcome window a quarterly run on ``today`` audits when the data reaches ``today``:
+    the 365 days before it. ``resolve_window`` with an engine ends it where the data ends."""
     return today - timedelta(days=365), today - timedelta(days=1)
 
 
-def resolve_window(run_date: date, window_start: str | date | None = None, window_end: str | date | None = None) -> tuple[date, date]:
-    """The audit window from optional overrides (ISO strings or dates), else ``default_window``."""
+def data_end(engine: Engine, run_date: date) -> date:
+    """Where the data ends, as seen on ``run_date``: the latest outcome (churn, contraction or
+    expansion) in ``account_outcomes`` before ``run_date``; without outcomes, the latest stored
+    score; without either, the day before ``run_date``.
+
+    Outcomes are what labels the audit, so a window ending after the last known outcome would
+    count accounts as "retained" over days nobody observed (a warehouse loaded from an export
+    that stops months ago, or sources disconnected since).
+    """
+    from sqlalchemy import func
+
+    from customer_health.warehouse.schema import account_outcomes
+
+    yesterday = run_date - timedelta(days=1)
+    with engine.connect() as conn:
+        latest = conn.execute(select(func.max(account_outcomes.c.occurred_on)).where(account_outcomes.c.occurred_on <= yesterday)).scalar()
+        if latest is None:
+            latest = conn.execute(select(func.max(health_scores.c.as_of_date)).where(health_scores.c.as_of_date <= yesterday)).scalar()
+    return as_date(latest) if latest is not None else yesterday
+
+
+def resolve_window(
+    run_date: date,
+    window_start: str | date | None = None,
+    window_end: str | date | None = None,
+    engine: Engine | None = None,
+) -> tuple[date, date]:
+    """The audit window from optional overrides (ISO strings or dates).
+
+    Without ``window_end`` it ends where the data ends (``data_end``, when ``engine`` is given;
+    else the day before ``run_date``); without ``window_start`` it starts 364 days before its end.
+    """
 
     def parse(value: str | date | None, name: str) -> date | None:
         if value is None or value == "":
@@ -430,9 +570,8 @@ def resolve_window(run_date: date, window_start: str | date | None = None, windo
         except ValueError as exc:
             raise AuditError(f"{name} {value!r} is not an ISO date; pass YYYY-MM-DD or leave it empty") from exc
 
-    start, end = default_window(run_date)
-    end = parse(window_end, "window_end") or end
-    start = parse(window_start, "window_start") or (end - timedelta(days=364) if window_end else start)
+    end = parse(window_end, "window_end") or (data_end(engine, run_date) if engine is not None else default_window(run_date)[1])
+    start = parse(window_start, "window_start") or end - timedelta(days=364)
     if end < start:
         raise AuditError(f"window_end {end} is before window_start {start}; swap them")
     return start, end
@@ -448,7 +587,10 @@ def format_summary(result: AuditResult) -> str:
     def num(v: float) -> str:
         return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"
 
-    lines = [
+    lines = list(result.warnings)
+    if m["churners"] == 0:
+        lines += [f"NOTE: {result.notes[0]}" if result.notes else "NOTE: no churn outcome in the window."]
+    lines += [
         f"Model {result.model_version}: outcomes {result.window_start}..{result.window_end}, horizon {result.horizon_days} days, "
         f"snapshots {', '.join(s['snapshot_date'] + ' (' + s['source'] + ')' for s in result.snapshots)}",
         f"  observations {m['observations']}, churners {m['churners']} ({pct(m['churn_rate'])})",
@@ -458,7 +600,12 @@ def format_summary(result: AuditResult) -> str:
         "  churn by zone: " + ", ".join(f"{z['zone']} {pct(z['churn_rate'])} of {z['accounts']}" for z in m["by_zone"]),
         f"  false negatives {len(result.false_negatives)}, false positives {len(result.false_positives)}",
     ]
-    lines += [f"  note: {n}" for n in result.notes]
+    if m["churners"] == 0:
+        lines = [ln for ln in lines if not ln.startswith(("  ROC AUC", "  flagged = score"))]
+    from customer_health.validation.baseline import format_comparison
+
+    lines += format_comparison(result.baseline)
+    lines += [f"  note: {n}" for n in (result.notes[1:] if m["churners"] == 0 else result.notes)]
     if result.report_path:
         lines.append(f"  report: {result.report_path}")
     return "\n".join(lines)
@@ -471,7 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Audit the health score against churn outcomes in the warehouse and write the HTML report.",
     )
     parser.add_argument("--start", type=date.fromisoformat, help="first outcome date (default: 365 days before --end)")
-    parser.add_argument("--end", type=date.fromisoformat, help="last outcome date (default: yesterday, UTC)")
+    parser.add_argument("--end", type=date.fromisoformat, help="last outcome date (default: where the data ends - the latest known outcome)")
     parser.add_argument("--horizon-days", type=int, default=DEFAULT_HORIZON_DAYS, help="churn horizon H (default 90)")
     parser.add_argument("--model-version", help="registered model version (default: active, else the shipped v1)")
     parser.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD, help="flagged = score <= threshold (default 49)")
@@ -491,12 +638,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from customer_health.warehouse.engine import get_engine
 
     engine = get_engine(args.warehouse_url)
-    end = args.end or (utcnow().date() - timedelta(days=1))
-    start = args.start or default_window(end + timedelta(days=1))[0]
+    today = utcnow().date()
+    outcomes_line = None
     try:
         if not args.skip_outcomes:
-            report = build_outcomes(engine, end)
-            print(f"Outcomes known by {end}: {report.churn} churn, {report.contraction} contraction, {report.expansion} expansion")
+            known_by = args.end or (today - timedelta(days=1))
+            report = build_outcomes(engine, known_by)
+            outcomes_line = f"Outcomes known by {known_by}: {report.churn} churn, {report.contraction} contraction, {report.expansion} expansion"
+        start, end = resolve_window(today, args.start, args.end, engine)
         result = audit_model(
             engine,
             start,
@@ -512,6 +661,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"audit failed: {exc}", file=sys.stderr)
         return 2
     print(format_summary(result))
+    if outcomes_line:
+        print(f"  {outcomes_line}; window ends {end} (where the known outcomes end)" if not args.end else f"  {outcomes_line}")
     if args.recalibrate:
         from customer_health.validation.recalibrate import recalibrate
 
@@ -527,22 +678,51 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def format_recalibration(summary: dict[str, Any]) -> str:
-    """Old and recalibrated model side by side, on the held-out (later) periods."""
+    """The current model, the in-range and the free fit side by side on the held-out periods,
+    with the plain-LR baseline; warnings (worse than the baseline, AUC under 0.6) first."""
     rows = [("ROC AUC", "roc_auc", "{:.3f}"), ("sensitivity", "sensitivity", "{:.1%}"), ("specificity", "specificity", "{:.1%}"),
             ("precision", "precision", "{:.1%}"), ("top-decile lift", "top_decile_lift", "{:.2f}"), ("observations", "observations", "{}"),
             ("churners", "churners", "{}")]
-    old, new = summary.get("old") or {}, summary.get("new") or {}
+    old = summary.get("old") or {}
+    fits = {k: (f.get("holdout") or {}) for k, f in (summary.get("fits") or {}).items()} or {"proposed": summary.get("new") or {}}
+    proposed = summary.get("proposed_fit")
+    labels = {"in_range": "in-range fit", "free": "free fit"}
 
     def cell(m: dict[str, Any], key: str, fmt: str) -> str:
         return "n/a" if m.get(key) is None else fmt.format(m[key])
 
-    lines = [
+    def head(kind: str) -> str:
+        return labels.get(kind, kind) + (" *" if kind == proposed else "")
+
+    lines = list(summary.get("warnings") or [])
+    lines += [
         f"Recalibration: {summary.get('parent_version')} -> proposed {summary.get('proposed_version')} "
-        f"({summary.get('folds')} time folds, {summary.get('training_rows')} training rows, "
+        f"(* = the {labels.get(proposed, proposed)}; {summary.get('folds')} time folds, {summary.get('training_rows')} training rows, "
         f"{summary.get('training_churners')} churners); held-out periods:",
-        f"  {'metric':<16} {summary.get('parent_version') or 'current':>14} {summary.get('proposed_version') or 'proposed':>16}",
+        f"  {'metric':<16} {summary.get('parent_version') or 'current':>14}" + "".join(f" {head(k):>15}" for k in fits),
     ]
-    lines += [f"  {label:<16} {cell(old, key, fmt):>14} {cell(new, key, fmt):>16}" for label, key, fmt in rows]
+    lines += [f"  {label:<16} {cell(old, key, fmt):>14}" + "".join(f" {cell(fits[k], key, fmt):>15}" for k in fits) for label, key, fmt in rows]
+    baseline = summary.get("baseline") or {}
+    if baseline and not baseline.get("skipped") and baseline.get("baseline_auc") is not None:
+        lines.append(
+            f"  {'baseline AUC':<16} {baseline['baseline_auc']:>14.3f}   (plain logistic regression on the raw signals, same held-out rows; "
+            f"at the proposal's cut it flags {baseline['flagged']} rows: sensitivity {baseline['baseline_sensitivity']:.1%}, "
+            f"specificity {baseline['baseline_specificity']:.1%})"
+        )
+    for kind, f in (summary.get("fits") or {}).items():
+        outside = f.get("out_of_range") or []
+        if outside:
+            lines.append(
+                f"  {labels.get(kind, kind)}: weights outside the seeds' ranges: "
+                + ", ".join(f"{o['segment']} {o['dimension']} {o['weight']:.0%} (range {o['range'][0]:.0%}-{o['range'][1]:.0%})" for o in outside)
+            )
+    selection = summary.get("selection") or {}
+    if selection:
+        taken = [k for k in selection.get("candidates") or [] if k in (selection.get("kept") or [])]
+        lines.append(
+            f"  signals: candidates {', '.join(selection.get('candidates') or []) or 'none'} (taken up: {', '.join(taken) or 'none'}); "
+            f"dropped as uninformative: {', '.join(selection.get('dropped') or []) or 'none'}"
+        )
     calibration = summary.get("score_calibration")
     if calibration:
         knots = calibration.get("knots") or []

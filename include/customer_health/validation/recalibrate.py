@@ -61,6 +61,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -195,19 +196,62 @@ class SignalFit:
         }
 
 
-def fit_logistic(features: np.ndarray, churned: np.ndarray, signals: Sequence[str], c: float = DEFAULT_C) -> SignalFit:
-    """L2 logistic regression of churn on the normalized signals (sklearn, lbfgs, deterministic)."""
-    from sklearn.linear_model import LogisticRegression
+def fit_logistic(
+    features: np.ndarray,
+    churned: np.ndarray,
+    signals: Sequence[str],
+    c: float = DEFAULT_C,
+    *,
+    prior: np.ndarray | None = None,
+    active: np.ndarray | None = None,
+) -> SignalFit:
+    """L2 logistic regression of churn on the normalized signals, pulled toward ``prior``.
 
+    Minimizes ``sum(log loss) + ||beta - prior||^2 / (2 C)`` (intercept unpenalized) by Newton's
+    method: with ``prior`` = 0 it is scikit-learn's ``LogisticRegression(C=C)``. ``active``
+    (boolean per signal) keeps the other coefficients at exactly 0. Deterministic.
+    """
     y = np.asarray(churned, dtype=bool)
     if y.all() or not y.any():
         raise RecalibrationError(
             f"the training rows hold {int(y.sum())} churners of {y.size}; a regression needs both churned and "
             "retained accounts - widen the window or build the outcomes (validation.outcomes.build_outcomes)"
         )
-    model = LogisticRegression(C=c, max_iter=2000)
-    model.fit(features, y)
-    return SignalFit(tuple(signals), model.coef_[0].copy(), float(model.intercept_[0]), int(y.size), int(y.sum()))
+    x_all = np.asarray(features, dtype=float)
+    p = x_all.shape[1]
+    keep = np.ones(p, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+    beta0 = np.zeros(p) if prior is None else np.asarray(prior, dtype=float)
+    x = np.column_stack([np.ones(len(y)), x_all[:, keep]])
+    target = y.astype(float)
+    center = np.r_[0.0, beta0[keep]]
+    penalty = np.r_[0.0, np.full(int(keep.sum()), 1.0 / c)]
+    rate = target.mean()
+    theta = np.r_[math.log(rate / (1 - rate)), beta0[keep]]
+
+    def objective(t: np.ndarray) -> float:
+        eta = x @ t
+        return float(np.sum(np.logaddexp(0.0, eta) - target * eta) + 0.5 * np.sum(penalty * (t - center) ** 2))
+
+    current = objective(theta)
+    for _ in range(100):
+        prob = 1.0 / (1.0 + np.exp(-(x @ theta)))
+        grad = x.T @ (prob - target) + penalty * (theta - center)
+        hess = (x * (prob * (1 - prob))[:, None]).T @ x + np.diag(penalty) + 1e-9 * np.eye(x.shape[1])
+        step = np.linalg.solve(hess, grad)
+        scale = 1.0
+        while scale > 1e-6:
+            candidate = theta - scale * step
+            value = objective(candidate)
+            if value <= current + 1e-12:
+                break
+            scale /= 2
+        theta, moved = candidate, float(np.max(np.abs(scale * step)))
+        current = value
+        if moved < 1e-9:
+            break
+    coefficients = np.zeros(p)
+    coefficients[keep] = theta[1:]
+    return SignalFit(tuple(signals), coefficients, float(theta[0]), int(y.size), int(y.sum()))
 
 
 # --------------------------------------------------------------------------- coefficients -> weights
@@ -285,8 +329,11 @@ class SegmentWeights:
     pooled: bool
 
 
-def weights_from_fit(fit: SignalFit, config: ModelConfig, segment: str, pooled: bool) -> SegmentWeights:
-    """Signal and dimension weights of segment model ``segment`` from a fit (module docstring)."""
+def weights_from_fit(fit: SignalFit, config: ModelConfig, segment: str, pooled: bool, *, boxed: bool = True) -> SegmentWeights:
+    """Signal and dimension weights of segment model ``segment`` from a fit (module docstring).
+
+    ``boxed``: dimension weights moved into the seeds' ranges (the in-range proposal); else the
+    fitted proportions as they are (the free proposal)."""
     parent = next(m for m in config.models if m.name == segment)
     health = {k: max(0.0, -float(c)) for k, c in zip(fit.signals, fit.coefficients, strict=True)}
     signal_dim = {s.key: s.dimension for s in config.signals}
@@ -308,7 +355,7 @@ def weights_from_fit(fit: SignalFit, config: ModelConfig, segment: str, pooled: 
             f"segment '{segment}': no signal lowers churn risk in the fitted coefficients {fit.as_dict()['coefficients']}; "
             "the outcomes do not support any weighting - check account_outcomes and the snapshot signals"
         )
-    ranges = None if config.allow_out_of_range_weights else {d: SEED_DIMENSION_WEIGHT_RANGES[d] for d in raw_dims}
+    ranges = {d: SEED_DIMENSION_WEIGHT_RANGES[d] for d in raw_dims} if boxed else None
     dims = round_weights(project_onto_ranges(raw_dims, ranges), ranges)
     for d in DIMENSIONS:
         dims.setdefault(d, 0.0)
@@ -323,18 +370,197 @@ def fit_segment_weights(
     *,
     c: float = DEFAULT_C,
     min_segment_churners: int = DEFAULT_MIN_SEGMENT_CHURNERS,
+    priors: dict[str, np.ndarray] | None = None,
+    active: np.ndarray | None = None,
+    boxed: bool = True,
 ) -> dict[str, SegmentWeights]:
-    """Weights for every segment model: its own fit with enough churners, else the pooled fit."""
-    pooled = fit_logistic(features, churned, config.signal_keys, c)
+    """Weights for every segment model: its own fit with enough churners, else the pooled fit.
+
+    ``priors``: per segment model, the coefficients the fit is pulled toward (``prior_coefficients``;
+    the pooled fit uses the default model's); ``active``: the signals allowed a weight.
+    """
+    priors = priors or {}
+    default = config.default_model.name
+    pooled = fit_logistic(features, churned, config.signal_keys, c, prior=priors.get(default), active=active)
     out = {}
     for model in config.models:
         rows = segments == model.name
         own = int(np.asarray(churned)[rows].sum())
         if own >= min_segment_churners and own < rows.sum():
-            out[model.name] = weights_from_fit(fit_logistic(features[rows], churned[rows], config.signal_keys, c), config, model.name, False)
+            fit = fit_logistic(features[rows], churned[rows], config.signal_keys, c, prior=priors.get(model.name), active=active)
+            out[model.name] = weights_from_fit(fit, config, model.name, False, boxed=boxed)
         else:
-            out[model.name] = weights_from_fit(pooled, config, model.name, True)
+            out[model.name] = weights_from_fit(pooled, config, model.name, True, boxed=boxed)
     return out
+
+
+# --------------------------------------------------------------------------- the prior, candidates, selection
+@dataclass(frozen=True)
+class RecalibrationSettings:
+    """How the fit is regularised and which proposal is put forward (``config/recalibration.yaml``)."""
+
+    prior_c: float = DEFAULT_C
+    free_fit_auc_margin: float = 0.01
+    min_contribution: float = 0.001
+    candidate_signals: tuple[str, ...] | None = None  # None: every catalogued signal
+    candidate_worst_percentile: float = 0.10
+    candidate_best_percentile: float = 0.90
+    candidate_min_span_share: float = 0.05
+    source: str = "<defaults>"
+
+
+def recalibration_settings_path() -> Path:
+    """The shipped settings file (``include/customer_health/config/recalibration.yaml``)."""
+    return Path(__file__).resolve().parents[1] / "config" / "recalibration.yaml"
+
+
+def load_recalibration_settings(path: str | Path | None = None) -> RecalibrationSettings:
+    """Read and validate the recalibration settings; errors name the file and the value."""
+    where = Path(path) if path else recalibration_settings_path()
+    try:
+        raw = yaml.safe_load(where.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise RecalibrationError(f"cannot read the recalibration settings {where}: {exc}") from exc
+
+    def number(key: str, default: float, lo: float, hi: float) -> float:
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            raise RecalibrationError(f"{key} in {where} is {value!r}; expected a number between {lo} and {hi}")
+        return float(value)
+
+    candidates = raw.get("candidate_signals", "all")
+    if candidates == "all":
+        chosen = None
+    elif isinstance(candidates, list) and all(isinstance(k, str) for k in candidates):
+        from customer_health.scoring.signal_catalog import SIGNALS
+
+        unknown = sorted(set(candidates) - set(SIGNALS))
+        if unknown:
+            raise RecalibrationError(f"candidate_signals in {where} names unknown signals {unknown}; known: {', '.join(SIGNALS)}")
+        chosen = tuple(candidates)
+    else:
+        raise RecalibrationError(f"candidate_signals in {where} is {candidates!r}; expected 'all' or a list of signal keys")
+    norm = raw.get("candidate_normalization") or {}
+    if not isinstance(norm, dict):
+        raise RecalibrationError(f"candidate_normalization in {where} must be a mapping")
+    worst = norm.get("worst_percentile", 0.10)
+    best = norm.get("best_percentile", 0.90)
+    share = norm.get("min_span_share", 0.05)
+    for key, value in (("worst_percentile", worst), ("best_percentile", best), ("min_span_share", share)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise RecalibrationError(f"candidate_normalization.{key} in {where} is {value!r}; expected a number in 0-1")
+    if best <= worst:
+        raise RecalibrationError(f"candidate_normalization in {where}: best_percentile {best} must be above worst_percentile {worst}")
+    return RecalibrationSettings(
+        prior_c=number("prior_c", DEFAULT_C, 1e-6, 1e6),
+        free_fit_auc_margin=number("free_fit_auc_margin", 0.01, 0.0, 1.0),
+        min_contribution=number("min_contribution", 0.001, 0.0, 1.0),
+        candidate_signals=chosen,
+        candidate_worst_percentile=float(worst),
+        candidate_best_percentile=float(best),
+        candidate_min_span_share=float(share),
+        source=str(where),
+    )
+
+
+def with_candidates(parent: ModelConfig, data: pd.DataFrame, settings: RecalibrationSettings) -> tuple[ModelConfig, list[str]]:
+    """The parent config plus the catalogued signals it does not weight (weight 0 everywhere),
+    each normalized against segment percentiles; only signals with data that varies are added."""
+    from customer_health.scoring.signal_catalog import SIGNALS
+
+    wanted = [k for k in SIGNALS if k not in parent.signal_keys and (settings.candidate_signals is None or k in settings.candidate_signals)]
+    raw = yaml.safe_load(parent.yaml_text)
+    added = []
+    for key in wanted:
+        if key not in data.columns:
+            continue
+        values = pd.to_numeric(data[key], errors="coerce").dropna()
+        if values.empty:
+            continue
+        spread = float(values.quantile(0.9) - values.quantile(0.1))
+        if spread <= 0 and float(values.max() - values.min()) <= 0:
+            continue
+        higher = SIGNALS[key].direction == "higher_is_better"
+        lo, hi = settings.candidate_worst_percentile, settings.candidate_best_percentile
+        raw["signals"][key] = {
+            "dimension": SIGNALS[key].dimension,
+            "direction": SIGNALS[key].direction,
+            "normalization": {
+                "method": "segment_range",
+                "worst_percentile": lo if higher else hi,
+                "best_percentile": hi if higher else lo,
+                "min_span": round(max(settings.candidate_min_span_share * max(spread, 0.0), 1e-6), 6),
+            },
+        }
+        added.append(key)
+    if not added:
+        return parent, []
+    return load_model_config(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, width=110)), added
+
+
+def prior_coefficients(features: np.ndarray, churned: np.ndarray, model_index: np.ndarray, config: ModelConfig) -> dict[str, np.ndarray]:
+    """The coefficients the fit is pulled toward: the current weights, on the log-odds scale.
+
+    The current model's composite (its effective weights x the 0-1 features) is regressed on
+    churn alone; its slope ``b`` turns weights into coefficients, ``prior = b x weight``. A
+    current model that does not rank churners lower (``b >= 0``) gives no pull (prior 0).
+    """
+    weights = config.weight_matrix()
+    composite = np.sum(np.asarray(features) * weights[model_index], axis=1)
+    y = np.asarray(churned, dtype=bool)
+    slope = 0.0
+    if y.any() and not y.all() and np.ptp(composite) > 0:
+        fit = fit_logistic(composite[:, None], y, ("composite",), c=1e6)
+        slope = min(0.0, float(fit.coefficients[0]))
+    return {m.name: slope * weights[i] for i, m in enumerate(config.models)}
+
+
+def contributions(features: np.ndarray, churned: np.ndarray, days: np.ndarray, horizon_days: int, prior: np.ndarray | None, c: float, min_train_churners: int) -> dict[int, float] | None:
+    """Held-out contribution of each signal (index -> AUC points) on expanding time folds of the
+    given rows: the AUC of the free composite (``max(0, -beta) x feature``) minus its AUC without
+    that signal. None when no fold has enough churners to train on."""
+    from customer_health.validation.metrics import roc_auc
+
+    y = np.asarray(churned, dtype=bool)
+    parts, labels = [], []
+    for t in sorted(set(days)):
+        train = np.array([d + timedelta(days=horizon_days) <= t for d in days], dtype=bool)
+        test = days == t
+        if int(y[train].sum()) < min_train_churners or y[train].all():
+            continue
+        fit = fit_logistic(features[train], y[train], [str(i) for i in range(features.shape[1])], c, prior=prior)
+        parts.append(features[test] * np.maximum(0.0, -fit.coefficients))
+        labels.append(y[test])
+    if not parts:
+        return None
+    held, labels_all = np.vstack(parts), np.concatenate(labels)
+    if labels_all.all() or not labels_all.any():
+        return None
+    total = held.sum(axis=1)
+    full = roc_auc(total, labels_all)
+    return {j: float(full - roc_auc(total - held[:, j], labels_all)) for j in range(held.shape[1])}
+
+
+def select_signals(
+    features: np.ndarray,
+    churned: np.ndarray,
+    days: np.ndarray,
+    horizon_days: int,
+    prior: np.ndarray | None,
+    *,
+    c: float,
+    min_contribution: float,
+    min_train_churners: int,
+) -> tuple[np.ndarray, dict[int, float] | None]:
+    """The signals that carry information: held-out contribution >= ``min_contribution`` on
+    time folds of these rows only (all signals when no fold can be formed, or none would stay)."""
+    contrib = contributions(features, churned, days, horizon_days, prior, c, min_train_churners)
+    keep = np.ones(features.shape[1], dtype=bool)
+    if contrib is not None:
+        chosen = np.array([contrib[j] >= min_contribution for j in range(features.shape[1])])
+        if chosen.any():
+            keep = chosen
+    return keep, contrib
 
 
 # --------------------------------------------------------------------------- score calibration
@@ -454,6 +680,17 @@ def calibration_yaml(calibration: ScoreCalibration | None) -> dict[str, Any] | N
 
 
 # --------------------------------------------------------------------------- the proposed config
+def out_of_range_weights(weights: dict[str, SegmentWeights]) -> list[dict[str, Any]]:
+    """Every dimension weight outside the seeds' ranges: segment, dimension, weight, range."""
+    out = []
+    for name, w in weights.items():
+        for d, (lo, hi) in SEED_DIMENSION_WEIGHT_RANGES.items():
+            value = w.dimension_weights.get(d, 0.0)
+            if not lo - 1e-9 <= value <= hi + 1e-9:
+                out.append({"segment": name, "dimension": d, "weight": value, "range": [lo, hi]})
+    return out
+
+
 def proposed_version_name(parent_version: str, as_of: date) -> str:
     """``<parent base>-r<YYYYMMDD>``: ``v1`` recalibrated on 2026-11-23 is ``v1-r20261123``."""
     base = parent_version.split("-r", 1)[0] if "-r" in parent_version else parent_version
@@ -469,15 +706,31 @@ def build_config(
     version: str,
     note: str,
     calibration: ScoreCalibration | None = None,
+    base_yaml: str | None = None,
 ) -> ModelConfig:
     """The parent's YAML with new weights, version and ``score_calibration`` (replacing the
-    parent's; None: no calibration, the score is the composite), validated by ``load_model_config``."""
+    parent's; None: no calibration, the score is the composite), validated by ``load_model_config``.
+
+    ``parent`` may carry candidate signals (``with_candidates``); those no segment weights are
+    left out. ``base_yaml``: the original parent's YAML, which says which signals are candidates.
+    ``allow_out_of_range_weights`` is set when a dimension weight leaves the seeds' ranges."""
     raw = yaml.safe_load(parent.yaml_text)
     raw["version"] = version
     raw["description"] = f"{note} Parent: {parent.version}. " + str(raw.get("description") or "")
     for name, w in weights.items():
         raw["models"][name]["dimension_weights"] = {d: w.dimension_weights[d] for d in DIMENSIONS}
         raw["models"][name]["signal_weights"] = {d: dict(sw) for d, sw in w.signal_weights.items()}
+    # Candidate signals (added by with_candidates) stay only where some segment weights them.
+    original = set(yaml.safe_load(base_yaml or parent.yaml_text)["signals"])
+    used = {k for w in weights.values() for sw in w.signal_weights.values() for k, v in sw.items() if v > 0}
+    unused = [k for k in raw["signals"] if k not in original and k not in used]
+    for key in unused:
+        raw["signals"].pop(key)
+        for model in raw["models"].values():
+            for sw in model["signal_weights"].values():
+                sw.pop(key, None)
+    outside = out_of_range_weights(weights)
+    raw["allow_out_of_range_weights"] = bool(outside) or bool(raw.get("allow_out_of_range_weights", False))
     raw.pop("score_calibration", None)
     if calibration is not None:
         raw["score_calibration"] = calibration_yaml(calibration)
@@ -501,12 +754,43 @@ def build_config(
 
 # --------------------------------------------------------------------------- held-out evaluation
 def score_with(snapshot: pd.DataFrame, config: ModelConfig) -> np.ndarray:
-    """The engine's integer scores of one snapshot date's signals under ``config``."""
+    """The engine's integer scores of one snapshot date's signals under ``config``, one per row
+    of ``snapshot`` (NaN where the engine gives no score: an account without informative data)."""
     from customer_health.scoring.engine import score_accounts
 
     signal_columns = [c for c in snapshot.columns if c != "churned"]
     scored = score_accounts(snapshot[signal_columns].reset_index(drop=True), config)
-    return scored["score"].to_numpy(dtype=float)
+    by_key = dict(zip(scored["account_key"], scored["score"].astype(float), strict=True))
+    return np.array([by_key.get(k, np.nan) for k in snapshot["account_key"]], dtype=float)
+
+
+FIT_KINDS = ("in_range", "free")
+FIT_LABELS = {"in_range": "in-range fit", "free": "free fit"}
+
+
+@dataclass
+class CandidateFit:
+    """One of the two proposals (in-range or free): its config, weights and held-out metrics."""
+
+    kind: str
+    config: ModelConfig
+    weights: dict[str, SegmentWeights]
+    metrics: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe: weights, held-out headline and the weights outside the seeds' ranges."""
+        return json_safe(
+            {
+                "kind": self.kind,
+                "holdout": _headline(self.metrics),
+                "out_of_range": out_of_range_weights(self.weights),
+                "weights": {
+                    name: {"dimension_weights": w.dimension_weights, "signal_weights": w.signal_weights, "pooled_fit": w.pooled}
+                    for name, w in self.weights.items()
+                },
+                "score_calibration": calibration_yaml(self.config.score_calibration),
+            }
+        )
 
 
 @dataclass
@@ -517,16 +801,27 @@ class Recalibration:
     config: ModelConfig
     weights: dict[str, SegmentWeights]
     folds: list[dict[str, Any]]
-    held_out: pd.DataFrame  # account_key, as_of_date, churned, old_score, new_score
+    held_out: pd.DataFrame  # account_key, as_of_date, churned, old_score, new_score, <kind>_score, baseline_risk
     old_metrics: dict[str, Any]
     new_metrics: dict[str, Any]
     training: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    fits: dict[str, CandidateFit] = field(default_factory=dict)
+    proposed_fit: str = "in_range"
+    baseline: dict[str, Any] | None = None  # baseline.BaselineComparison of the proposal
+    selection: dict[str, Any] = field(default_factory=dict)  # candidates, contributions, dropped
 
     @property
     def version(self) -> str:
         """The proposed version string."""
         return self.config.version
+
+    @property
+    def warnings(self) -> list[str]:
+        """Plain-words warnings about the proposal (worse than the baseline, AUC under 0.6)."""
+        from customer_health.validation.baseline import baseline_warnings
+
+        return baseline_warnings(self.baseline, self.new_metrics.get("roc_auc"), f"the proposed model {self.version}")
 
     def metrics_for_registry(self) -> dict[str, Any]:
         """What goes into ``model_versions.metrics`` of the proposal (JSON-safe)."""
@@ -537,6 +832,11 @@ class Recalibration:
                 "folds": self.folds,
                 "training": self.training,
                 "weights": {name: {"dimension_weights": w.dimension_weights, "signal_weights": w.signal_weights, "pooled_fit": w.pooled, "fit": w.fit} for name, w in self.weights.items()},
+                "fits": {k: f.as_dict() for k, f in self.fits.items()},
+                "proposed_fit": self.proposed_fit,
+                "baseline": self.baseline,
+                "selection": self.selection,
+                "warnings": self.warnings,
                 "notes": self.notes,
             }
         )
@@ -549,6 +849,11 @@ class Recalibration:
                 "parent_version": self.parent_version,
                 "old": _headline(self.old_metrics),
                 "new": _headline(self.new_metrics),
+                "fits": {k: {"holdout": _headline(f.metrics), "out_of_range": out_of_range_weights(f.weights)} for k, f in self.fits.items()},
+                "proposed_fit": self.proposed_fit,
+                "baseline": self.baseline,
+                "warnings": self.warnings,
+                "selection": self.selection,
                 "folds": len(self.folds),
                 "training_rows": self.training.get("rows"),
                 "training_churners": self.training.get("churners"),
@@ -570,16 +875,17 @@ def calibrated_config(
     threshold: int = DEFAULT_THRESHOLD,
     sensitivity_target: float = SENSITIVITY_TARGET,
     specificity_target: float = SPECIFICITY_TARGET,
+    base_yaml: str | None = None,
 ) -> ModelConfig:
     """``build_config`` plus the ``score_calibration`` fitted on the given (training) rows.
 
     The rows' composites are the engine's under the new weights (``composites_of``); rows
     without any data are left out of the fit (they keep ``no_data_score``).
     """
-    plain = build_config(parent, weights, version, note)
+    plain = build_config(parent, weights, version, note, base_yaml=base_yaml)
     if not calibrate:
         return plain
-    composite, has_data = composites_of(normalized, model_index, plain)
+    composite, has_data = composites_of(normalized, model_index, build_config(parent, weights, version, note, base_yaml=parent.yaml_text))
     calibration = fit_score_calibration(
         composite[has_data],
         np.asarray(churned, dtype=bool)[has_data],
@@ -587,7 +893,7 @@ def calibrated_config(
         sensitivity_target=sensitivity_target,
         specificity_target=specificity_target,
     )
-    return build_config(parent, weights, version, note, calibration)
+    return build_config(parent, weights, version, note, calibration, base_yaml=base_yaml)
 
 
 def _headline(m: dict[str, Any]) -> dict[str, Any]:
@@ -601,7 +907,7 @@ def recalibrate_snapshots(
     *,
     horizon_days: int = DEFAULT_HORIZON_DAYS,
     as_of: date,
-    c: float = DEFAULT_C,
+    c: float | None = None,
     threshold: int = DEFAULT_THRESHOLD,
     min_train_churners: int = DEFAULT_MIN_TRAIN_CHURNERS,
     min_segment_churners: int = DEFAULT_MIN_SEGMENT_CHURNERS,
@@ -609,30 +915,62 @@ def recalibrate_snapshots(
     calibrate: bool = True,
     sensitivity_target: float = SENSITIVITY_TARGET,
     specificity_target: float = SPECIFICITY_TARGET,
+    settings: RecalibrationSettings | None = None,
 ) -> Recalibration:
     """Fit, validate over time and build the proposed config from labelled snapshots (pure).
 
     ``snapshots``: stacked signal frames (``compute_signals`` columns) of several dates with a
     boolean ``churned`` column (``label_snapshots``). ``calibrate``: also fit the
     ``score_calibration`` (on the same training rows as the weights; module docstring).
+    ``settings`` (default ``config/recalibration.yaml``): the prior's strength, the candidate
+    signals, the contribution under which a signal is dropped, and the margin the free fit must
+    beat the in-range fit by to be proposed. ``c`` overrides ``settings.prior_c``.
     """
+    from customer_health.validation.baseline import compare_on_rows, fit_baseline, raw_signal_columns
+
     if snapshots.empty or "churned" not in snapshots:
         raise RecalibrationError("no labelled snapshots; build them with training_snapshots(engine, dates, horizon)")
+    settings = settings or load_recalibration_settings()
+    c = settings.prior_c if c is None else c
     data = snapshots.sort_values(["as_of_date", "account_key"], kind="stable").reset_index(drop=True)
     data["as_of_date"] = data["as_of_date"].map(as_date)
     churned = data["churned"].to_numpy(dtype=bool)
-    normalized = normalized_matrix(data, parent)
+    extended, candidates = with_candidates(parent, data, settings)
+    normalized = normalized_matrix(data, extended)
     features = features_from_normalized(normalized)
-    segments = segment_model_names(data, parent)
-    model_index = segment_model_indices(data, parent)
-    calibration_options = {
+    segments = segment_model_names(data, extended)
+    model_index = segment_model_indices(data, extended)
+    days = data["as_of_date"].to_numpy()
+    parent_columns = [extended.signal_keys.index(k) for k in parent.signal_keys]
+    has_data = ~np.isnan(normalized[:, parent_columns]).all(axis=1)
+    options = {
         "calibrate": calibrate,
         "threshold": threshold,
         "sensitivity_target": sensitivity_target,
         "specificity_target": specificity_target,
+        "base_yaml": parent.yaml_text,
     }
     dates = sorted(data["as_of_date"].unique())
     version = version or proposed_version_name(parent.version, as_of)
+    default = extended.default_model.name
+
+    def fit_both(rows: np.ndarray, name: str, note: str) -> tuple[dict[str, dict[str, SegmentWeights]], dict[str, ModelConfig], np.ndarray, dict[int, float] | None]:
+        """Both proposals fitted on ``rows`` alone: the prior, the signal selection, the weights."""
+        priors = prior_coefficients(features[rows], churned[rows], model_index[rows], extended)
+        active, contrib = select_signals(
+            features[rows], churned[rows], days[rows], horizon_days, priors[default],
+            c=c, min_contribution=settings.min_contribution, min_train_churners=min_train_churners,
+        )  # fmt: skip
+        weights, configs = {}, {}
+        for kind in FIT_KINDS:
+            weights[kind] = fit_segment_weights(
+                features[rows], churned[rows], segments[rows], extended, c=c, min_segment_churners=min_segment_churners,
+                priors=priors, active=active, boxed=kind == "in_range",
+            )  # fmt: skip
+            configs[kind] = calibrated_config(
+                extended, weights[kind], name, note, normalized[rows], model_index[rows], churned[rows], **options
+            )
+        return weights, configs, active, contrib
 
     folds, held = [], []
     notes: list[str] = []
@@ -642,24 +980,20 @@ def recalibrate_snapshots(
         train_churners = int(churned[train].sum())
         if train_churners < min_train_churners or train_churners == int(train.sum()):
             continue
-        fold_weights = fit_segment_weights(
-            features[train], churned[train], segments[train], parent, c=c, min_segment_churners=min_segment_churners
-        )
-        fold_config = calibrated_config(
-            parent, fold_weights, f"{version}-fold{k}", "Cross-validation fold.",
-            normalized[train], model_index[train], churned[train], **calibration_options,
-        )  # fmt: skip
+        if int(churned[train & has_data].sum()) < min_train_churners:
+            continue  # the earlier snapshots hold too few churners with any signal of the model
+        _, fold_configs, fold_active, _ = fit_both(train, f"{version}-fold{k}", "Cross-validation fold.")
         test_frame = data.loc[test]
-        new_scores = score_with(test_frame, fold_config)
-        old_scores = score_with(test_frame, parent)
+        base = fit_baseline(data.loc[train], churned[train])
         held.append(
             pd.DataFrame(
                 {
                     "account_key": test_frame["account_key"].to_numpy(),
                     "as_of_date": test_date,
                     "churned": churned[test],
-                    "old_score": old_scores,
-                    "new_score": new_scores,
+                    "old_score": score_with(test_frame, parent),
+                    **{f"{kind}_score": score_with(test_frame, fold_configs[kind]) for kind in FIT_KINDS},
+                    "baseline_risk": base.risk(test_frame) if base is not None else np.nan,
                 }
             )
         )
@@ -671,7 +1005,8 @@ def recalibrate_snapshots(
                 "train_churners": train_churners,
                 "test_rows": int(test.sum()),
                 "test_churners": int(churned[test].sum()),
-                "score_calibration": calibration_yaml(fold_config.score_calibration),
+                "signals": [key for key, on in zip(extended.signal_keys, fold_active, strict=True) if on],
+                "score_calibration_by_fit": {kind: calibration_yaml(fold_configs[kind].score_calibration) for kind in FIT_KINDS},
             }
         )
     if not held:
@@ -682,31 +1017,65 @@ def recalibrate_snapshots(
             "or lower min_train_churners"
         )
     held_out = pd.concat(held, ignore_index=True)
+    scored = held_out[["old_score", *[f"{kind}_score" for kind in FIT_KINDS]]].notna().all(axis=1)
+    if not scored.all():
+        notes.append(
+            f"{int((~scored).sum())} held-out rows left out: at least one of the models gave them no score "
+            "(no informative signal); every model is graded on the same rows."
+        )
+        held_out = held_out[scored].reset_index(drop=True)
     zones = [(z.name, z.min, z.max) for z in sorted(parent.zones, key=lambda z: -z.max)]
     old_metrics = evaluate_scores(held_out["old_score"], held_out["churned"], threshold, zones)
-    new_metrics = evaluate_scores(held_out["new_score"], held_out["churned"], threshold, zones)
+    fit_metrics = {kind: evaluate_scores(held_out[f"{kind}_score"], held_out["churned"], threshold, zones) for kind in FIT_KINDS}
     if not held_out["churned"].any():
         notes.append("The held-out snapshots hold no churner: sensitivity and AUC are undefined there.")
-
-    final_weights = fit_segment_weights(features, churned, segments, parent, c=c, min_segment_churners=min_segment_churners)
-    config = calibrated_config(
-        parent,
-        final_weights,
-        version,
-        f"Recalibrated on {len(dates)} snapshots {dates[0]}..{dates[-1]} against churn within {horizon_days} days.",
-        normalized,
-        model_index,
-        churned,
-        **calibration_options,
+    free_auc, boxed_auc = fit_metrics["free"]["roc_auc"], fit_metrics["in_range"]["roc_auc"]
+    proposed = (
+        "free"
+        if not math.isnan(free_auc) and not math.isnan(boxed_auc) and free_auc >= boxed_auc + settings.free_fit_auc_margin
+        else "in_range"
     )
+    notes.append(
+        f"Proposed: the {FIT_LABELS[proposed]} (held-out AUC free {free_auc:.3f} vs in-range {boxed_auc:.3f}; "
+        f"the free fit is proposed only when it is at least {settings.free_fit_auc_margin:.3f} better, {settings.source})."
+    )
+    held_out["new_score"] = held_out[f"{proposed}_score"]
+    for fold in folds:
+        fold["score_calibration"] = fold["score_calibration_by_fit"][proposed]
+    test_dates = sorted({d.isoformat() for d in held_out["as_of_date"]})
+    comparison = compare_on_rows(
+        held_out["new_score"].to_numpy(dtype=float), held_out["baseline_risk"].to_numpy(dtype=float),
+        held_out["churned"].to_numpy(dtype=bool), threshold, test_dates=test_dates, model_label=version,
+        features=raw_signal_columns(data),
+    ).as_dict()  # fmt: skip
+    comparison["current_auc"] = compare_on_rows(
+        held_out["old_score"].to_numpy(dtype=float), held_out["baseline_risk"].to_numpy(dtype=float),
+        held_out["churned"].to_numpy(dtype=bool), threshold,
+    ).as_dict()["model_auc"]  # fmt: skip
+
+    note = f"Recalibrated on {len(dates)} snapshots {dates[0]}..{dates[-1]} against churn within {horizon_days} days."
+    everything = np.ones(len(data), dtype=bool)
+    final_weights, final_configs, final_active, contrib = fit_both(everything, version, note)
+    keys = extended.signal_keys
+    selection = {
+        "candidates": candidates,
+        "kept": [k for k, on in zip(keys, final_active, strict=True) if on],
+        "dropped": [k for k, on in zip(keys, final_active, strict=True) if not on],
+        "contributions": {keys[j]: round(v, 4) for j, v in contrib.items()} if contrib else None,
+        "min_contribution": settings.min_contribution,
+    }
+    fits = {
+        kind: CandidateFit(kind, final_configs[kind], final_weights[kind], fit_metrics[kind]) for kind in FIT_KINDS
+    }
+    config = final_configs[proposed]
     return Recalibration(
         parent_version=parent.version,
         config=config,
-        weights=final_weights,
+        weights=final_weights[proposed],
         folds=folds,
         held_out=held_out,
         old_metrics=old_metrics,
-        new_metrics=new_metrics,
+        new_metrics=fit_metrics[proposed],
         training={
             "rows": int(len(data)),
             "churners": int(churned.sum()),
@@ -714,9 +1083,14 @@ def recalibrate_snapshots(
             "horizon_days": horizon_days,
             "threshold": threshold,
             "C": c,
+            "free_fit_auc_margin": settings.free_fit_auc_margin,
             "score_calibration": calibration_yaml(config.score_calibration),
         },
         notes=notes,
+        fits=fits,
+        proposed_fit=proposed,
+        baseline=comparison,
+        selection=selection,
     )
 
 
@@ -757,15 +1131,24 @@ def recalibrate(
     return result
 
 
+def _range_flag(dimension: str, weight: float) -> str:
+    lo, hi = SEED_DIMENSION_WEIGHT_RANGES[dimension]
+    cell = f"{weight:.0%}"
+    return cell if lo - 1e-9 <= weight <= hi + 1e-9 else f"**{cell} ⚠ outside {lo:.0%}-{hi:.0%}**"
+
+
 def review_markdown(result: Recalibration, audit_summary: dict[str, Any] | None = None) -> str:
-    """The approval request's body: old vs new held-out metrics side by side, and the weights."""
+    """The approval request's body: the current model, the in-range fit and the free fit side by
+    side on the same held-out snapshots (with the plain-LR baseline), then both fits' weights with
+    every dimension weight outside the seeds' ranges flagged."""
 
     def fmt(value: Any, kind: str) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "n/a"
         return f"{value:.1%}" if kind == "pct" else (f"{value:.3f}" if kind == "num" else str(value))
 
-    old, new = _headline(result.old_metrics), _headline(result.new_metrics)
+    old = _headline(result.old_metrics)
+    fits = {kind: _headline(f.metrics) for kind, f in result.fits.items()} or {result.proposed_fit: _headline(result.new_metrics)}
     rows = [
         ("ROC AUC", "roc_auc", "num"),
         ("Sensitivity (target 75 %)", "sensitivity", "pct"),
@@ -775,27 +1158,62 @@ def review_markdown(result: Recalibration, audit_summary: dict[str, Any] | None 
         ("Observations", "observations", "int"),
         ("Churners", "churners", "int"),
     ]
-    lines = [
-        f"### Model recalibration: `{result.parent_version}` → `{result.version}`",
+
+    def head(kind: str) -> str:
+        label = FIT_LABELS.get(kind, kind)
+        return f"{label} → `{result.version}` (**proposed**)" if kind == result.proposed_fit else f"{label} (not proposed)"
+
+    kinds = list(fits)
+    lines = [*[f"**{w}**" for w in result.warnings], *([""] if result.warnings else [])]
+    lines += [
+        f"### Model recalibration: `{result.parent_version}` → `{result.version}` ({FIT_LABELS.get(result.proposed_fit, result.proposed_fit)})",
         "",
-        f"Both models scored by the engine on the same **held-out** snapshots ({len(result.folds)} time folds, "
-        f"trained only on earlier snapshots). Flagged = score ≤ {result.training.get('threshold', DEFAULT_THRESHOLD)}.",
+        f"All models scored by the engine on the same **held-out** snapshots ({len(result.folds)} time folds, "
+        f"each trained only on earlier snapshots). Flagged = score ≤ {result.training.get('threshold', DEFAULT_THRESHOLD)}. "
+        "The in-range fit keeps every dimension weight inside the seeds' ranges; the free fit is the same "
+        "regularised regression (pulled toward the current weights) without that box.",
         "",
-        f"| Metric | {result.parent_version} (current) | {result.version} (proposed) |",
-        "|---|---|---|",
-        *[f"| {label} | {fmt(old.get(key), kind)} | {fmt(new.get(key), kind)} |" for label, key, kind in rows],
-        "",
-        "**Proposed dimension weights**",
-        "",
-        "| Segment | " + " | ".join(DIMENSIONS) + " | fit |",
-        "|---|" + "---|" * (len(DIMENSIONS) + 1),
+        f"| Metric | {result.parent_version} (current) | " + " | ".join(head(k) for k in kinds) + " |",
+        "|---|---|" + "---|" * len(kinds),
+        *[f"| {label} | {fmt(old.get(key), kind)} | " + " | ".join(fmt(fits[k].get(key), kind) for k in kinds) + " |" for label, key, kind in rows],
     ]
-    for name, w in result.weights.items():
-        cells = " | ".join(f"{w.dimension_weights[d]:.0%}" for d in DIMENSIONS)
-        lines.append(f"| {name} | {cells} | {'pooled' if w.pooled else 'own'} |")
+    b = result.baseline or {}
+    if b and not b.get("skipped"):
+        lines += [
+            "",
+            f"Baseline on the same held-out rows, a plain logistic regression on the raw signals: ROC AUC "
+            f"**{fmt(b.get('baseline_auc'), 'num')}** (sensitivity {fmt(b.get('baseline_sensitivity'), 'pct')}, "
+            f"specificity {fmt(b.get('baseline_specificity'), 'pct')} when it flags as many rows as the proposal).",
+        ]
+    lines += [
+        "",
+        "**Dimension weights** (⚠ = outside the seeds' ranges: engagement 35-45 %, financial 20-30 %, support 15-20 %, sentiment 10-15 %)",
+        "",
+        "| Segment | Fit | " + " | ".join(DIMENSIONS) + " | regression |",
+        "|---|---|" + "---|" * (len(DIMENSIONS) + 1),
+    ]
+    for kind, fit in (result.fits or {result.proposed_fit: CandidateFit(result.proposed_fit, result.config, result.weights, result.new_metrics)}).items():
+        for name, w in fit.weights.items():
+            cells = " | ".join(_range_flag(d, w.dimension_weights[d]) for d in DIMENSIONS)
+            lines.append(f"| {name} | {FIT_LABELS.get(kind, kind)} | {cells} | {'pooled' if w.pooled else 'own'} |")
+        outside = out_of_range_weights(fit.weights)
+        if outside:
+            lines.append(
+                f"| | {FIT_LABELS.get(kind, kind)}: {len(outside)} weight(s) outside the seeds' ranges | "
+                + " | ".join("" for _ in DIMENSIONS) + " | |"
+            )
+    sel = result.selection or {}
+    if sel:
+        added = [k for k in sel.get("candidates") or [] if k in (sel.get("kept") or [])]
+        lines += [
+            "",
+            f"**Signals**: candidates not in `{result.parent_version}`: {', '.join(sel.get('candidates') or []) or 'none'}"
+            f" (taken up: {', '.join(added) or 'none'}). Dropped as uninformative (held-out contribution under "
+            f"{sel.get('min_contribution')} AUC): {', '.join(sel.get('dropped') or []) or 'none'}.",
+        ]
     calibration = calibration_sentence(result.config)
     if calibration:
-        lines += ["", f"**Score calibration**: {calibration}"]
+        lines += ["", f"**Score calibration** (proposed): {calibration}"]
     if audit_summary:
         lines += [
             "",
@@ -803,6 +1221,8 @@ def review_markdown(result: Recalibration, audit_summary: dict[str, Any] | None 
             f"AUC {fmt(audit_summary.get('roc_auc'), 'num')}, sensitivity {fmt(audit_summary.get('sensitivity'), 'pct')}, "
             f"specificity {fmt(audit_summary.get('specificity'), 'pct')}. Report: `{audit_summary.get('report_path')}`",
         ]
+        for w in audit_summary.get("warnings") or []:
+            lines.append(f"> {w}")
     lines += ["", "Approve to make the proposed version active (the current one is retired); reject with a reason."]
     for n in result.notes:
         lines.append(f"> {n}")

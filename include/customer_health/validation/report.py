@@ -130,6 +130,7 @@ table{border-collapse:collapse;font-size:13px;margin:8px 0}
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f3f3f3} .ok{color:#1a7f37;font-weight:600} .bad{color:#b42318;font-weight:600}
 .muted{color:#666;font-size:12px} .plots img{margin:6px 12px 6px 0;border:1px solid #eee}
+.warning{background:#fef3f2;border:1px solid #b42318;color:#b42318;padding:8px 12px}
 """
 
 
@@ -212,6 +213,26 @@ def comparison_table(old: dict[str, Any], new: dict[str, Any], old_label: str, n
     return _table(["metric", old_label, new_label], rows, raw_html=True)
 
 
+def baseline_table(c: dict[str, Any]) -> str:
+    """The model and the plain logistic regression on the raw signals, on the same held-out rows."""
+    from customer_health.validation.baseline import BASELINE_NAME
+
+    if c.get("skipped"):
+        return f"<p>Baseline ({_e(BASELINE_NAME)}) not computed: {_e(c['skipped'])}</p>"
+    intro = (
+        f"<p>A {_e(BASELINE_NAME)} (median-imputed with missing indicators, standardized, L2), fitted for each "
+        f"held-out snapshot only on snapshots whose horizon ended before it, and the model's scores, on the same "
+        f"{_e(c['rows'])} rows ({_e(c['churners'])} churners; snapshots {_e(', '.join(c.get('test_dates') or []))}). "
+        f"Sensitivity and specificity at the matching cut: both flag {_e(c['flagged'])} rows "
+        f"(the model's score &lt;= {_e(c['threshold'])}).</p>"
+    )
+    rows = [
+        (_e(c.get("model_label") or "model"), _num(c.get("model_auc")), _pct(c.get("model_sensitivity")), _pct(c.get("model_specificity"))),
+        ("baseline", _num(c.get("baseline_auc")), _pct(c.get("baseline_sensitivity")), _pct(c.get("baseline_specificity"))),
+    ]
+    return intro + _table(["", "ROC AUC", "sensitivity", "specificity"], rows, raw_html=True)
+
+
 def render_audit_html(result: AuditResult, recalibration: dict[str, Any] | None = None) -> str:
     """The whole report as one HTML string (no external resources)."""
     m = result.metrics
@@ -226,6 +247,7 @@ def render_audit_html(result: AuditResult, recalibration: dict[str, Any] | None 
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Model audit {_e(result.model_version)}</title><style>{_CSS}</style></head><body>",
+        *[f"<p class='warning'><b>{_e(w)}</b></p>" for w in result.warnings],
         f"<h1>Customer health model audit: {_e(result.model_version)}</h1>",
         f"<p>Outcome window <b>{result.window_start}</b> to <b>{result.window_end}</b>, horizon <b>{result.horizon_days} days</b>, "
         f"{_e(result.cadence)} snapshots. An observation is an account scored at a snapshot date T; it is a churner when it "
@@ -235,6 +257,8 @@ def render_audit_html(result: AuditResult, recalibration: dict[str, Any] | None 
     ]
     if result.notes:
         parts.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in result.notes) + "</ul>")
+    if result.baseline:
+        parts += ["<h2>Beside a baseline</h2>", baseline_table(result.baseline)]
     parts += [
         "<h2>Snapshots</h2>",
         _table(["snapshot date", "scores", "accounts", "churners"], [(s["snapshot_date"], s["source"], s["accounts"], s["churners"]) for s in result.snapshots]),
