@@ -386,6 +386,7 @@ def retained_revenue(
         figures["clv_inputs"] = {"mean_arr": mean_arr, "accounts_with_arr": int(arr.notna().sum()), "churn": rate}
         if mean_arr is None or rate is None or not rate["annual_rate"]:
             figures.update({"clv": None, "clv_source": "Not derivable: " + (
+                "no account was flagged in the quarter" if first.empty else
                 "no ARR is known for the flagged accounts" if mean_arr is None else
                 "no churn was observed in the last year" if rate is not None else
                 "less than 90 days of scores") + "; give the review a customer lifetime value (Param clv, or --clv)"})  # fmt: skip

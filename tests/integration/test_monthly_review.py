@@ -37,6 +37,7 @@ from customer_health.warehouse.schema import (
     model_audits,
 )
 from tests.integration.test_dashboard_api import client, copy_sqlite, derived_episodes, text_of
+from tests.text_checks import assert_reads_well
 
 pytestmark = pytest.mark.slow
 
@@ -217,6 +218,7 @@ def test_the_review_file_is_self_contained_and_has_every_section(company):
                     "Limits.", "Not a randomized experiment", "Model accuracy", "Retained revenue, the business case",
                     "flagged in the last quarter", "Customer lifetime value", "Model iteration log"):  # fmt: skip
         assert section in text, section
+    assert_reads_well(text, "the review file")
 
 
 def test_distribution_and_healthy_growth_are_the_zone_counts_of_each_months_last_day(company):
@@ -416,7 +418,10 @@ def test_the_model_page_logs_each_iteration_with_changes_accuracy_and_impact(com
     assert v2["impact"]["before"]["from"] == min(scores_by_day(warehouse, "v1")).isoformat()
     assert v1["impact"]["after"]["to"] == (PROMOTED - timedelta(days=1)).isoformat()  # v1 retired on promotion
 
-    text = visible_text(c.get("/model").text)
+    page = c.get("/model").text
+    log_html = page[page.index('id="iteration-log"'):]
+    assert_reads_well(visible_text(log_html[: log_html.index("</section>")]), "the model iteration log")
+    text = visible_text(page)
     assert "Model iteration log" in text
     assert "v2 active from v1 · registered" in text and "promoted 2026-08-01 by ada.admin" in text
     assert "Decision: More weight on billing for established accounts" in text
