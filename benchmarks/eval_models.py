@@ -22,7 +22,9 @@ make them, and the figures are what the audit measures. Usage::
     python benchmarks/eval_models.py --company self-serve --accounts 600 --days 500
 
 Each company keeps its data in ``--workdir/<company>`` (default ``.local/eval``); a second run
-reuses the generated company, the extracted warehouse and the score history.
+reuses the generated company, but extracts into a new warehouse and rebuilds the history, so the
+figures are those of the code and model config as they are now (``--reuse-warehouse`` keeps the
+warehouse, its model registry and its score history instead).
 """
 
 from __future__ import annotations
@@ -147,7 +149,10 @@ def evaluate(company: str, args: argparse.Namespace) -> Figures:
     t0 = _step(f"generate into {folder} (reused when the same spec is there)")
     _done(t0, _generate(company, folder, args.accounts, args.days, args.seed, end))
 
+    if not args.reuse_warehouse:
+        (work / "warehouse.db").unlink(missing_ok=True)
     url = f"sqlite:///{work / 'warehouse.db'}"
+    engine_for.cache_clear()
     engine = engine_for(url)
     upgrade_to_head(engine)
     sandbox = Sandbox.start(folder)
@@ -304,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end-date", type=date.fromisoformat, default=datetime.now(UTC).date())
     parser.add_argument("--workers", type=int, default=1, help="processes for the history rebuild")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".local" / "eval")
+    parser.add_argument("--reuse-warehouse", action="store_true", help="keep the warehouse and history of a previous run")
     args = parser.parse_args(argv)
     companies = ["b2b", "self-serve"] if args.company == "both" else [args.company]
     results = []
