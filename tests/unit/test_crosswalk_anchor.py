@@ -150,3 +150,14 @@ def test_a_salesforce_account_joins_the_anchor_through_its_product_account(wareh
                                             "product_account_id": "acct_2", "extracted_at": NOW, "is_deleted": False}])
     build_crosswalk(engine_for(warehouse_url), "stripe")
     assert _identities(warehouse_url)[("salesforce", "001A0000006Vm9rIAC")] == ("cus_2", "product_account_id")
+
+
+def test_an_anchor_without_records_says_so(warehouse_url):
+    report = build_crosswalk(engine_for(warehouse_url), "stripe")
+    assert report.accounts == 0
+    assert report.as_dict()["anchor"] == "stripe"
+    assert report.warnings == [
+        "no accounts: identity.anchor is stripe, so every account is a Stripe customer, and the warehouse holds none; "
+        "connect that system, or set identity.anchor in the source mapping to the system your accounts live in "
+        "(README: 'A company without a CRM')"
+    ]

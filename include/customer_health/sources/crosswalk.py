@@ -23,6 +23,7 @@ mapped is listed in ``crosswalk_unmapped`` with the reason, replaced on every ru
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -44,6 +45,8 @@ from customer_health.warehouse.schema import (
     raw_zd_organization,
 )
 
+log = logging.getLogger(__name__)
+
 ACCOUNT_KEY_LENGTH = account_crosswalk.c.account_key.type.length
 """The widest account key the warehouse holds (an 18-character Salesforce Id, a Stripe ``cus_`` id)."""
 
@@ -56,6 +59,8 @@ class CrosswalkReport:
     mapped: dict[str, int] = field(default_factory=dict)
     unmapped: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
+    anchor: str = "salesforce"
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -63,7 +68,22 @@ class CrosswalkReport:
             "mapped": self.mapped,
             "unmapped": self.unmapped,
             "duplicates": self.duplicates,
+            "anchor": self.anchor,
+            **({"warnings": self.warnings} if self.warnings else {}),
         }
+
+    def warn_if_empty(self) -> None:
+        """No account at all: say which anchor found nothing and what to do (logged and reported)."""
+        if self.accounts:
+            return
+        what = {"salesforce": "Salesforce Account", "stripe": "Stripe customer", "product": "product account"}[self.anchor]
+        message = (
+            f"no accounts: identity.anchor is {self.anchor}, so every account is a {what}, and the warehouse holds "
+            f"none; connect that system, or set identity.anchor in the source mapping to the system your accounts "
+            f"live in (README: 'A company without a CRM')"
+        )
+        self.warnings.append(message)
+        log.warning(message)
 
 
 def build_crosswalk(engine: Engine, anchor: str | None = None) -> CrosswalkReport:
@@ -217,6 +237,7 @@ def build_crosswalk(engine: Engine, anchor: str | None = None) -> CrosswalkRepor
         for system, v in ids.items():
             if len(v) > 1:
                 report.duplicates[system] = report.duplicates.get(system, 0) + len(v) - 1
+    report.warn_if_empty()
     return report
 
 
@@ -266,7 +287,7 @@ def build_anchored_crosswalk(engine: Engine, anchor: str) -> CrosswalkReport:
     if anchor not in ANCHORED_SYSTEMS:
         raise ValueError(f"identity anchor {anchor!r} is not one of salesforce, stripe, product; fix identity.anchor "
                          "in the source mapping")
-    report = CrosswalkReport()
+    report = CrosswalkReport(anchor=anchor)
     now = utcnow()
     c, sub, inv, p = raw_stripe_customer, raw_stripe_subscription, raw_stripe_invoice, raw_product_account
     with engine.connect() as conn:
@@ -482,6 +503,7 @@ def build_anchored_crosswalk(engine: Engine, anchor: str) -> CrosswalkReport:
     for row in rows:
         if row["match_notes"] and "stripe records" in row["match_notes"]:
             report.duplicates["stripe"] = report.duplicates.get("stripe", 0) + len(members[row["account_key"]]) - 1
+    report.warn_if_empty()
     return report
 
 
