@@ -19,7 +19,7 @@ dashboard's **Reviews** page.
 
 A re-run for the same month replaces its file and its row; a month without scores fails
 with the reason (run the daily DAG or the rebuild for it first) and writes nothing. Params: `model_version` (default:
-the active model), `clv`, `horizon_days`, `window_days`.
+the model live at the month's end), `clv`, `horizon_days`, `window_days`.
 
 Reads and writes the warehouse (`health_warehouse`); writes the HTML file. Sends nothing.
 Owner: data engineering. Logic lives in `customer_health.review`; this file only wires it.
@@ -49,7 +49,7 @@ DEFAULT_ARGS = {
     tags=["customer-health", "review"],
     doc_md=__doc__,
     params={
-        "model_version": Param(None, type=["null", "string"], description="Review this model version (default: the active one)."),
+        "model_version": Param(None, type=["null", "string"], description="Review this model version (default: the one live at the month's end)."),
         "clv": Param(
             None,
             type=["null", "number"],

@@ -594,7 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Write the monthly health review of a month (HTML and health_reviews).")
     parser.add_argument("--month", type=_month, required=True, help="the month to review, YYYY-MM")
-    parser.add_argument("--model-version", default=None, help="default: the active model")
+    parser.add_argument("--model-version", default=None, help="default: the model live at the month's end (the active one when it scored the month)")
     parser.add_argument("--clv", type=float, default=None, help="customer lifetime value in dollars (default: derived)")
     parser.add_argument("--horizon-days", type=int, default=ep.DEFAULT_HORIZON_DAYS)
     parser.add_argument("--window-days", type=int, default=DEFAULT_WINDOW_DAYS)
