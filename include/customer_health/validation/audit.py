@@ -705,9 +705,9 @@ def format_recalibration(summary: dict[str, Any]) -> str:
     baseline = summary.get("baseline") or {}
     if baseline and not baseline.get("skipped") and baseline.get("baseline_auc") is not None:
         lines.append(
-            f"  {'baseline AUC':<16} {baseline['baseline_auc']:>14.3f}   (plain logistic regression on the raw signals, same held-out rows; "
-            f"at the proposal's cut it flags {baseline['flagged']} rows: sensitivity {baseline['baseline_sensitivity']:.1%}, "
-            f"specificity {baseline['baseline_specificity']:.1%})"
+            f"  baseline (plain logistic regression on the raw signals, same held-out rows): ROC AUC {baseline['baseline_auc']:.3f}; "
+            f"flagging as many rows as the proposal ({baseline['flagged']}): sensitivity {baseline['baseline_sensitivity']:.1%}, "
+            f"specificity {baseline['baseline_specificity']:.1%}"
         )
     for kind, f in (summary.get("fits") or {}).items():
         outside = f.get("out_of_range") or []
