@@ -118,7 +118,7 @@ from health_sandbox.store import (
     zd_user,
 )
 
-GENERATOR_VERSION = "4"
+GENERATOR_VERSION = "5"  # 5: the role hierarchy, the leaders, Account.Executive_Sponsor_User__c
 
 PLANS = ("starter", "growth", "enterprise")
 PLAN_SHARES = (0.55, 0.33, 0.12)
@@ -286,6 +286,23 @@ LAST_NAMES = (
     "Mensah",
     "Larsen",
 )
+# Leaders added after the other users: (role, title). Their roles sit in the hierarchy by
+# ROLE_PARENTS; the executives among them sponsor accounts (Account.Executive_Sponsor_User__c).
+LEADERS = (
+    ("Director of Customer Success", "Director of Customer Success"),
+    ("Support Manager", "Support Manager"),
+    ("Chief Revenue Officer", "Chief Revenue Officer"),
+    ("Chief Executive Officer", "Chief Executive Officer"),
+)
+EXECUTIVE_ROLES = ("Chief Revenue Officer", "Chief Executive Officer")
+ROLE_PARENTS = {
+    "Customer Success Manager": "Director of Customer Success",
+    "Director of Customer Success": "VP Customer Success",
+    "Support Manager": "VP Customer Success",
+    "VP Customer Success": "Chief Executive Officer",
+    "Account Executive": "Chief Revenue Officer",
+    "Chief Revenue Officer": "Chief Executive Officer",
+}
 SPONSOR_TITLES = ("VP Operations", "Chief Operating Officer", "VP Finance", "Director of Operations", "CTO")
 CONTACT_TITLES = ("Operations Manager", "Analyst", "Team Lead", "Product Admin", "IT Manager", "Coordinator")
 TICKET_TOPICS = (
@@ -887,8 +904,12 @@ class _World:
         modstamp[-2] = self.W0.astype("datetime64[s]") + np.timedelta64(
             int(rng.integers(0, self.D // 2)), "D"
         )
-        # Roles are their own object (UserRole); a user points at one through UserRoleId.
+        # Roles are their own object (UserRole); a user points at one through UserRoleId. The
+        # role hierarchy (ParentRoleId): CSMs report to the Director of Customer Success, who
+        # with the Support Manager reports to the VP, who reports to the CEO; the CRO too. The
+        # leaders' roles and users come after the others (their Ids and rows unchanged).
         role_names = list(dict.fromkeys(r[0] for r in roles if r[0] is not None))
+        role_names += [r for r, _ in LEADERS if r not in role_names]
         role_ids = dict(zip(role_names, salesforce_ids("00E", np.arange(len(role_names))), strict=True))
         self.counts["sf_user_role"] = _insert(
             store,
@@ -896,6 +917,7 @@ class _World:
             {
                 "Id": list(role_ids.values()),
                 "Name": role_names,
+                "ParentRoleId": [role_ids.get(ROLE_PARENTS.get(name, "")) for name in role_names],
                 "SystemModstamp": np.full(len(role_names), created.min()),
             },
         )
@@ -914,6 +936,27 @@ class _World:
             },
         )
         self.vp_id = ids[0]
+        # The leaders, after every other user: a generator of their own, so nothing above changes.
+        lead_rng = _rng(spec.seed, "sf_leaders")
+        lead_ids = salesforce_ids("User", n_users + np.arange(len(LEADERS)))
+        lead_names = [f"{f} {ln}" for f, ln in zip(_choice(lead_rng, FIRST_NAMES, len(LEADERS)),
+                                                     _choice(lead_rng, LAST_NAMES, len(LEADERS)), strict=True)]
+        self.counts["sf_user"] += _insert(
+            store,
+            sf_user,
+            {
+                "Id": lead_ids,
+                "Name": lead_names,
+                "Email": [f"{n.lower().replace(' ', '.')}@northpeak-saas.com" for n in lead_names],
+                "Title": [title for _, title in LEADERS],
+                "UserRoleId": [role_ids[r] for r, _ in LEADERS],
+                "IsActive": [True] * len(LEADERS),
+                "CreatedDate": np.full(len(LEADERS), created.min()),
+                "SystemModstamp": np.full(len(LEADERS), created.min()),
+            },
+        )
+        # Our executive sponsors of accounts: the VP of Customer Success and the C-level leaders.
+        self.executive_ids = [ids[0]] + [i for i, (r, _) in zip(lead_ids, LEADERS, strict=True) if r in EXECUTIVE_ROLES]
         csm_ids = np.array(ids[1 : 1 + n_csm], dtype=object)
         self.ae_ids = np.array(ids[1 + n_csm : 1 + n_csm + n_ae], dtype=object)
         owner = csm_ids[rng.integers(0, n_csm, N)]
@@ -1723,6 +1766,7 @@ class _World:
                     [self.since, np.array(["NaT", "NaT"], dtype="datetime64[D]")]
                 ),
                 "Product_Account_Id__c": list(product_ref) + [None, None],
+                "Executive_Sponsor_User__c": self._executive_sponsor_users() + [None, None],
                 "CreatedDate": np.concatenate([created, [W0s, W0s + np.timedelta64(40, "D")]]),
                 "SystemModstamp": np.concatenate([modstamp, [W0s, W0s + np.timedelta64(40, "D")]]),
                 "IsDeleted": [False] * (N + 2),
@@ -1731,6 +1775,15 @@ class _World:
         self._tasks(store, rng)
         self._opportunities(store, rng)
         self._nps(store, rng)
+
+    def _executive_sponsor_users(self) -> list[str | None]:
+        """Account.Executive_Sponsor_User__c: one of our executives for most enterprise accounts
+        and a few growth ones (a generator of its own: nothing else drawn changes)."""
+        rng = _rng(self.spec.seed, "executive_sponsor_users")
+        share = np.array([0.0, 0.25, 0.9])[self.plan]
+        assigned = rng.random(self.N) < share
+        pick = rng.integers(0, len(self.executive_ids), self.N)
+        return [self.executive_ids[k] if a else None for a, k in zip(assigned, pick, strict=True)]
 
     def _tasks(self, store: sqlite3.Connection, rng: np.random.Generator) -> None:
         N = self.N

@@ -200,6 +200,8 @@ STANDARD_FIELD_TYPES: dict[tuple[str, str], str] = {
 # ``Account__r``. Task's WhatId/WhoId/OwnerId point at several objects and are left out.
 REFERENCES: dict[tuple[str, str], str] = {
     ("User", "UserRoleId"): "UserRole",
+    ("UserRole", "ParentRoleId"): "UserRole",
+    ("Account", "Executive_Sponsor_User__c"): "User",
     ("Account", "OwnerId"): "User",
     ("Account", "ParentId"): "Account",
     ("Contact", "AccountId"): "Account",

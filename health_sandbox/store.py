@@ -58,6 +58,7 @@ sf_user_role = Table(  # UserRole: "Customer Success Manager", "VP Customer Succ
     store_metadata,
     Column("Id", String(18), primary_key=True),
     Column("Name", String(80)),
+    Column("ParentRoleId", String(18)),  # the role above it in the hierarchy (managers), or NULL at the top
     Column("SystemModstamp", DateTime),
 )
 
@@ -75,6 +76,7 @@ sf_account = Table(
     Column("ARR__c", Float),
     Column("Customer_Since__c", Date),
     Column("Product_Account_Id__c", String(40)),
+    Column("Executive_Sponsor_User__c", String(18)),  # Lookup(User): our executive sponsor of the account
     # Health writeback fields (written by the pipeline's CRM writeback).
     Column("Health_Score__c", Float),
     Column("Health_Zone__c", String(20)),

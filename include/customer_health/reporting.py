@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from datetime import date
 
 from sqlalchemy import Engine, func, select
@@ -140,7 +142,42 @@ def action_summary(engine: Engine, as_of: date) -> list[str]:
     return lines
 
 
+def playbook_summary(engine: Engine, as_of: date, examples: int = 3) -> list[str]:
+    """The playbooks that fired for ``as_of``: per playbook its accounts and actions, and the
+    first ``examples`` accounts with the driver that keyed it (as the outbox rows record them)."""
+    ob = s.action_outbox
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(ob.c.account_key, ob.c.action_type, ob.c.status, ob.c.payload, s.account_crosswalk.c.account_name)
+            .select_from(ob.outerjoin(s.account_crosswalk, s.account_crosswalk.c.account_key == ob.c.account_key))
+            .where(ob.c.trigger_date == as_of)
+            .order_by(ob.c.account_key, ob.c.action_type)
+        ).fetchall()
+    plays: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
+    types: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        payload = json.loads(r.payload) if r.payload else {}
+        if not payload.get("playbook"):
+            continue
+        play = (payload["playbook"], payload.get("rule") or "")
+        types[play][r.action_type] += 1
+        plays[play].setdefault(r.account_key, {"name": r.account_name or r.account_key, "driver": payload.get("driver")})
+    if not plays:
+        return [f"Playbooks on {as_of}: none fired (no account entered a playbook's zone with its driver that day)."]
+    lines = [f"Playbooks that fired on {as_of} (every action row records its rule and driver: "
+             "action_outbox.payload rule/driver; the account page shows them):"]
+    for (title, rule), accounts in sorted(plays.items()):
+        acts = ", ".join(f"{t.replace('_', ' ')} {n}" for t, n in sorted(types[(title, rule)].items()))
+        lines.append(f"  {title} ({rule}): {len(accounts)} account{'s' * (len(accounts) != 1)} - {acts}")
+        for key, info in list(accounts.items())[:examples]:
+            d = info["driver"]
+            driven = f"driven by {d['dimension']} ({d['reading']})" if d else "no driver on record"
+            lines.append(f"     {info['name']} [{key}]: {driven}")
+    return lines
+
+
 def demo_summary(engine: Engine, as_of: date) -> str:
     """Everything above, as one block of text."""
-    parts = [extraction_summary(engine), score_summary(engine, as_of), action_summary(engine, as_of)]
+    parts = [extraction_summary(engine), score_summary(engine, as_of), action_summary(engine, as_of),
+             playbook_summary(engine, as_of)]
     return "\n\n".join("\n".join(p) for p in parts)

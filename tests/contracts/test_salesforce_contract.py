@@ -120,6 +120,7 @@ STANDARD: dict[tuple[str, str], Std] = {
     # UserRole: the role's name lives here, not on User.
     ("UserRole", "Id"): Std("id", "UserRole", False, "system"),
     ("UserRole", "Name"): Std("string", "UserRole"),
+    ("UserRole", "ParentRoleId"): Std("reference", "UserRole", reference_to="UserRole"),  # the role hierarchy
     ("UserRole", "SystemModstamp"): Std("datetime", "UserRole", False, "system"),
     **_system("Account"),
     ("Account", "Name"): Std("string", "Account"),

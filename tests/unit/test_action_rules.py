@@ -304,7 +304,8 @@ def wh(warehouse_url) -> Warehouse:
 def test_entering_at_risk_writes_a_pending_checkin_due_in_48_hours_with_the_why(wh):
     wh.score(wh.account("001A", "Acme"), D, "At Risk", 41, "Neutral", delta_30=-18.0)
     report = decide_actions(wh.engine, D, "v1", RULES)
-    assert report.by_type == {"checkin_task": 1, "campaign_pause": 1}
+    # The decline is driven by engagement (active users): the engagement playbook fires too.
+    assert report.by_type == {"checkin_task": 1, "campaign_pause": 1, "enablement_session_task": 1, "training_invite": 1}
     [row] = wh.outbox(action_type="checkin_task")
     assert row.idempotency_key == "001A:checkin_task:2026-10-01:v1"
     assert (row.status, row.target) == ("pending", "salesforce")
@@ -404,10 +405,13 @@ def test_recovery_withdraws_undelivered_rescue_tasks_and_completes_delivered_one
     wh.score(a, day1, "Neutral", 60, "At Risk")
     wh.score(b, day1, "Neutral", 60, "At Risk")
     report = decide_actions(wh.engine, day1, "v1", RULES)
-    assert report.withdrawn == 2
-    assert {r.status for r in wh.outbox(account_key=b, trigger_date=day0)} == {"suppressed"}
+    # Bolt's check-in, pause and the engagement playbook's enablement session (a rescue task: the
+    # decline is engagement-driven); its training invite is not a rescue and stays due.
+    assert report.withdrawn == 3
+    assert {r.status for r in wh.outbox(account_key=b, trigger_date=day0) if r.action_type != "training_invite"} == {
+        "suppressed"}
     complete = json.loads(wh.outbox(action_type="rescue_tasks_complete")[0].payload)
-    assert complete["complete_keys"] == [f"{a}:checkin_task:{day0}:v1"]
+    assert complete["complete_keys"] == [f"{a}:checkin_task:{day0}:v1", f"{a}:enablement_session_task:{day0}:v1"]
     resume = json.loads(wh.outbox(action_type="campaign_resume")[0].payload)
     assert resume["resume_keys"] == [f"{a}:campaign_pause:{day0}:v1"]
     assert [r.account_key for r in wh.outbox(action_type="campaign_resume")] == [a]

@@ -51,6 +51,19 @@ TRIGGERS = (
     "recovery",
 )
 TRANSITION_TRIGGERS = ("healthy_to_neutral", "entering_at_risk", "entering_critical", "recovery")
+# Who a Salesforce task is assigned to (``route_to``): the account's owner (the CSM), the CSM's
+# manager up the Salesforce role hierarchy, a User holding the support manager role, or the VP of
+# Customer Success. Whoever cannot be found, the task falls back (manager and support manager to
+# the VP of Customer Success, the VP to the owner) and says so in its description.
+ROUTES = ("owner", "manager", "support_manager", "vp_customer_success")
+# What a playbook task lists for the CSM (``details``), read from the warehouse on the day.
+TASK_DETAILS = ("unused_features", "support_tickets", "billing", "executive_sponsor", "manager_review")
+# Which of the stored drivers a playbook selects on: ``shortfall`` - the signal with the largest
+# weighted shortfall (the first of the score's drivers pulling it down); ``change`` - the signal
+# that lost most over the change window (30 days; the most negative of the drivers' changes).
+DRIVEN_BY = ("shortfall", "change")
+VALUE_TIERS = ("any", "high_value", "standard")
+TRAJECTORIES = ("Improving", "Stable", "Declining")
 
 
 class ActionRulesError(ValueError):
@@ -81,6 +94,9 @@ class ActionSpec:
     content: dict[str, Any] = field(default_factory=dict)
     mode: str = "live"
     daily_cap: int | None = None
+    route_to: str = "owner"  # salesforce_task: who the task is assigned to (ROUTES)
+    details: tuple[str, ...] = ()  # salesforce_task: what it lists (TASK_DETAILS)
+    instructions: str | None = None  # salesforce_task: the line telling the assignee what to do
 
     @property
     def target(self) -> str:
@@ -170,6 +186,40 @@ class TriggerSpec:
 
 
 @dataclass(frozen=True)
+class PlaybookSpec:
+    """A play keyed to band and driver: fires the day an account enters ``to_zones`` when the
+    signal driving its score is of ``driver_dimension`` (and/or is ``driver_signal``).
+
+    ``driven_by`` says which drivers count: ``shortfall`` (the largest weighted shortfall) and/or
+    ``change`` (the largest fall over the change window), tried in that order. Besides the zone
+    entered, ``from_zones`` (empty: any other zone or the first score), ``value_tier`` and
+    ``trajectory`` (the 90-day trend label) narrow who gets it. A playbook without a driver
+    selector selects on band, tier and trajectory only (the high-value manager review).
+    """
+
+    name: str
+    title: str
+    to_zones: tuple[str, ...]
+    white_glove: tuple[str, ...]
+    automated: tuple[str, ...]
+    from_zones: tuple[str | None, ...] = ()
+    value_tier: str = "any"
+    trajectory: tuple[str, ...] = ()
+    driver_dimension: str | None = None
+    driver_signal: str | None = None
+    driven_by: tuple[str, ...] = ("shortfall",)
+
+    @property
+    def selects_driver(self) -> bool:
+        """Whether the playbook is keyed to a driver (dimension or signal)."""
+        return self.driver_dimension is not None or self.driver_signal is not None
+
+    def actions_for(self, high_value: bool) -> tuple[str, ...]:
+        """The action types of the account's track."""
+        return self.white_glove if high_value else self.automated
+
+
+@dataclass(frozen=True)
 class ActionRules:
     """The validated action rules."""
 
@@ -189,6 +239,9 @@ class ActionRules:
     programmes: dict[str, ProgrammeSelector] = field(default_factory=dict)
     segments: dict[str, SegmentSpec] = field(default_factory=dict)
     pause_status: str = "Paused"  # the CampaignMember status a pause sets (Salesforce Campaigns)
+    playbooks: dict[str, PlaybookSpec] = field(default_factory=dict)
+    support_manager_role: str | None = None  # the Salesforce role whose holder reviews support plays
+    finance_contact_titles: tuple[str, ...] = ()  # a Contact whose Title contains one is a finance contact
 
     def is_high_value(self, arr: float | None, plan: str | None) -> bool:
         """White-glove track: ARR at or above the threshold, or a high-value plan."""
@@ -295,7 +348,8 @@ def parse_action_rules(data: Any, source: str = "<memory>") -> ActionRules:
             raise r.fail(f"{where}.kind", f"unknown kind {kind!r}; use one of {', '.join(ACTION_KINDS)}")
         known = {
             "kind", "cooldown_days", "one_open_per_account", "rescue", "subject", "task_type", "priority",
-            "due_in_days", "programmes", "status", "content", "mode", "daily_cap",
+            "due_in_days", "programmes", "status", "content", "mode", "daily_cap", "route_to", "details",
+            "instructions",
         }
         unknown = set(spec) - known
         if unknown:
@@ -315,7 +369,14 @@ def parse_action_rules(data: Any, source: str = "<memory>") -> ActionRules:
             content=r.get(spec, "content", where, dict, {}),
             mode=r.choice(r.get(spec, "mode", where, str, "live"), MODES, f"{where}.mode"),
             daily_cap=r.cap(r.get(spec, "daily_cap", where, (int, type(None)), None), f"{where}.daily_cap"),
+            route_to=r.choice(r.get(spec, "route_to", where, str, "owner"), ROUTES, f"{where}.route_to"),
+            details=tuple(
+                r.choice(d, TASK_DETAILS, f"{where}.details") for d in r.get(spec, "details", where, list, [])
+            ),
+            instructions=r.get(spec, "instructions", where, str, None),
         )
+        if kind != "salesforce_task" and (action.route_to != "owner" or action.details or action.instructions):
+            raise r.fail(where, "route_to, details and instructions apply to salesforce_task actions only")
         if kind == "salesforce_task" and not action.subject:
             raise r.fail(f"{where}.subject", "a salesforce_task needs a subject (what the CSM sees)")
         if kind == "campaign_enrol" and len(action.programmes) != 1:
@@ -362,6 +423,7 @@ def parse_action_rules(data: Any, source: str = "<memory>") -> ActionRules:
             kwargs["min_delta_30"] = r.get(spec, "min_delta_30", where, (int, float), None)
         triggers[name] = TriggerSpec(name=name, **tracks, **kwargs)
 
+    playbooks = _playbooks(r, r.get(doc, "playbooks", "rules", dict, {}), actions)
     programmes = _programmes(r, r.get(doc, "programmes", "rules", dict, {}))
     for action in actions.values():
         for group in action.programmes:
@@ -400,7 +462,65 @@ def parse_action_rules(data: Any, source: str = "<memory>") -> ActionRules:
         programmes=programmes,
         segments=segments,
         pause_status=pause_status,
+        playbooks=playbooks,
+        support_manager_role=r.get(routing, "support_manager_role", "routing", str, None),
+        finance_contact_titles=tuple(
+            str(t).strip().lower() for t in r.get(routing, "finance_contact_titles", "routing", list, []) if str(t).strip()
+        ),
     )
+
+
+def _playbooks(r: _Reader, raw: dict[str, Any], actions: dict[str, ActionSpec]) -> dict[str, PlaybookSpec]:
+    """The playbooks keyed to band and driver; an unknown dimension or signal fails naming it."""
+    from customer_health.scoring.signal_catalog import DIMENSIONS, SIGNALS
+
+    known = {"title", "to_zones", "from_zones", "value_tier", "trajectory", "driver_dimension", "driver_signal",
+             "driven_by", "white_glove", "automated"}
+    out = {}
+    for name, spec in r.mapping(raw, "playbooks").items():
+        where = f"playbooks.{name}"
+        spec = r.mapping(spec, where)
+        unknown = set(spec) - known
+        if unknown:
+            raise r.fail(where, f"unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        if name in TRIGGERS:
+            raise r.fail(where, "a playbook cannot take a trigger's name; rename it")
+        tracks = {}
+        for track in ("white_glove", "automated"):
+            listed = r.get(spec, track, where, list)
+            for action_type in listed:
+                if action_type not in actions:
+                    raise r.fail(f"{where}.{track}",
+                                 f"action {action_type!r} is not defined under actions; define it or remove it")
+            tracks[track] = tuple(listed)
+        dimension = r.get(spec, "driver_dimension", where, str, None)
+        if dimension is not None and dimension not in DIMENSIONS:
+            raise r.fail(f"{where}.driver_dimension",
+                         f"unknown dimension {dimension!r}; use one of {', '.join(DIMENSIONS)}")
+        signal = r.get(spec, "driver_signal", where, str, None)
+        if signal is not None and signal not in SIGNALS:
+            raise r.fail(f"{where}.driver_signal", f"unknown signal {signal!r}; use one of {', '.join(SIGNALS)}")
+        if signal is not None and dimension is not None and SIGNALS[signal].dimension != dimension:
+            raise r.fail(where, f"driver_signal {signal!r} is a {SIGNALS[signal].dimension} signal, "
+                                f"not {dimension}: it could never fire; fix one of them")
+        driven_by = r.get(spec, "driven_by", where, list, ["shortfall"])
+        if not driven_by:
+            raise r.fail(f"{where}.driven_by", f"expected a non-empty list of {', '.join(DRIVEN_BY)}")
+        trajectory = r.get(spec, "trajectory", where, list, [])
+        to_zones = r.zones(r.get(spec, "to_zones", where, list), f"{where}.to_zones")
+        out[name] = PlaybookSpec(
+            name=name,
+            title=r.get(spec, "title", where, str),
+            to_zones=to_zones,  # type: ignore[arg-type]
+            from_zones=r.zones(spec["from_zones"], f"{where}.from_zones", True) if "from_zones" in spec else (),
+            value_tier=r.choice(r.get(spec, "value_tier", where, str, "any"), VALUE_TIERS, f"{where}.value_tier"),
+            trajectory=tuple(r.choice(t, TRAJECTORIES, f"{where}.trajectory") for t in trajectory),
+            driver_dimension=dimension,
+            driver_signal=signal,
+            driven_by=tuple(r.choice(d, DRIVEN_BY, f"{where}.driven_by") for d in driven_by),
+            **tracks,
+        )
+    return out
 
 
 def _programmes(r: _Reader, raw: dict[str, Any]) -> dict[str, ProgrammeSelector]:

@@ -25,11 +25,13 @@ from customer_health import wording
 from customer_health.actions import outbox
 from customer_health.actions.config import ActionRules, ActionSpec
 from customer_health.actions.release import ReleaseReport, release_day
-from customer_health.actions.rules import AccountHealth, PastAction, decide_for_account
+from customer_health.actions.rules import AccountHealth, PastAction, TriggeredAction, decide_for_account
 from customer_health.scoring.drivers import read_drivers
+from customer_health.scoring.signal_catalog import SIGNALS
 from customer_health.sources.salesforce_fields import api_name
 from customer_health.warehouse.schema import (
     account_crosswalk,
+    account_identity_map,
     action_outbox,
     health_scores,
     raw_product_feature,
@@ -38,6 +40,9 @@ from customer_health.warehouse.schema import (
     raw_sf_contact,
     raw_sf_task,
     raw_sf_user,
+    raw_stripe_invoice,
+    raw_zd_ticket,
+    signal_values,
 )
 
 BACKFILL_NOTE = "decided by a run that does not dispatch (backfill or dispatch=false); not delivered"
@@ -95,6 +100,13 @@ class AccountContext:
     contact_emails: list[str]
     sponsor: Person | None  # the customer's executive sponsor (a Contact): named, never written to
     contacts: list[dict[str, str]] = field(default_factory=list)  # {"id": Contact Id, "email": ...}
+    finance_contact: Person | None = None  # the customer's finance contact (a Contact, by title)
+    owner_name: str | None = None
+    # The owner's manager up the Salesforce role hierarchy (UserRole.ParentRoleId), or None.
+    manager: Person | None = None
+    support_manager: Person | None = None  # an active User holding routing.support_manager_role
+    # The account's internal executive sponsor: a Salesforce User (Account.Executive_Sponsor_User__c).
+    executive_sponsor_user: Person | None = None
 
     @property
     def customer_domains(self) -> set[str]:
@@ -128,6 +140,9 @@ def load_account_health(conn: Connection, as_of: date, model_version: str, rules
     previous_date, previous = _previous_scores(conn, as_of, model_version)
     streaks = _healthy_streaks(conn, as_of, model_version)
     unused = _unused_core_features(conn, as_of, rules.feature_usage_window_days)
+    # The drivers' values in words, for the accounts whose zone changed (the rules that name a
+    # driver - the transitions and the playbooks - fire on a zone change only).
+    readings = _driver_readings(conn, as_of, [r for r in rows if r.zone != r.previous_zone])
     accounts = []
     for r in rows:
         higher = n - _count_at_or_below(scores, r.score)
@@ -150,9 +165,36 @@ def load_account_health(conn: Connection, as_of: date, model_version: str, rules
                 unused_core_features=unused.get(r.product_account_id, ()) if r.product_account_id else (),
                 previous_score=previous.get(r.account_key),
                 previous_date=previous_date if r.account_key in previous else None,
+                readings=readings.get(r.account_key, {}),
             )
         )
     return accounts
+
+
+def _driver_readings(conn: Connection, as_of: date, rows: Sequence[Any]) -> dict[str, dict[str, str]]:
+    """Per account, its drivers' signal values on ``as_of`` in words (``signal_values``)."""
+    wanted: dict[str, set[str]] = {}
+    for r in rows:
+        drivers = read_drivers(r.drivers)
+        signals = {d.signal for d in (*drivers.down[:1], *drivers.changes) if d.signal in SIGNALS}
+        if signals:
+            wanted[r.account_key] = signals
+    if not wanted:
+        return {}
+    columns = sorted({s for signals in wanted.values() for s in signals} & set(signal_values.c.keys()))
+    out: dict[str, dict[str, str]] = {}
+    keys = sorted(wanted)
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        for row in conn.execute(
+            select(signal_values.c.account_key, *(signal_values.c[c] for c in columns))
+            .where(signal_values.c.as_of_date == as_of, signal_values.c.account_key.in_(chunk))
+        ):
+            m = row._mapping
+            out[row.account_key] = {
+                s: SIGNALS[s].describe(m[s]) for s in wanted[row.account_key] if s in columns
+            }
+    return out
 
 
 def _previous_scores(conn: Connection, as_of: date, model_version: str) -> tuple[date | None, dict[str, int]]:
@@ -264,16 +306,26 @@ def is_open_action(row: Any, spec: ActionSpec | None) -> bool:
 
 def load_contexts(conn: Connection, account_keys: list[str], rules: ActionRules) -> dict[str, AccountContext]:
     """Owner (or the default queue), contact e-mails and executive sponsor per account."""
-    active_users = {
-        r.id
+    users = conn.execute(
+        select(raw_sf_user.c.id, raw_sf_user.c.name, raw_sf_user.c.email, raw_sf_user.c.role,
+               raw_sf_user.c.role_id, raw_sf_user.c.parent_role_id, raw_sf_user.c.is_active)
+        .where(raw_sf_user.c.is_deleted.is_(False))
+        .order_by(raw_sf_user.c.id)
+    ).fetchall()
+    hierarchy = RoleHierarchy(users)
+    active_users = {u.id: u.name for u in users if u.is_active}
+    accounts = {
+        r.id: r
         for r in conn.execute(
-            select(raw_sf_user.c.id).where(raw_sf_user.c.is_active.is_(True), raw_sf_user.c.is_deleted.is_(False))
+            select(raw_sf_account.c.id, raw_sf_account.c.owner_id, raw_sf_account.c.executive_sponsor_user_id)
+            .where(raw_sf_account.c.id.in_(account_keys))
         )
     }
-    owners = dict(
-        conn.execute(select(raw_sf_account.c.id, raw_sf_account.c.owner_id).where(raw_sf_account.c.id.in_(account_keys)))
-        .tuples()
-        .all()
+    owners = {key: r.owner_id for key, r in accounts.items()}
+    support = next(
+        (hierarchy.person(u) for u in users if u.is_active and rules.support_manager_role
+         and u.role == rules.support_manager_role),
+        None,
     )
     contacts: dict[str, list[Any]] = defaultdict(list)
     for c in conn.execute(
@@ -287,6 +339,7 @@ def load_contexts(conn: Connection, account_keys: list[str], rules: ActionRules)
         owner = owners.get(key)
         people = contacts.get(key, [])
         sponsor = next((c for c in people if c.is_executive_sponsor), None)
+        finance = finance_contact(people, rules.finance_contact_titles)
         contexts[key] = AccountContext(
             owner_id=owner if owner in active_users else rules.default_queue_user_id,
             owner_is_queue=owner not in active_users,
@@ -295,8 +348,65 @@ def load_contexts(conn: Connection, account_keys: list[str], rules: ActionRules)
             sponsor=Person(sponsor.id, f"{sponsor.first_name or ''} {sponsor.last_name or ''}".strip(), sponsor.email)
             if sponsor is not None
             else None,
+            finance_contact=_person(finance) if finance is not None else None,
+            owner_name=active_users.get(owner) if owner in active_users else None,
+            manager=hierarchy.manager_of(owner) if owner in active_users else None,
+            support_manager=support,
+            executive_sponsor_user=hierarchy.active(accounts[key].executive_sponsor_user_id) if key in accounts else None,
         )
     return contexts
+
+
+class RoleHierarchy:
+    """The Salesforce role hierarchy as extracted: each user's role (``UserRoleId``) and the role
+    above it (``UserRole.ParentRoleId``)."""
+
+    def __init__(self, users: Sequence[Any]) -> None:
+        self.users = {u.id: u for u in users}
+        self.parent: dict[str, str | None] = {}
+        self.holders: dict[str, list[Any]] = defaultdict(list)
+        for u in users:
+            if u.role_id:
+                self.parent.setdefault(u.role_id, u.parent_role_id)
+                if u.is_active:
+                    self.holders[u.role_id].append(u)
+
+    @staticmethod
+    def person(user: Any) -> Person:
+        return Person(user.id, user.name or user.id, user.email)
+
+    def active(self, user_id: str | None) -> Person | None:
+        """The active User ``user_id`` as a Person, None when unknown or inactive."""
+        user = self.users.get(user_id) if user_id else None
+        return self.person(user) if user is not None and user.is_active else None
+
+    def manager_of(self, user_id: str | None) -> Person | None:
+        """The user's manager: an active User in the role above the user's, going further up while
+        a role has nobody active in it; None when the user has no role or nobody is found."""
+        user = self.users.get(user_id) if user_id else None
+        role = user.parent_role_id if user is not None else None
+        seen: set[str] = set()
+        while role and role not in seen:
+            seen.add(role)
+            holders = [u for u in self.holders.get(role, []) if u.id != user_id]
+            if holders:
+                return self.person(holders[0])
+            role = self.parent.get(role)
+        return None
+
+
+def _person(contact: Any) -> Person:
+    return Person(contact.id, f"{contact.first_name or ''} {contact.last_name or ''}".strip(), contact.email)
+
+
+def finance_contact(people: Sequence[Any], titles: Sequence[str]) -> Any | None:
+    """The account's finance contact: the first Contact (by Id) whose Title contains one of
+    ``titles`` (``routing.finance_contact_titles``, case-insensitive); None when none does."""
+    for c in sorted(people, key=lambda c: c.id):
+        title = (c.title or "").lower()
+        if title and any(t in title for t in titles):
+            return c
+    return None
 
 
 def campaign_contacts(people: Sequence[Any]) -> list[dict[str, str]]:
@@ -325,15 +435,186 @@ def load_vps_customer_success(conn: Connection, rules: ActionRules) -> list[Pers
 
 
 def escalation_recipients(vps: Sequence[Person], ctx: AccountContext, rules: ActionRules) -> list[str]:
-    """Who receives an internal escalation: the VPs of Customer Success and the configured addresses.
+    """Who receives an internal escalation: the VPs of Customer Success, the account's internal
+    executive sponsor (the Salesforce User on ``Account.Executive_Sponsor_User__c``) and the
+    configured addresses.
 
     Internal people only. The customer's contacts (their executive sponsor included) are never
     addressed, and any address in a domain of the account's contacts is dropped, configured or
     not: an internal message with internal drivers must not reach the customer.
     """
     customer = ctx.customer_domains
-    wanted = [p.email.strip().lower() for p in vps if p.email] + list(rules.escalation_recipients)
+    internal = [*vps, *([ctx.executive_sponsor_user] if ctx.executive_sponsor_user else [])]
+    wanted = [p.email.strip().lower() for p in internal if p.email] + list(rules.escalation_recipients)
     return sorted({a for a in wanted if a.rsplit("@", 1)[-1] not in customer})
+
+
+# ----------------------------------------------------------------------------- playbook tasks
+def _as_of_end(as_of: date) -> Any:
+    from datetime import datetime, time
+
+    return datetime.combine(as_of + timedelta(days=1), time(0))
+
+
+def task_details(
+    conn: Connection, spec: ActionSpec, account: AccountHealth, ctx: AccountContext, rules: ActionRules
+) -> list[str]:
+    """The lines a playbook task lists (``details`` of its action type), read as of the trigger date."""
+    lines: list[str] = []
+    for detail in spec.details:
+        if detail == "unused_features":
+            window = wording.days(rules.feature_usage_window_days)
+            lines.append(
+                f"Core features not used in the last {window}: {', '.join(account.unused_core_features)}."
+                if account.unused_core_features
+                else f"Every core feature was used in the last {window}: review depth of use instead."
+            )
+        elif detail == "support_tickets":
+            lines += _support_ticket_lines(conn, account)
+        elif detail == "billing":
+            lines += _billing_lines(conn, account, ctx)
+        elif detail == "executive_sponsor":
+            sponsor = f"{ctx.sponsor.name} ({ctx.sponsor.email or 'no e-mail on record'})" if ctx.sponsor else "none on record"
+            lines.append(f"Customer's executive sponsor: {sponsor}.")
+            if ctx.executive_sponsor_user is not None:
+                lines.append(f"Our executive sponsor for the account: {ctx.executive_sponsor_user.name}.")
+        elif detail == "manager_review":
+            owner = ctx.owner_name or ("the customer-success queue" if ctx.owner_is_queue else "the account owner")
+            lines.append(f"Account owner: {owner}. ARR: {_money(account.arr)}. Plan: {account.plan or 'unknown'}.")
+    return lines
+
+
+def _money(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:,.0f}"
+
+
+def _identities(conn: Connection, system: str, account_key: str) -> list[str]:
+    """Every source id of ``system`` mapped to the account (duplicates in the source included)."""
+    rows = conn.execute(
+        select(account_identity_map.c.source_id)
+        .where(account_identity_map.c.system == system, account_identity_map.c.account_key == account_key)
+        .order_by(account_identity_map.c.source_id)
+    ).scalars().all()
+    return list(rows)
+
+
+HIGH_SEVERITY = ("urgent", "high")
+RECENT_TICKET_DAYS = 90  # solved high-severity tickets listed as context (the severity signal's window)
+
+
+def _support_ticket_lines(conn: Connection, account: AccountHealth) -> list[str]:
+    """The account's high-severity Zendesk tickets open at the end of the trigger date."""
+    orgs = [int(o) for o in _identities(conn, "zendesk", account.account_key) if str(o).isdigit()]
+    if not orgs:
+        return ["No Zendesk organization is mapped to the account: no tickets to list."]
+    end = _as_of_end(account.as_of)
+    t = raw_zd_ticket
+    rows = conn.execute(
+        select(t.c.id, t.c.subject, t.c.priority, t.c.created_at, t.c.solved_at)
+        .where(
+            t.c.organization_id.in_(orgs), t.c.is_deleted.is_(False), t.c.priority.in_(HIGH_SEVERITY),
+            t.c.created_at < end,
+            or_(t.c.solved_at.is_(None), t.c.solved_at >= end - timedelta(days=RECENT_TICKET_DAYS)),
+        )
+        .order_by(case((t.c.priority == "urgent", 0), else_=1), t.c.created_at, t.c.id)
+    ).fetchall()
+    still_open = [r for r in rows if r.solved_at is None or r.solved_at >= end]
+    solved = [r for r in rows if r not in still_open]
+    lines = []
+    if still_open:
+        lines.append(f"Open urgent and high-priority tickets ({len(still_open)}):")
+        for r in still_open[:10]:
+            opened = _as_date(r.created_at)
+            lines.append(f"- #{r.id} [{r.priority}] {_subject(r.subject)} "
+                         f"(open since {opened.isoformat()}, {wording.days((account.as_of - opened).days)})")
+        if len(still_open) > 10:
+            lines.append(f"- and {wording.count(len(still_open) - 10, 'more open ticket')}")
+    else:
+        lines.append("No urgent or high-priority ticket was open on the day.")
+    if solved:
+        lines.append(f"Urgent and high-priority tickets solved in the last {wording.days(RECENT_TICKET_DAYS)} "
+                     f"({len(solved)}):")
+        lines += [f"- #{r.id} [{r.priority}] {_subject(r.subject)} (opened {_as_date(r.created_at).isoformat()}, "
+                  f"solved {_as_date(r.solved_at).isoformat()})" for r in solved[-5:]]
+    return lines
+
+
+def _subject(text: str | None) -> str:
+    return " ".join((text or "(no subject)").split())
+
+
+def _billing_lines(conn: Connection, account: AccountHealth, ctx: AccountContext) -> list[str]:
+    """Overdue invoices and failed payments on the trigger date (Stripe), and who to contact."""
+    customers = _identities(conn, "stripe", account.account_key)
+    lines: list[str] = []
+    if ctx.finance_contact is not None:
+        lines.append(f"Customer's finance contact: {ctx.finance_contact.name} "
+                     f"({ctx.finance_contact.email or 'no e-mail on record'}).")
+    else:
+        lines.append("No finance contact on record (no contact whose title names finance or billing): "
+                     "ask the customer's main contact who handles invoices.")
+    if not customers:
+        return [*lines, "No Stripe customer is mapped to the account: no invoices to list."]
+    end = _as_of_end(account.as_of)
+    i = raw_stripe_invoice
+    unpaid = and_(
+        i.c.customer_id.in_(customers), i.c.is_deleted.is_(False), i.c.created_at < end,
+        i.c.status.in_(("open", "uncollectible", "paid")), or_(i.c.paid_at.is_(None), i.c.paid_at >= end),
+        i.c.amount_due > 0,
+    )
+    rows = conn.execute(
+        select(i.c.id, i.c.amount_due, i.c.due_date, i.c.attempt_count, i.c.status).where(unpaid)
+        .order_by(i.c.due_date, i.c.id)
+    ).fetchall()
+    overdue = [r for r in rows if r.due_date is not None and _as_date(r.due_date) < account.as_of]
+    failed = [r for r in rows if (r.attempt_count or 0) > 0]
+    if overdue:
+        lines.append(f"Overdue invoices ({len(overdue)}, {_money(sum(r.amount_due for r in overdue) / 100)} due):")
+        lines += [f"- {r.id}: {_money(r.amount_due / 100)}, due {_as_date(r.due_date).isoformat()} "
+                  f"({wording.days((account.as_of - _as_date(r.due_date)).days)} overdue)" for r in overdue[:10]]
+    else:
+        lines.append("No overdue invoice on the day.")
+    if failed:
+        lines.append(f"Failed payments ({wording.count(len(failed), 'unpaid invoice')} with a failed charge):")
+        lines += [f"- {r.id}: {_money(r.amount_due / 100)}, {wording.count(r.attempt_count, 'failed attempt')}"
+                  for r in failed[:10]]
+    else:
+        lines.append("No failed payment on the day.")
+    return lines
+
+
+def route_task(spec: ActionSpec, ctx: AccountContext, vps: Sequence[Person], rules: ActionRules) -> tuple[str, str | None]:
+    """Who a task is assigned to (``spec.route_to``), and a line saying so when it fell back."""
+    vp = vps[0] if vps else None
+    if spec.route_to == "manager":
+        if ctx.manager is not None and ctx.manager.id:
+            return ctx.manager.id, f"Routed to {ctx.manager.name}, the account owner's manager (Salesforce role hierarchy)."
+        if vp is not None and vp.id:
+            return vp.id, (f"Routed to {vp.name}, the VP of Customer Success: no manager of the account owner "
+                           "was found in the Salesforce role hierarchy.")
+        return ctx.owner_id, "No manager and no VP of Customer Success found: assigned to the account owner."
+    if spec.route_to == "support_manager":
+        if ctx.support_manager is not None and ctx.support_manager.id:
+            return ctx.support_manager.id, f"Routed to {ctx.support_manager.name}, the support manager."
+        role = rules.support_manager_role or "support manager"
+        if vp is not None and vp.id:
+            return vp.id, (f"Routed to {vp.name}, the VP of Customer Success: no active Salesforce User holds "
+                           f"the role {role!r}.")
+        return ctx.owner_id, f"No active Salesforce User holds the role {role!r}: assigned to the account owner."
+    if spec.route_to == "vp_customer_success":
+        if vp is not None and vp.id:
+            return vp.id, None
+        return ctx.owner_id, "No VP of Customer Success found: assigned to the account owner."
+    return ctx.owner_id, None
+
+
+def rule_line(action: TriggeredAction) -> str:
+    """``"Rule: entering at risk - driven by engagement (...)."``: the rule and the driver, for a
+    trigger's task (a playbook's reason already opens with its ``Playbook:`` line)."""
+    rule = action.trigger.replace("_", " ")
+    if action.driver is None:
+        return f"Rule: {rule}."
+    return f"Rule: {rule} - driven by {action.driver.dimension} ({action.driver.describe()})."
 
 
 # ----------------------------------------------------------------------------- payloads
@@ -346,14 +627,27 @@ def build_payload(
     vps: Sequence[Person],
     related: tuple[str, ...],
     rules: ActionRules,
+    *,
+    details: Sequence[str] = (),
+    rule: str | None = None,
 ) -> tuple[dict[str, Any] | None, str | None]:
-    """The payload the dispatcher delivers, or ``(None, why)`` when there is nobody to address."""
+    """The payload the dispatcher delivers, or ``(None, why)`` when there is nobody to address.
+
+    ``details`` are the lines a playbook task lists (``task_details``); ``rule`` the line naming
+    the rule and driver of a trigger's task (``rule_line``).
+    """
     features = list(account.unused_core_features)
     vp = vps[0] if vps else None
     if spec.kind == "salesforce_task":
         due = account.as_of + timedelta(days=spec.due_in_days)
-        owner = vp.id if spec.action_type == "emergency_review_task" and vp and vp.id else ctx.owner_id
-        lines = [reason, "", f"Due {due.isoformat()}."]
+        owner, routed = route_task(spec, ctx, vps, rules)
+        if spec.action_type == "emergency_review_task" and vp and vp.id:
+            owner = vp.id
+        lines = [reason, "", *details, *([""] if details else []), f"Due {due.isoformat()}."]
+        if spec.instructions:
+            lines.append(spec.instructions)
+        if routed:
+            lines.append(routed)
         if spec.action_type == "checkin_task":
             lines.append("Call the customer within 48 hours: confirm what changed and agree next steps.")
         if spec.action_type == "emergency_review_task":
@@ -365,8 +659,10 @@ def build_payload(
         if features and spec.action_type == "adoption_review_task" and "Core features not used" not in reason:
             window = wording.days(rules.feature_usage_window_days)
             lines.append(f"Core features not used in the last {window}: {', '.join(features)}.")
-        if ctx.owner_is_queue:
+        if ctx.owner_is_queue and owner == ctx.owner_id:
             lines.append("The account has no active owner: assigned to the customer-success queue.")
+        if rule:
+            lines.append(rule)
         fields = {
             "Subject": spec.subject,
             "Description": "\n".join(lines),
@@ -378,6 +674,10 @@ def build_payload(
             "WhatId": account.account_key,
         }
         if spec.action_type in ("emergency_review_task", "advocacy_conversation_task") and ctx.sponsor and ctx.sponsor.id:
+            fields["WhoId"] = ctx.sponsor.id
+        elif "billing" in spec.details and ctx.finance_contact and ctx.finance_contact.id:
+            fields["WhoId"] = ctx.finance_contact.id
+        elif "executive_sponsor" in spec.details and ctx.sponsor and ctx.sponsor.id:
             fields["WhoId"] = ctx.sponsor.id
         return {"sobject": "Task", "external_id_field": api_name("Task.health_action_key"), "fields": fields}, None
     if spec.kind == "salesforce_task_complete":
@@ -399,13 +699,15 @@ def build_payload(
         payload.update(spec.content)
         return payload, None
     sponsor = f"{ctx.sponsor.name} (customer contact)" if ctx.sponsor else "none on record"
+    ours = ctx.executive_sponsor_user.name if ctx.executive_sponsor_user else "none on record"
     vp_names = ", ".join(p.name for p in vps) or f"no active Salesforce User with the role {rules.vp_customer_success_role!r}"
     if spec.kind == "slack":
         lines = [
             f":rotating_light: *Executive escalation: {wording.slack(account.name)} is Critical* "
             f"(health score {account.score})",
             *(wording.slack(line) for line in reason.splitlines()),
-            f"VP of Customer Success: {wording.slack(vp_names)} | Customer's executive sponsor: {wording.slack(sponsor)}",
+            f"VP of Customer Success: {wording.slack(vp_names)} | Our executive sponsor: {wording.slack(ours)} "
+            f"| Customer's executive sponsor: {wording.slack(sponsor)}",
         ]
         return {"text": "\n".join(lines), "account_key": account.account_key}, None
     if spec.kind == "email":
@@ -418,6 +720,7 @@ def build_payload(
         paragraphs = [
             f"{wording.html(account.name)} has entered the Critical health zone (health score {account.score}).",
             "<br>".join(wording.html(line) for line in reason.splitlines()),
+            f"Our executive sponsor of the account: {wording.html(ours)}. "
             f"Customer's executive sponsor: {wording.html(sponsor)}.",
             "An emergency review and a recovery plan have been scheduled with the account team.",
             "<small>Internal: customer-health escalation. Do not forward to the customer.</small>",
@@ -489,14 +792,21 @@ def decide_actions(
                         continue
                 spec = rules.action(action_type)
                 key = outbox.idempotency_key(account.account_key, action_type, as_of, model_version)
+                ctx = contexts[account.account_key]
                 payload, why_not = build_payload(
-                    spec, account, decision.action.reason, key, contexts[account.account_key], vps, related, rules
+                    spec, account, decision.action.reason, key, ctx, vps, related, rules,
+                    details=task_details(conn, spec, account, ctx, rules) if spec.details else (),
+                    rule=rule_line(decision.action) if decision.action.playbook is None else None,
                 )
                 if payload is None:
                     report.suppressed.append((account.account_key, action_type, why_not or "nothing to deliver"))
                     continue
                 payload["rules_version"] = rules.version
                 payload["trigger"] = decision.action.trigger
+                # Which rule fired the action and on which driver (the dashboard and the demo read these).
+                payload["rule"] = decision.action.trigger
+                payload["playbook"] = decision.action.playbook
+                payload["driver"] = decision.action.driver.as_payload() if decision.action.driver else None
                 status = outbox.SUPPRESSED if not deliverable else outbox.SHADOW if spec.shadow else outbox.PENDING
                 rows.append(
                     {

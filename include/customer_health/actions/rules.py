@@ -10,13 +10,15 @@ Nothing here touches the warehouse or a target system; ``decide.py`` gathers the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 from customer_health import wording
-from customer_health.actions.config import ActionRules, TriggerSpec
-from customer_health.scoring.drivers import NO_DRIVERS, ScoreDrivers, describe_drivers
+from customer_health.actions.config import ActionRules, PlaybookSpec, TriggerSpec
+from customer_health.scoring.drivers import NO_DRIVERS, Driver, ScoreDrivers, describe_drivers
+from customer_health.scoring.signal_catalog import SIGNALS
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class AccountHealth:
     unused_core_features: tuple[str, ...] = ()
     previous_score: int | None = None  # the score on the previous scored date
     previous_date: date | None = None
+    readings: Mapping[str, str] = field(default_factory=dict)  # signal -> its value in words, on as_of
 
     @property
     def name(self) -> str:
@@ -47,13 +50,97 @@ class AccountHealth:
         return self.account_name or self.account_key
 
 
+FALLING_TRIGGERS = ("healthy_to_neutral", "entering_at_risk", "entering_critical")
+
+
+@dataclass(frozen=True)
+class DriverPick:
+    """The driver a rule selected on: one stored driver of the score, with its dimension.
+
+    ``basis`` ``shortfall``: the signal with the largest weighted shortfall (points below a
+    neutral 50, ``score`` its 0-100 value against similar accounts); ``change``: the signal that
+    lost most over the change window (``points`` lost). ``reading`` is the signal's value on the
+    day in words (``signal_values``), when known.
+    """
+
+    basis: str
+    signal: str
+    points: float
+    score: float | None = None
+    reading: str | None = None
+
+    @property
+    def dimension(self) -> str:
+        spec = SIGNALS.get(self.signal)
+        return spec.dimension if spec is not None else "unknown"
+
+    @property
+    def label(self) -> str:
+        return Driver(self.signal, self.points, self.score).label
+
+    def describe(self) -> str:
+        """``"feature breadth: 2 of 8 core features used; -6.1 points, 12/100 vs similar accounts"``."""
+        detail = wording.points(self.points, signed=True)
+        if self.basis == "change":
+            detail += " over 30 days"
+        if self.score is not None:
+            detail += f", {round(self.score)}/100 vs similar accounts"
+        head = self.reading if self.reading and not self.reading.startswith("no data") else self.label
+        if not head.lower().startswith(self.label.lower()):
+            head = f"{self.label}: {head}"
+        return f"{head}; {detail}"
+
+    def as_payload(self) -> dict[str, Any]:
+        """What an outbox row records of it."""
+        return {
+            "basis": self.basis, "dimension": self.dimension, "signal": self.signal, "points": self.points,
+            "score": self.score, "reading": self.describe(),
+        }
+
+
+def pick_driver(account: AccountHealth, basis: str) -> DriverPick | None:
+    """The account's driver on ``basis``: the largest weighted shortfall (``shortfall``, the first
+    of the drivers pulling the score down) or the largest fall over the change window (``change``)."""
+    if basis == "shortfall":
+        top = account.drivers.down[0] if account.drivers.down else None
+    elif basis == "change":
+        falls = [d for d in account.drivers.changes if d.points < 0]
+        top = min(falls, key=lambda d: (d.points, d.signal)) if falls else None
+    else:
+        raise ValueError(f"unknown driver basis {basis!r}; use shortfall or change")
+    if top is None:
+        return None
+    return DriverPick(basis, top.signal, top.points, top.score, account.readings.get(top.signal))
+
+
+def playbook_driver(spec: PlaybookSpec, account: AccountHealth) -> DriverPick | None:
+    """The driver that keys ``spec`` for this account (first matching basis), None when none does."""
+    for basis in spec.driven_by:
+        pick = pick_driver(account, basis)
+        if pick is None:
+            continue
+        if spec.driver_signal is not None and pick.signal != spec.driver_signal:
+            continue
+        if spec.driver_dimension is not None and pick.dimension != spec.driver_dimension:
+            continue
+        return pick
+    return None
+
+
 @dataclass(frozen=True)
 class TriggeredAction:
-    """An action a rule calls for, before the anti-fatigue rules."""
+    """An action a rule calls for, before the anti-fatigue rules.
+
+    ``trigger`` is the rule that fired it (a trigger's or a playbook's key), ``playbook`` the
+    playbook's title when a playbook fired it, ``driver`` the driver the rule selected on (for
+    a trigger: the largest weighted shortfall, what drove the score there).
+    """
 
     action_type: str
     trigger: str
     reason: str
+    driver: DriverPick | None = None
+    playbook: str | None = None
 
 
 @dataclass(frozen=True)
@@ -185,16 +272,70 @@ def trigger_fires(spec: TriggerSpec, account: AccountHealth) -> bool:
     return False
 
 
+def playbook_fires(spec: PlaybookSpec, account: AccountHealth, rules: ActionRules) -> tuple[bool, DriverPick | None]:
+    """Whether playbook ``spec`` fires for ``account`` on its as-of date, and on which driver.
+
+    It fires the day the account enters one of ``to_zones`` (from ``from_zones`` when given),
+    in the value tier and trajectory asked for, when its driver is the one the playbook is keyed
+    to. A playbook without a driver selector records the largest weighted shortfall.
+    """
+    entered = account.zone in spec.to_zones and account.previous_zone not in spec.to_zones and (
+        not spec.from_zones or account.previous_zone in spec.from_zones
+    )
+    if not entered:
+        return False, None
+    if spec.value_tier != "any" and (spec.value_tier == "high_value") != is_high_value(account, rules):
+        return False, None
+    if spec.trajectory and rules.trend_label(account.slope_90) not in spec.trajectory:
+        return False, None
+    if not spec.selects_driver:
+        return True, pick_driver(account, "shortfall")
+    pick = playbook_driver(spec, account)
+    return pick is not None, pick
+
+
+def playbook_line(title: str, driver: DriverPick | None) -> str:
+    """``"Playbook: Engagement recovery - driven by engagement (feature breadth: ...; -6.1 points)."``"""
+    if driver is None:
+        return f"Playbook: {title} - no driver on record (the score has no stored drivers)."
+    return f"Playbook: {title} - driven by {driver.dimension} ({driver.describe()})."
+
+
+def playbook_reason(spec: PlaybookSpec, driver: DriverPick | None, account: AccountHealth, rules: ActionRules) -> str:
+    """The CSM-readable reason a playbook fired: the playbook and its driver, then the move."""
+    tier = "high-value (white-glove)" if is_high_value(account, rules) else "standard (automated)"
+    origin = f"from {account.previous_zone}" if account.previous_zone else "on its first score"
+    return "\n".join([
+        playbook_line(spec.title, driver),
+        f"{account.name} [{tier}] entered {account.zone} {origin}: {_move(account)}.",
+        *_why(account),
+    ])
+
+
 def triggered_actions(account: AccountHealth, rules: ActionRules) -> list[TriggeredAction]:
-    """Every action the rules call for on the account's as-of date (one per action type)."""
+    """Every action the rules call for on the account's as-of date (one per action type).
+
+    Triggers first, then playbooks, in file order; an action type two rules call for is
+    attributed to the first.
+    """
     high_value = is_high_value(account, rules)
     actions: dict[str, TriggeredAction] = {}
     for spec in rules.triggers.values():
         if not trigger_fires(spec, account):
             continue
         reason = reason_for(spec.name, account, rules)
+        # A fall into a worse zone is driven by the largest weighted shortfall; the other
+        # triggers (recovery, long health, the top quartile) are not driven by a shortfall.
+        driver = pick_driver(account, "shortfall") if spec.name in FALLING_TRIGGERS else None
         for action_type in spec.actions_for(high_value):
-            actions.setdefault(action_type, TriggeredAction(action_type, spec.name, reason))
+            actions.setdefault(action_type, TriggeredAction(action_type, spec.name, reason, driver))
+    for play in rules.playbooks.values():
+        fires, driver = playbook_fires(play, account, rules)
+        if not fires:
+            continue
+        reason = playbook_reason(play, driver, account, rules)
+        for action_type in play.actions_for(high_value):
+            actions.setdefault(action_type, TriggeredAction(action_type, play.name, reason, driver, play.title))
     return list(actions.values())
 
 

@@ -366,6 +366,15 @@ def _override_state(row: Any, now: datetime) -> str:
     return "active"
 
 
+def _rule_and_driver(payload: Any) -> dict[str, Any]:
+    """The rule (trigger or playbook) and the driver an outbox row records (``actions.decide``)."""
+    value = _json_or_text(payload)
+    if not isinstance(value, dict):
+        return {"rule": None, "playbook": None, "driver": None}
+    driver = value.get("driver") if isinstance(value.get("driver"), dict) else None
+    return {"rule": value.get("rule") or value.get("trigger"), "playbook": value.get("playbook"), "driver": driver}
+
+
 def _json_or_text(raw: str | None) -> Any:
     if raw is None:
         return None
@@ -422,14 +431,15 @@ def account_detail(conn: Connection, view: View | None, account_key: str, *, day
         )
     ]
     actions = [
-        {**row._asdict(), "result": _json_or_text(row.result)}
+        {**{k: v for k, v in row._asdict().items() if k != "payload"}, "result": _json_or_text(row.result),
+         **_rule_and_driver(row.payload)}
         for row in conn.execute(
             select(
                 action_outbox.c.idempotency_key, action_outbox.c.action_type, action_outbox.c.trigger_date,
                 action_outbox.c.model_version, action_outbox.c.status, action_outbox.c.target,
                 action_outbox.c.reason, action_outbox.c.external_id, action_outbox.c.attempts,
                 action_outbox.c.last_error, action_outbox.c.dispatched_at, action_outbox.c.result,
-                action_outbox.c.resolved_at, action_outbox.c.resolved_by,
+                action_outbox.c.resolved_at, action_outbox.c.resolved_by, action_outbox.c.payload,
             )
             .where(action_outbox.c.account_key == account_key)
             .order_by(action_outbox.c.trigger_date.desc(), action_outbox.c.created_at.desc())

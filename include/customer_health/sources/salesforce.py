@@ -248,6 +248,8 @@ def object_mappings(mapping: SourceMapping | None = None) -> dict[str, ObjectMap
         ObjectMapping("User", raw_sf_user, _fields(
             ("Id", "id", "id"), ("Name", "name", "str"), ("Email", "email", "str"),
             ("Title", "title", "str"), ("UserRole.Name", "role", "str"), ("IsActive", "is_active", "bool"),
+            # The role hierarchy: the user's role and the role above it (a CSM's manager's role).
+            ("UserRoleId", "role_id", "id"), ("UserRole.ParentRoleId", "parent_role_id", "id"),
         ), has_is_deleted=False),
         ObjectMapping("Account", raw_sf_account, _fields(
             ("Id", "id", "id"), ("Name", "name", "str"), ("ParentId", "parent_id", "id"),
@@ -257,6 +259,7 @@ def object_mappings(mapping: SourceMapping | None = None) -> dict[str, ObjectMap
             _custom(raw_sf_account, "Account.arr", "arr", m),
             _custom(raw_sf_account, "Account.customer_since", "customer_since", m),
             _custom(raw_sf_account, "Account.product_account_id", "product_account_id", m),
+            _custom(raw_sf_account, "Account.executive_sponsor_user", "executive_sponsor_user_id", m),
             ("CreatedDate", "created_at", "datetime"),
         )),
         ObjectMapping("Contact", raw_sf_contact, _fields(

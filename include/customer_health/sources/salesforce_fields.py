@@ -119,6 +119,9 @@ CUSTOM_FIELDS: tuple[CustomField, ...] = (
                 "Why the score is what it is, in sentences (at most 1,000 characters).", length=32768, key="health_drivers", min_length=1000),
     CustomField("Account", "Health_Score_Date__c", "date", "Date", WRITE, True,
                 "The date the score on the record is as of; an older score never replaces a newer one.", key="health_score_date"),
+    CustomField("Account", "Executive_Sponsor_User__c", "reference", "Lookup(User)", READ, True,
+                "Our executive sponsor of the account (a Salesforce User): executive escalations reach them "
+                "with the VP of Customer Success.", reference_to="User", key="executive_sponsor_user"),
     # -- Contact
     CustomField("Contact", "Executive_Sponsor__c", "boolean", "Checkbox", READ, True,
                 "The customer's executive sponsor: executive engagement and who escalations name.", key="executive_sponsor"),

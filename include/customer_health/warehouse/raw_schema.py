@@ -56,6 +56,8 @@ raw_sf_user = Table(
     Column("title", String(255)),
     Column("role", String(80)),
     Column("is_active", Boolean),
+    Column("role_id", String(18)),  # UserRoleId
+    Column("parent_role_id", String(18)),  # UserRole.ParentRoleId: the role of the user's managers
     *_bookkeeping(),
 )
 
@@ -73,6 +75,7 @@ raw_sf_account = Table(
     Column("customer_since", Date),
     Column("product_account_id", String(40), index=True),
     Column("created_at", DateTime),
+    Column("executive_sponsor_user_id", String(18)),  # our executive sponsor (a User), Executive_Sponsor_User__c
     *_bookkeeping(),
 )
 
