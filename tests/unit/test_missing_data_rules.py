@@ -140,3 +140,21 @@ def _normalized(frame: pd.DataFrame) -> np.ndarray:
     from customer_health.scoring.normalize import normalize_signals
 
     return normalize_signals(frame, CONFIG).values
+
+
+def test_the_daily_run_writes_no_row_for_an_account_without_data_and_reports_it(sqlite_warehouse_url):
+    from sqlalchemy import select
+
+    from customer_health.scoring.engine import score_date
+    from customer_health.warehouse.engine import engine_for
+    from customer_health.warehouse.schema import health_scores
+
+    frame = population(active_user_ratio=spread(0.0, 1.0, 11), nps=spread(0.0, 10.0, 12))
+    frame.loc[:1, ["active_user_ratio", "nps"]] = np.nan
+    engine = engine_for(sqlite_warehouse_url)
+    report = score_date(engine, AS_OF, CONFIG, frame)
+    with engine.connect() as conn:
+        written = {r[0] for r in conn.execute(select(health_scores.c.account_key))}
+    assert written == set(frame["account_key"][2:])
+    assert (report.accounts, report.unscored) == (N - 2, 2)
+    assert "2 without data, not scored" in str(report)
