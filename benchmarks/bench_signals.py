@@ -2,33 +2,38 @@
 
 Usage::
 
-    PYTHONPATH=include python benchmarks/bench_signals.py                 # both figures, SQLite
+    PYTHONPATH=include python benchmarks/bench_signals.py                  # both figures, PostgreSQL
     PYTHONPATH=include python benchmarks/bench_signals.py --daily-backends sqlite postgres
     PYTHONPATH=include python benchmarks/bench_signals.py --skip-rebuild --repeat 1
 
-Two figures, each measured for the **old** code (git commit ``--old-commit``, default
-``15caf39``: ``scoring/signals.py`` and ``scoring/signals_range.py``, checked out once as a git
-worktree under ``--out``, never committed) and the **new** code (this tree), in one run, on the
-same data, in alternating order, ``--repeat`` times each:
+Two figures, each measured for the **old** code (``--old-commit``, default ``5374d8e~1``: the
+tree before "Each signal defined once" (#17), with ``scoring/signals.py`` and
+``scoring/signals_range.py``) and the **new** code (``--new-commit``, default ``HEAD``), each
+checked out as a detached git worktree (``--old-tree`` / ``--new-tree``; never committed, so
+uncommitted edits in this working tree are not measured), in one run, on the same data, in
+alternating order, ``--repeat`` times each:
 
 1. **Daily signal computation**: ``compute_signals(engine, D)`` of every account for the
    company's last day - what the daily DAG's signal task runs (unsharded) - on a warehouse
    extracted from a synthetic company of ``--daily-accounts`` accounts (``--daily-days`` days of
    history, product events for the last ``--daily-event-days``; the shape ``bench_scale.py``
-   uses), on SQLite and/or PostgreSQL (``--daily-backends``). Read-only: every run reads the
+   uses), on PostgreSQL and/or SQLite (``--daily-backends``). Read-only: every run reads the
    same warehouse.
 2. **History rebuild**: ``pipeline.rebuild_history`` of ``--rebuild-days`` dates on
-   ``--workers`` processes - the ``customer_health_rebuild`` DAG's mapped tasks with
-   ``blocks=workers``, signals vectorized over dates, bulk-written and scored - on a fresh
-   copy of a SQLite warehouse extracted from a ``--rebuild-accounts`` x ``--rebuild-company-days``
-   company (the shape ``bench_rebuild.py`` uses), wall time.
+   ``--workers`` processes - the ``customer_health_rebuild`` DAG's code path (its mapped tasks
+   with ``blocks=workers``: signals vectorized over dates, bulk-written and scored) - on a fresh
+   copy of a warehouse extracted from a ``--rebuild-accounts`` x ``--rebuild-company-days``
+   company (the shape ``bench_rebuild.py`` uses), wall time, on ``--rebuild-backend``
+   (PostgreSQL: each run on its own ``CREATE DATABASE ... TEMPLATE`` copy).
 
 Each measurement runs in a subprocess whose ``PYTHONPATH`` is the old worktree's ``include``
-or this tree's, so neither version imports the other. Companies and extracted warehouses are
-built once under ``--out`` with the real extraction functions through the sandbox (as
-``bench_rebuild.py`` builds them; its files are reused when present) - the first run takes a
-while. The machine is shared: wall times include waiting for the CPU; the table prints the
-best of the repeats and every run.
+or the new one's, so neither version imports the other. Companies and extracted SQLite
+warehouses are built once under ``--out`` with the real extraction functions through the
+sandbox (as ``bench_rebuild.py`` builds them; its files are reused when present) - the first
+run takes a while. The PostgreSQL databases (``ch_bench_<random>_...``) are created for the run
+(the SQLite warehouse copied in by ``warehouse.io.copy_new_rows``) and dropped at its end. The
+machine is shared: wall times include waiting for the CPU; the table prints the best of the
+repeats and every run.
 """
 
 from __future__ import annotations
@@ -69,27 +74,20 @@ def ensure_extracted(company: Path, path: Path) -> None:
 
 
 def copy_to_postgres(sqlite_path: Path, pg_url: str, name: str) -> str:
-    """A PostgreSQL database ``name`` holding the extracted SQLite warehouse (created once and
-    kept; the copy goes table by table in chunks, by binary COPY)."""
+    """A new PostgreSQL database ``name`` holding the extracted SQLite warehouse (migrated, then
+    table by table in chunks by binary COPY - ``warehouse.io.copy_new_rows``; analyzed)."""
     import pandas as pd
     from sqlalchemy import create_engine, func, select, text
 
     from customer_health.warehouse import schema as s
-    from customer_health.warehouse.bulk import bulk_upsert
+    from customer_health.warehouse.io import copy_new_rows
     from customer_health.warehouse.migrate import upgrade_to_head
 
     url = pg_url.rsplit("/", 1)[0] + f"/{name}"
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
-        done = exists and create_engine(url).connect().execute(
-            text("SELECT to_regclass('bench_copied') IS NOT NULL")
-        ).scalar_one()
-        if done:
-            return url
-        if exists:
-            conn.execute(text(f'DROP DATABASE "{name}"'))
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
     t0 = time.monotonic()
     target = create_engine(url)
     upgrade_to_head(target)
@@ -103,21 +101,64 @@ def copy_to_postgres(sqlite_path: Path, pg_url: str, name: str) -> str:
                 if table is s.raw_zd_satisfaction_rating:  # ids beyond INTEGER (tests/history_helpers.py)
                     frame["id"] = frame["id"].where(frame["id"] < 7_000_000_000, frame["id"] - 7_000_000_000)
                 with target.begin() as write:
-                    bulk_upsert(write, table, frame)
+                    copy_new_rows(write, table, frame)
         if total:
-            print(f"  postgres copy: {table.name} {total:,} rows", flush=True)
-    with target.begin() as conn:
-        conn.execute(text("ANALYZE"))
-        conn.execute(text("CREATE TABLE bench_copied (done integer)"))
+            print(f"  postgres copy {name}: {table.name} {total:,} rows", flush=True)
+    with target.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE"))
+    target.dispose()
+    source.dispose()
     print(f"warehouse {name}: copied to PostgreSQL in {time.monotonic() - t0:.0f} s", flush=True)
     return url
 
 
+def clone_database(pg_url: str, template: str, name: str) -> str:
+    """A new database ``name`` copied from ``template`` (``CREATE DATABASE ... TEMPLATE``)."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    admin.dispose()
+    return pg_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(pg_url: str, name: str) -> None:
+    """Drop ``name`` (its sessions ended first)."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 # --------------------------------------------------------------------------- one measurement
+def digest(frame: object, keys: list[str]) -> dict[str, str]:
+    """Per signal, a hash of its values by account (rounded to 12 significant digits, NULL kept):
+    old and new must compute the same values."""
+    import hashlib
+
+    import numpy as np
+
+    ordered = frame.sort_values("account_key", kind="stable")
+    out = {}
+    for key in keys:
+        values = ordered[key].to_numpy(dtype=float)
+        text = "|".join("" if v != v else f"{v:.12g}" for v in np.round(values, 12).tolist())
+        out[key] = hashlib.sha256((",".join(ordered["account_key"]) + text).encode()).hexdigest()[:16]
+    return out
+
+
 def worker(kind: str, url: str, first: str, last: str, workers: int) -> None:
-    """Measure ``kind`` with whichever ``customer_health`` is on ``PYTHONPATH``; print JSON."""
+    """Measure ``kind`` with whichever ``customer_health`` is on ``PYTHONPATH``; print JSON.
+
+    The warehouse is already at the newest schema (extracted and copied by this tree), which
+    only adds tables and nullable columns to the old one: neither version migrates it (the old
+    code would not know the newer revisions)."""
     from customer_health import settings
     from customer_health.scoring import signals
+    from customer_health.scoring.signal_catalog import SIGNALS
     from customer_health.warehouse.engine import engine_for
 
     day = date.fromisoformat(last)
@@ -126,12 +167,13 @@ def worker(kind: str, url: str, first: str, last: str, workers: int) -> None:
         t0 = time.perf_counter()
         frame = signals.compute_signals(engine, day)
         seconds = time.perf_counter() - t0
-        result = {"seconds": seconds, "accounts": len(frame), "signals": int(frame.iloc[:, 9:].notna().sum().sum())}
+        keys = sorted(SIGNALS)
+        result = {"seconds": seconds, "accounts": len(frame), "signals": int(frame[keys].notna().sum().sum()),
+                  "digest": digest(frame, keys)}  # fmt: skip
     else:
         os.environ[settings.WAREHOUSE_URL_ENV] = url
         from customer_health import pipeline
 
-        pipeline.migrate_warehouse()
         t0 = time.perf_counter()
         report = pipeline.rebuild_history(date.fromisoformat(first), day, workers=workers)
         seconds = time.perf_counter() - t0
@@ -139,11 +181,15 @@ def worker(kind: str, url: str, first: str, last: str, workers: int) -> None:
     print(json.dumps(result | {"code": signals.__file__}))
 
 
-def old_tree(out: Path, commit: str) -> Path:
-    """The old code, checked out once as a git worktree (under ``out``: never committed)."""
-    tree = out / f"signals-old-{commit}"
+def checkout(tree: Path, commit: str) -> Path:
+    """``commit`` checked out as a detached git worktree at ``tree`` (made once; never committed)."""
     if not (tree / "include" / "customer_health").exists():
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), commit], check=True)
+    head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True)
+    want = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", commit], check=True, capture_output=True, text=True)
+    if head.stdout.strip() != want.stdout.strip():
+        raise SystemExit(f"{tree} holds {head.stdout.strip()}, not {commit} ({want.stdout.strip()}): "
+                         f"remove it (git worktree remove {tree}) or name another --old-tree/--new-tree")  # fmt: skip
     return tree
 
 
@@ -169,12 +215,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / ".local" / "bench")
     parser.add_argument("--build-only", action="store_true", help="build the companies and warehouses, measure nothing")
-    parser.add_argument("--old-commit", default="15caf39")
+    parser.add_argument("--old-commit", default="5374d8e~1")
+    parser.add_argument("--new-commit", default="HEAD")
+    parser.add_argument("--old-tree", type=Path, default=Path("/tmp/oldcode"))
+    parser.add_argument("--new-tree", type=Path, default=None, help="default: <out>/signals-new-<commit>")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--daily-accounts", type=int, default=100_000)
     parser.add_argument("--daily-days", type=int, default=120)
     parser.add_argument("--daily-event-days", type=int, default=30)
-    parser.add_argument("--daily-backends", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"])
+    parser.add_argument("--daily-backends", nargs="+", choices=["sqlite", "postgres"], default=["postgres"])
     parser.add_argument(
         "--pg-url",
         default=os.environ.get("CUSTOMER_HEALTH_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"),
@@ -182,6 +231,7 @@ def main() -> int:
     parser.add_argument("--rebuild-accounts", type=int, default=10_000)
     parser.add_argument("--rebuild-company-days", type=int, default=400)
     parser.add_argument("--rebuild-days", type=int, default=365)
+    parser.add_argument("--rebuild-backend", choices=["sqlite", "postgres"], default="postgres")
     parser.add_argument("--workers", type=int, default=2, help="rebuild processes (the DAG's blocks)")
     parser.add_argument("--skip-daily", action="store_true")
     parser.add_argument("--skip-rebuild", action="store_true")
@@ -212,42 +262,87 @@ def main() -> int:
     if not args.skip_rebuild:
         ensure_company(rebuild_company, args.rebuild_accounts, args.rebuild_company_days, None)
         ensure_extracted(rebuild_company, rebuild_db)
-    daily_urls = {}
-    if not args.skip_daily:
-        daily_urls["sqlite"] = f"sqlite:///{daily_db}"
-        if "postgres" in args.daily_backends:
-            daily_urls["postgres"] = copy_to_postgres(daily_db, args.pg_url, f"ch_bench_signals_{args.daily_accounts}")
-        daily_urls = {k: v for k, v in daily_urls.items() if k in args.daily_backends}
     if args.build_only:
         return 0
 
-    versions = {"old": old_tree(out, args.old_commit), "new": ROOT}
+    run_id = f"ch_bench_{uuid.uuid4().hex[:8]}"
+    databases: list[str] = []  # every PostgreSQL database this run creates, dropped at the end
+    try:
+        return _measure_all(args, out, run_id, databases, daily_db, rebuild_db)
+    finally:
+        for name in databases:
+            drop_database(args.pg_url, name)
+        if databases:
+            print(f"dropped {', '.join(databases)}")
+
+
+def _measure_all(args: argparse.Namespace, out: Path, run_id: str, databases: list[str], daily_db: Path,
+                 rebuild_db: Path) -> int:
+    """Set up the warehouses of this run, measure every figure old and new, print the table."""
+    old_sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.old_commit], check=True,
+                             capture_output=True, text=True).stdout.strip()  # fmt: skip
+    new_sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.new_commit], check=True,
+                             capture_output=True, text=True).stdout.strip()  # fmt: skip
+    versions = {
+        "old": checkout(args.old_tree, old_sha),
+        "new": checkout(args.new_tree or out / f"signals-new-{new_sha}", new_sha),
+    }
+    daily_urls = {}
+    if not args.skip_daily:
+        if "sqlite" in args.daily_backends:
+            daily_urls["sqlite"] = f"sqlite:///{daily_db}"
+        if "postgres" in args.daily_backends:
+            databases.append(f"{run_id}_daily")
+            daily_urls["postgres"] = copy_to_postgres(daily_db, args.pg_url, databases[-1])
+    rebuild_template = None
+    if not args.skip_rebuild and args.rebuild_backend == "postgres":
+        databases.append(f"{run_id}_rebuild_template")
+        copy_to_postgres(rebuild_db, args.pg_url, databases[-1])
+        rebuild_template = databases[-1]
+
     last = END
+    first = last - timedelta(days=args.rebuild_days - 1)
     figures: dict[tuple[str, str], list[dict]] = {}
     jobs = [(f"daily signals, {args.daily_accounts:,} accounts, {backend}", "daily", url) for backend, url in daily_urls.items()]
     if not args.skip_rebuild:
-        jobs.append((f"customer_health_rebuild, {args.rebuild_days} days x {args.rebuild_accounts:,} accounts, sqlite", "rebuild", None))
-    first = last - timedelta(days=args.rebuild_days - 1)
+        name = f"customer_health_rebuild, {args.rebuild_days} days x {args.rebuild_accounts:,} accounts, {args.rebuild_backend}"
+        jobs.append((name, "rebuild", None))
     for round_ in range(args.repeat):
         for name, kind, url in jobs:
             order = ["old", "new"] if round_ % 2 == 0 else ["new", "old"]
             for version in order:
-                target = url or fresh_copy(rebuild_db, out / f"signals-rebuild-work-{uuid.uuid4().hex[:6]}.db")
+                scratch = None
+                if url is not None:
+                    target = url
+                elif rebuild_template is not None:
+                    scratch = f"{run_id}_rebuild_{version}_{round_}"
+                    databases.append(scratch)
+                    target = clone_database(args.pg_url, rebuild_template, scratch)
+                else:
+                    target = fresh_copy(rebuild_db, out / f"signals-rebuild-work-{uuid.uuid4().hex[:6]}.db")
                 result = measure(versions[version], kind, target, first, last, args.workers)
-                if url is None:
+                if scratch is not None:
+                    drop_database(args.pg_url, scratch)
+                    databases.remove(scratch)
+                elif target.startswith("sqlite:///") and url is None:
                     for suffix in ("", "-wal", "-shm"):
                         Path(f"{target.removeprefix('sqlite:///')}{suffix}").unlink(missing_ok=True)
                 figures.setdefault((name, version), []).append(result)
-                print(f"  {name}: {version} {result['seconds']:.1f} s ({json.dumps({k: v for k, v in result.items() if k not in ('seconds', 'code')})})", flush=True)
+                shown = {k: v for k, v in result.items() if k not in ("seconds", "code")}
+                print(f"  {name}: {version} {result['seconds']:.1f} s ({json.dumps(shown)})", flush=True)
 
     print()
-    print(f"{'figure':<62} {'old (s)':>9} {'new (s)':>9} {'new/old':>8}   every run (old | new)")
+    print(f"{'figure':<66} {'old (s)':>9} {'new (s)':>9} {'new/old':>8}   every run (old | new)")
     for name, _, _ in jobs:
         old = [r["seconds"] for r in figures[(name, "old")]]
         new = [r["seconds"] for r in figures[(name, "new")]]
         runs = f"{', '.join(f'{s:.1f}' for s in old)} | {', '.join(f'{s:.1f}' for s in new)}"
-        print(f"{name:<62} {min(old):9.1f} {min(new):9.1f} {min(new) / min(old):8.2f}   {runs}")
-    print(f"(best of {args.repeat}; old = {args.old_commit}, new = this tree)")
+        print(f"{name:<66} {min(old):9.1f} {min(new):9.1f} {min(new) / min(old):8.2f}   {runs}")
+        same = {k: {json.dumps({x: y for x, y in r.items() if x not in ("seconds", "code")}) for r in figures[(name, v)]}
+                for k, v in (("old", "old"), ("new", "new"))}  # fmt: skip
+        if same["old"] != same["new"]:
+            print(f"  ! {name}: old and new counted differently: {same}")
+    print(f"(best of {args.repeat}; old = {args.old_commit} = {old_sha}, new = {args.new_commit} = {new_sha})")
     return 0
 
 

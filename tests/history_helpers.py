@@ -65,7 +65,7 @@ def load_warehouse(template: Path, url: str) -> None:
         engine_for.cache_clear()
         shutil.copy(template, url.removeprefix("sqlite:///"))
         return
-    from customer_health.warehouse.bulk import bulk_upsert
+    from customer_health.warehouse.io import upsert_rows
 
     upgrade_to_head(engine_for(url))
     source = engine_for(f"sqlite:///{template}")
@@ -78,7 +78,7 @@ def load_warehouse(template: Path, url: str) -> None:
                 continue
             if table is s.raw_zd_satisfaction_rating:
                 frame["id"] = frame["id"].where(frame["id"] < _RATING_ID_BASE, frame["id"] - _RATING_ID_BASE)
-            bulk_upsert(write, table, frame)
+            upsert_rows(write, table, frame)
 
 
 def history_rows(url: str, start: date, end: date, model_version: str | None = None) -> dict[str, list[tuple]]:

@@ -55,8 +55,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, String, and_, case, cast, delete, func, or_, select
 
 from customer_health.sources.product_users import coverage_start
-from customer_health.warehouse.bulk import bulk_upsert
-from customer_health.warehouse.io import get_watermark, utcnow
+from customer_health.warehouse.io import get_watermark, upsert_rows, utcnow
 from customer_health.warehouse.schema import (
     account_identity_map,
     raw_product_user,
@@ -366,7 +365,7 @@ def write_stakeholders(engine: Engine, as_of: date, frame: pd.DataFrame) -> int:
     """Replace ``as_of``'s rows with ``frame`` in one transaction; returns the rows written."""
     with engine.begin() as conn:
         conn.execute(delete(stakeholder_health).where(stakeholder_health.c.as_of_date == as_of))
-        return bulk_upsert(conn, stakeholder_health, frame) if not frame.empty else 0
+        return upsert_rows(conn, stakeholder_health, frame) if not frame.empty else 0
 
 
 def run_stakeholder_health(engine: Engine, as_of: date) -> dict[str, Any]:

@@ -163,11 +163,11 @@ def test_bulk_write_stores_nulls_and_any_text_and_upserts_on_rewrite(warehouse_u
 
 
 def test_key_lists_reach_postgresql_as_one_array_literal_that_round_trips_any_text(postgres_url):
-    """Account keys are bound as one text[] literal (pgcopy.text_array), not an element each."""
+    """Account keys are bound as one text[] literal (io.text_array), not an element each."""
     from sqlalchemy import Text, cast, literal
     from sqlalchemy.dialects.postgresql import ARRAY
 
-    from customer_health.warehouse.pgcopy import text_array
+    from customer_health.warehouse.io import text_array
 
     awkward = ["001A", "a,b", "NULL", 'x"y', "b\\c", "{}", " s ", "", "é", 7]
     assert text_array([]) == "{}"

@@ -168,7 +168,7 @@ def test_postgres_binary_copy_stores_exactly_what_sqlalchemy_stores(postgres_url
 def test_postgres_binary_copy_encodes_each_chunk_on_its_own_and_stores_the_same(postgres_url, monkeypatch):
     """Chunks whose values differ in kind from the first rows' (the layout is fixed from those):
     a constant that varies later, short text that turns long, NULLs that turn into values."""
-    from customer_health.warehouse import pgcopy
+    from customer_health.warehouse import io
     from customer_health.warehouse.migrate import upgrade_to_head
 
     engine = engine_for(postgres_url)
@@ -180,7 +180,7 @@ def test_postgres_binary_copy_encodes_each_chunk_on_its_own_and_stores_the_same(
     frame["explanation"] = ["short"] * 7 + ["long " * 40] * 8 + [None] * 8  # short, long, NULL
     frame["drivers"] = [None] * 7 + ['{"down": []}'] * 16
     frame["override_id"] = pd.array([None] * 7 + list(range(16)), dtype="Int64")
-    monkeypatch.setattr(pgcopy, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(io, "CHUNK_ROWS", 7)
     write_scores(engine, frame)
     via_copy = _read(engine)
     with engine.begin() as conn:

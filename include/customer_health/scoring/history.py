@@ -10,8 +10,9 @@ Writes are upserts keyed (account_key, as_of_date, model_version) for scores and
 (parent_account_key, as_of_date, model_version) for rollups: re-running a date overwrites
 its rows and never adds a second one. (Accounts are upserted rather than the date's partition
 replaced, so shards of one date scored by separate mapped tasks do not erase each other.)
-On PostgreSQL they are binary COPYs (``warehouse.pgcopy``): straight into the table for a new
-date, after deleting the frame's keys for a rewrite (see ``_pg_write``).
+They go through the warehouse's one write path (``warehouse.io``); on PostgreSQL a date scored
+for the first time is COPYed straight into the table, a rewrite after deleting the frame's keys
+(see ``_pg_write``).
 
 ``write_scores`` also keeps the dashboard's derived tables - health_score_summary (accounts
 and ARR per version, date, segment and zone), health_score_movers (the biggest 30-day moves)
@@ -22,7 +23,6 @@ in the same transaction, mostly from the frame itself (see ``_update_summary``,
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -45,8 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from customer_health.scoring.model_config import ModelConfig
-from customer_health.warehouse import pgcopy
-from customer_health.warehouse.io import upsert_rows, utcnow
+from customer_health.warehouse.io import copy_new_rows, in_key_order, text_array, upsert_rows, utcnow
 from customer_health.warehouse.schema import (
     health_score_episodes,
     health_score_movers,
@@ -110,54 +109,6 @@ def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict]:
     return subset.to_dict("records")
 
 
-def _upsert(target: Engine | Connection, table, rows: list[dict]) -> int:
-    if isinstance(target, Connection):
-        return upsert_rows(target, table, rows)
-    with target.begin() as conn:
-        return upsert_rows(conn, table, rows)
-
-
-# Rows per SQLite executemany batch: bounds the tuples held at once to tens of MB.
-WRITE_BATCH_ROWS = 100_000
-
-
-def _python_values(frame: pd.DataFrame, name: str) -> np.ndarray:
-    """A column as an object array of plain Python values, None for every missing value."""
-    return frame[name].to_numpy(dtype=object, na_value=None)
-
-
-def _plain_temporal(value: Any) -> Any:
-    """A date or datetime subclass instance as the plain ``datetime`` type (others unchanged)."""
-    if isinstance(value, datetime) and type(value) is not datetime:
-        return datetime(value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond)
-    if isinstance(value, date) and not isinstance(value, datetime) and type(value) is not date:
-        return date(value.year, value.month, value.day)
-    return value
-
-
-def _bound(values: np.ndarray, processor) -> np.ndarray:
-    """``processor`` (a SQLAlchemy bind processor) applied once per distinct non-null value."""
-    labels, uniques = pd.factorize(values, use_na_sentinel=True)
-    table = np.array([processor(u) for u in uniques] + [None], dtype=object)
-    return table[labels]
-
-
-def _in_key_order(frame: pd.DataFrame, table) -> pd.DataFrame:
-    """The frame sorted by the table's primary key, so the key's index is filled in one sweep."""
-    pk = [c.name for c in table.primary_key.columns]
-    if not set(pk) <= set(frame.columns) or len(frame) < 2:
-        return frame
-    try:
-        varying = list(pk)  # a day's frame: one model version and date, so only the last column varies
-        while len(varying) > 1 and (frame[varying[0]] == frame[varying[0]].iloc[0]).all():
-            varying.pop(0)
-        if len(varying) == 1 and frame[varying[0]].is_monotonic_increasing:
-            return frame
-        return frame.sort_values(pk, kind="stable", ignore_index=True)
-    except TypeError:  # a key column mixing incomparable types (Timestamp and date): the order is only a speed-up
-        return frame
-
-
 # What a write reports about the rows it replaced, for the dashboard summary: "fresh" (the
 # frame's dates had no rows of its model version), the replaced rows' accounts and ARR per
 # (model_version, as_of_date, segment, zone) - see _zone_totals - or None (not known).
@@ -168,56 +119,43 @@ Replaced = pd.DataFrame | str | None
 
 def _pg_write(conn: Connection, table, frame: pd.DataFrame, names: list[str], stamp: datetime,
               totals: bool = False) -> Replaced:
-    """PostgreSQL: bulk upsert through binary COPY (``warehouse.pgcopy``), in the caller's transaction.
+    """PostgreSQL: bulk upsert through binary COPY (``warehouse.io``), in the caller's transaction.
 
     * None of the frame's (date, model version) pairs has rows yet - a date scored for the
-      first time, the daily case: the rows are COPYed straight into the table. Returns "fresh".
+      first time, the daily case: the rows are COPYed straight into the table
+      (``io.copy_new_rows``). Returns "fresh".
     * Rows exist and the frame has every column - a re-run, a retry, a refresh of a few
       accounts: the frame's keys are deleted and its rows COPYed in (a delete and an append
       per row instead of ON CONFLICT's probe, update and second index entry). Returns the
       deleted rows' totals with ``totals`` (else None).
     * Either way inside a savepoint: should a concurrent writer have added one of the keys
       meanwhile, the unique index refuses the COPY, the savepoint is rolled back and the
-      general path runs: COPY into an unindexed temporary table, then one INSERT ... SELECT
-      ... ON CONFLICT DO UPDATE (also the path of a frame with only some of the columns,
-      whose other columns keep their stored values). Returns None.
+      general path runs: ``io.upsert_rows`` (also the path of a frame with only some of the
+      columns, whose other columns keep their stored values). Returns None.
 
     All of them leave the same rows as a row-by-row upsert would.
     """
     import psycopg2.errors
 
-    prep = conn.dialect.identifier_preparer
-    target = prep.format_table(table)
-    frame = _in_key_order(frame, table)
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        types = pgcopy.column_types(cursor, target)
-        copy = pgcopy.BinaryCopy(frame, names, types, {"computed_at": stamp})
-        complete = set(types) == {*names, "computed_at"}
-        existing = not _indexed_by_date(table) or _has_rows_for(conn, table, frame)
-        if not existing or (complete and _keyed_by_date(table)):
+    frame = in_key_order(frame[names], table)
+    constants = {"computed_at": stamp}
+    complete = {c.name for c in table.columns} == {*names, "computed_at"}
+    existing = not _indexed_by_date(table) or _has_rows_for(conn, table, frame)
+    if not existing or (complete and _keyed_by_date(table)):
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
             cursor.execute("SAVEPOINT bulk_copy")
             try:
                 replaced = _delete_keys(conn, cursor, table, frame, totals) if existing else _FRESH
-                pgcopy.copy_binary(cursor, target, copy)
+                copy_new_rows(conn, table, frame, constants=constants)
                 cursor.execute("RELEASE SAVEPOINT bulk_copy")
                 return replaced
             except psycopg2.errors.UniqueViolation:
                 cursor.execute("ROLLBACK TO SAVEPOINT bulk_copy")
-        staging = f"_stage_{table.name}_{uuid.uuid4().hex[:12]}"
-        # No indexes or constraints on the staging copy: COPY only appends.
-        cursor.execute(f"CREATE TEMPORARY TABLE {staging} (LIKE {target}) ON COMMIT DROP")
-        pgcopy.copy_binary(cursor, staging, copy)
-        cols = ", ".join(prep.quote(c) for c in copy.columns)
-        pk = [c.name for c in table.primary_key.columns]
-        conflict = ", ".join(prep.quote(c) for c in pk)
-        updates = ", ".join(f"{prep.quote(c)} = EXCLUDED.{prep.quote(c)}" for c in copy.columns if c not in pk)
-        action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-        cursor.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging} ON CONFLICT ({conflict}) {action}")
-        cursor.execute(f"DROP TABLE {staging}")
-        return None
-    finally:
-        cursor.close()
+        finally:
+            cursor.close()
+    upsert_rows(conn, table, frame, constants=constants)
+    return None
 
 
 def _keyed_by_date(table) -> bool:
@@ -263,7 +201,7 @@ def _delete_keys(conn: Connection, cursor, table, frame: pd.DataFrame, totals: b
         setting = cursor.fetchone()[0]
     rows: list[tuple] = []
     for (day, version), keys in frame.groupby(["as_of_date", "model_version"], sort=False)[key]:
-        params = {"day": _as_date(day), "version": version, "keys": pgcopy.text_array(keys)}
+        params = {"day": _as_date(day), "version": version, "keys": text_array(keys)}
         cursor.execute(few if len(keys) <= _FEW_KEYS else many, params)
         if totals:
             rows.extend(cursor.fetchall())
@@ -301,42 +239,13 @@ def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else pd.Timestamp(value).date()
 
 
-def _executemany_upsert(conn: Connection, table, names: list[str], columns: list[np.ndarray], n: int) -> None:
-    """SQLite: one prepared INSERT ... ON CONFLICT run over plain tuples, batch by batch."""
-    prep = conn.dialect.identifier_preparer
-    pk = [c.name for c in table.primary_key.columns]
-    cols = ", ".join(prep.quote(c) for c in names)
-    updates = ", ".join(f"{prep.quote(c)} = excluded.{prep.quote(c)}" for c in names if c not in pk)
-    action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
-    sql = (
-        f"INSERT INTO {prep.format_table(table)} ({cols}) VALUES ({', '.join('?' for _ in names)}) "
-        f"ON CONFLICT ({', '.join(prep.quote(c) for c in pk)}) {action}"
-    )
-    # Values as SQLAlchemy would bind them (dates and datetimes as its ISO text).
-    bound = []
-    for name, values in zip(names, columns, strict=True):
-        processor = table.c[name].type.bind_processor(conn.dialect)
-        if processor is None and values.dtype == object:
-            # sqlite3 adapts exactly datetime.date/datetime; subclasses such as pendulum's
-            # Date (what Airflow hands a task) must become the plain types first.
-            processor = _plain_temporal
-        bound.append(_bound(values, processor) if processor is not None else values)
-    cursor = conn.connection.dbapi_connection.cursor()
-    try:
-        for start in range(0, n, WRITE_BATCH_ROWS):
-            stop = min(n, start + WRITE_BATCH_ROWS)
-            cursor.executemany(sql, list(zip(*(values[start:stop].tolist() for values in bound), strict=True)))
-    finally:
-        cursor.close()
-
-
 def _write_frame(target: Engine | Connection, table, frame: pd.DataFrame, totals: bool = False) -> tuple[int, Replaced]:
     """Upsert the frame's columns of ``table`` (plus a fresh ``computed_at``) by primary key.
 
-    Bulk paths for PostgreSQL (binary COPY, see ``_pg_write``) and SQLite (executemany of
-    tuples); any other dialect goes through the generic ``upsert_rows``. All of them store
-    the same values: missing values as NULL, ``computed_at`` stamped once for the batch.
-    Returns the rows written and what they replaced (see ``_pg_write``; None: not known).
+    Through the warehouse's one write path (``warehouse.io.upsert_rows``), with the
+    PostgreSQL shortcuts of ``_pg_write`` for a date's fresh rows and rewrites. Missing
+    values are stored as NULL, ``computed_at`` stamped once for the batch. Returns the rows
+    written and what they replaced (see ``_pg_write``; None: not known).
     """
     names = [c.name for c in table.columns if c.name in frame.columns and c.name != "computed_at"]
     if frame.empty:
@@ -344,21 +253,10 @@ def _write_frame(target: Engine | Connection, table, frame: pd.DataFrame, totals
     if not isinstance(target, Connection):
         with target.begin() as conn:
             return _write_frame(conn, table, frame, totals)
-    n = len(frame)
     stamp = utcnow()
-    dialect = target.dialect.name
-    if dialect not in ("postgresql", "sqlite") or (dialect == "postgresql" and target.dialect.driver != "psycopg2"):
-        rows = _records(frame, names)
-        for row in rows:
-            row["computed_at"] = stamp
-        return _upsert(target, table, rows), None
-    if dialect == "postgresql":
-        return n, _pg_write(target, table, frame, names, stamp, totals)
-    columns = [_python_values(frame, name) for name in names]
-    names = [*names, "computed_at"]
-    columns.append(np.full(n, stamp, dtype=object))
-    _executemany_upsert(target, table, names, columns, n)
-    return n, None
+    if target.dialect.name == "postgresql" and target.dialect.driver == "psycopg2":
+        return len(frame), _pg_write(target, table, frame, names, stamp, totals)
+    return upsert_rows(target, table, frame[names], constants={"computed_at": stamp}), None
 
 
 def write_scores(target: Engine | Connection, frame: pd.DataFrame) -> int:
@@ -757,8 +655,8 @@ def _key_conditions(conn: Connection, keys: Sequence[str]) -> list[Any]:
 
 
 def _pg_text_array(keys: Sequence[str]) -> Any:
-    """``keys`` as one bound ``text[]`` literal (see ``pgcopy.text_array``: not an element per key)."""
-    return cast(bindparam("keys", pgcopy.text_array(keys), type_=Text), ARRAY(Text))
+    """``keys`` as one bound ``text[]`` literal (see ``io.text_array``: not an element per key)."""
+    return cast(bindparam("keys", text_array(keys), type_=Text), ARRAY(Text))
 
 
 def _for_keys(conn: Connection, keys: Sequence[str], statement: Callable[[Any], Any]) -> None:

@@ -52,8 +52,7 @@ from customer_health.scoring.signal_store import (
     read_signal_frames,
     write_signal_frame,
 )
-from customer_health.warehouse.bulk import bulk_upsert
-from customer_health.warehouse.io import utcnow
+from customer_health.warehouse.io import upsert_rows, utcnow
 from customer_health.warehouse.schema import (
     account_crosswalk,
     health_score_rollups,
@@ -338,16 +337,16 @@ class _DateScorer:
             if score_parts:
                 scores = pd.concat(score_parts, ignore_index=True)
                 columns = [c.name for c in health_scores.columns if c.name in scores.columns]
-                scores = scores[columns].assign(computed_at=stamp)
+                scores = scores[columns]
                 # Summarized from the frame for the dates that held no scores of this version before.
                 before = {(self.config.version, d) for d in scored_dates(conn, self.config.version, first, last)}
-                self.scored_rows += bulk_upsert(conn, health_scores, scores)
+                self.scored_rows += upsert_rows(conn, health_scores, scores, constants={"computed_at": stamp})
                 summarize_bulk_write(conn, scores, before)
             rollups = [r for r in rollup_parts if len(r)]
             if rollups:
                 frame = pd.concat(rollups, ignore_index=True)
                 columns = [c.name for c in health_score_rollups.columns if c.name in frame.columns]
-                self.rollup_rows += bulk_upsert(conn, health_score_rollups, frame[columns].assign(computed_at=stamp))
+                self.rollup_rows += upsert_rows(conn, health_score_rollups, frame[columns], constants={"computed_at": stamp})
 
     def finish(self, start: date, end: date, began: float) -> dict[str, Any]:
         """Recompute the version's At Risk episodes (they span dates) once; the report."""

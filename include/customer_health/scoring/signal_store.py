@@ -5,7 +5,7 @@ account was (plan, seats, ARR, tenure, parent, owner) and the raw value of every
 signal (the table's signal columns are the definitions' keys, ``warehouse/schema.py``). The scoring step reads it back as the exact frame ``compute_signals`` returned, so
 signals can be computed in account shards (mapped tasks) while scoring normalizes against the
 baseline of the whole population, and a rebuild, an audit and a refresh score from the same
-stored input as the daily run. Writes are bulk upserts (``warehouse.bulk``): a re-run or a
+stored input as the daily run. Writes are bulk upserts (``warehouse.io.upsert_rows``): a re-run or a
 retried shard overwrites its rows, never duplicates them.
 """
 
@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, String, and_, delete, select, type_co
 
 from customer_health.scoring.signal_catalog import SIGNALS
 from customer_health.scoring.signal_engine import ACCOUNT_COLUMNS
-from customer_health.warehouse.bulk import bulk_upsert
+from customer_health.warehouse.io import encoded_column, upsert_rows
 from customer_health.warehouse.schema import signal_values
 
 CONTEXT_COLUMNS = ACCOUNT_COLUMNS[2:]
@@ -87,7 +87,7 @@ def _write(conn: Connection, rows: pd.DataFrame, replace_date: bool) -> int:
     if replace_date:
         for day in sorted(set(rows["as_of_date"])):
             conn.execute(delete(signal_values).where(signal_values.c.as_of_date == day))
-    return bulk_upsert(conn, signal_values, rows)
+    return upsert_rows(conn, signal_values, rows)
 
 
 def clear_signal_input(engine: Engine, first: date, last: date, accounts: Sequence[str] | None = None) -> int:
@@ -156,13 +156,11 @@ def as_stored(frame: pd.DataFrame, dialect: str) -> dict[date, pd.DataFrame]:
     """A ``compute_signals`` frame (any number of dates) exactly as ``read_signal_frames``
     returns it once ``write_signal_frame`` has stored it, per date, without the round trip.
 
-    The values are those the bulk write hands the driver (``warehouse.bulk``: the same
+    The values are those the bulk write hands the driver (``warehouse.io``: the same
     encoding, the same primary-key order), as the database gives them back: a NaN comes back
     NULL, a column the frame lacks is NULL, dates come back as dates. A rebuild that computes
     a date's signals and scores it in one pass scores what the daily run reads back.
     """
-    from customer_health.warehouse.bulk import encoded_column
-
     if frame.empty:
         return {}
     rows = input_rows(frame).sort_values(["as_of_date", "account_key"], kind="stable").reset_index(drop=True)

@@ -4,7 +4,7 @@ Product events are the largest source by far (billions of rows at a large custom
 never leave the product database: the aggregation to one row per account and day (active
 users, logins, events), per account, day and feature, and per account, day and event name runs
 *in the source's SQL engine*, and only those aggregates are streamed into the warehouse, in day
-chunks, in bulk (``bulk_upsert``: ``COPY`` on PostgreSQL; at 100,000 accounts a month is
+chunks, in bulk (``warehouse.io.upsert_rows``: ``COPY`` on PostgreSQL; at 100,000 accounts a month is
 millions of account-feature-days).
 
 The tables, columns and event names are the ones the source mapping gives
@@ -34,7 +34,6 @@ from sqlalchemy import Engine, TextClause, text
 from sqlalchemy.engine import Dialect
 
 from customer_health.sources.mapping import SourceMapping, active_mapping
-from customer_health.warehouse.bulk import bulk_upsert
 from customer_health.warehouse.io import (
     get_watermark,
     quarantine_records,
@@ -333,19 +332,19 @@ def extract_product(
                 result = stream.execute(usage_sql, bounds)
                 while batch := result.fetchmany(FETCH_ROWS):
                     frame = _aggregates(batch, list(result.keys()), ("active_users", "logins", "events"), now)
-                    usage_n += bulk_upsert(dst, raw_product_usage_daily, frame)
+                    usage_n += upsert_rows(dst, raw_product_usage_daily, frame)
                 if feature_sql is not None:
                     result = stream.execute(feature_sql, bounds)
                     while batch := result.fetchmany(FETCH_ROWS):
                         frame = _aggregates(batch, list(result.keys()), ("users", "events"), now)
-                        feature_n += bulk_upsert(dst, raw_product_feature_daily, frame)
+                        feature_n += upsert_rows(dst, raw_product_feature_daily, frame)
                 _bound_watermark(dst, USAGE_WATERMARK, covered, usage_n)
             if event_start < chunk_end:
                 bounds = {"start": datetime.combine(max(day, event_start), datetime.min.time()), "end": end}
                 result = stream.execute(event_sql, bounds)
                 while batch := result.fetchmany(FETCH_ROWS):
                     frame, bad = _long_event_names(_aggregates(batch, list(result.keys()), ("users", "events"), now))
-                    event_n += bulk_upsert(dst, raw_product_event_daily, frame)
+                    event_n += upsert_rows(dst, raw_product_event_daily, frame)
                     report.quarantined += quarantine_records(dst, SOURCE, "event_daily", bad)
                 _bound_watermark(dst, EVENT_WATERMARK, covered, event_n)
         report.usage_rows += usage_n

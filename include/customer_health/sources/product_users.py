@@ -29,8 +29,7 @@ from datetime import date, datetime, timedelta
 import pandas as pd
 from sqlalchemy import Engine, bindparam, text
 
-from customer_health.warehouse.bulk import bulk_upsert
-from customer_health.warehouse.io import get_watermark, set_watermark, utcnow
+from customer_health.warehouse.io import get_watermark, set_watermark, upsert_rows, utcnow
 from customer_health.warehouse.schema import raw_product_user, raw_product_user_daily
 
 SOURCE = "product"
@@ -125,7 +124,7 @@ def extract_product_users(
             frame["source_updated_at"] = frame[["created_at", "deactivated_at"]].max(axis=1)
             frame["is_deleted"] = False
             frame["extracted_at"] = now
-            report.users += bulk_upsert(dst, raw_product_user, frame)
+            report.users += upsert_rows(dst, raw_product_user, frame)
 
     with warehouse.connect() as conn:
         report.watermark_before = get_watermark(conn, SOURCE, WATERMARK)
@@ -155,7 +154,7 @@ def extract_product_users(
                 for name in ("logins", "core_actions", "events"):
                     frame[name] = pd.to_numeric(frame[name]).fillna(0).astype("int64")
                 frame["extracted_at"] = now
-                written += bulk_upsert(dst, raw_product_user_daily, frame)
+                written += upsert_rows(dst, raw_product_user_daily, frame)
             covered = chunk_end - timedelta(days=1)
             if get_watermark(dst, SOURCE, COVERAGE_START) is None:
                 set_watermark(dst, SOURCE, COVERAGE_START, day.isoformat())
