@@ -103,8 +103,9 @@ LIMITS = (
     "do not add up.",
     "Recovery means back in Healthy or Neutral within the horizon; a later recovery, or a churn, "
     "counts as not recovered.",
-    "Small groups give wide intervals, and under 5 compared episodes none is shown; read a "
-    "difference whose interval includes zero as no evidence either way.",
+    "Small groups give wide intervals: under 5 compared episodes none is shown, nor when every "
+    "compared and matched episode had the same outcome (not estimable); read a difference whose "
+    "interval includes zero as no evidence either way.",
 )
 
 
@@ -279,7 +280,8 @@ def intervention_effectiveness(
     """Each playbook's recovery rate against matched episodes without action (module docstring)."""
     start, end = as_of - timedelta(days=window_days - 1), as_of - timedelta(days=horizon_days)
     base = {"window_days": window_days, "horizon_days": horizon_days, "started_from": start, "started_to": end,
-            "method": METHOD, "limits": list(LIMITS), "playbooks": [], "no_action": None}  # fmt: skip
+            "method": METHOD, "limits": list(LIMITS), "playbooks": [], "no_action": None,
+            "min_interval_episodes": MIN_INTERVAL_EPISODES}  # fmt: skip
     if end < start:
         return base
     frame = ep.episodes(conn, version, start, end)
