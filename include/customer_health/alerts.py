@@ -351,7 +351,7 @@ def spike_message(as_of: date, spikes: list[Spike], alert_settings: AlertSetting
             )
         lines.append(f"• {wording.slack(spike.source.capitalize())}: {what}.")
     lines.append(
-        f"Usually is the median of the last {wording.count(runs, 'run')}; an alert needs more than "
+        f"\"Usually\" is the median of the last {wording.count(runs, 'run')}; an alert needs more than "
         f"{alert_settings.spike_factor:g} times that and at least {wording.count(alert_settings.spike_min_records, 'record')}."
     )
     return "\n".join(lines)
