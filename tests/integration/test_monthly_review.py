@@ -429,3 +429,27 @@ def test_the_model_page_logs_each_iteration_with_changes_accuracy_and_impact(com
     assert "established on-time payments (within financial) 0.400 0.500 +0.100" in text
     assert f"At Risk recovery rate {pct(v2['impact']['before']['recovery_rate'])} {pct(v2['impact']['after']['recovery_rate'])}" in text
     assert "v1 retired" in text and "the first version, active since its first score on" in text
+
+
+def test_a_proposal_not_yet_promoted_shows_its_changes_and_no_business_impact(company, warehouse, tokens):
+    from customer_health.scoring.model_config import load_model_config
+    from customer_health.validation import registry
+
+    engine = engine_for(warehouse)
+    old = "engagement: {login_frequency: 0.25, active_user_ratio: 0.35, feature_breadth: 0.30, engagement_trend: 0.10}"
+    text = registry.get_version(engine, "v2").config_yaml.replace("version: v2", "version: v3", 1)
+    assert text.count(old) == 1
+    text = text.replace(old, old.replace("login_frequency: 0.25", "login_frequency: 0.30").replace(
+        "feature_breadth: 0.30", "feature_breadth: 0.25"))  # fmt: skip
+    registry.propose(engine, load_model_config(text), parent_version="v2", created_by="casey.analyst")
+
+    c = client(tokens["viewer"])
+    v3 = c.get("/api/model").json()["iterations"][-1]
+    assert (v3["version"], v3["status"], v3["parent_version"], v3["promotion"]) == ("v3", "proposed", "v2", "not promoted")
+    assert v3["impact"] is None and v3["audit"] is None
+    changed = {(w["segment_model"], w["weight"]): round(w["change"], 6) for w in v3["changes"]["weights"]}
+    assert changed == {("new", "login frequency (within engagement)"): 0.05,
+                       ("new", "core features used (within engagement)"): -0.05}  # fmt: skip
+    page = visible_text(c.get("/model").text)
+    assert "v3 proposed from v2 · registered" in page and "not promoted" in page
+    assert "Not promoted: it has changed nothing for customers yet." in page
