@@ -361,3 +361,38 @@ def test_a_play_keyed_to_a_signal_or_to_the_30_day_change(scored_company):
     assert change.describe().endswith("over 30 days" + (f", {round(change.score)}/100 vs similar accounts"
                                                         if change.score is not None else ""))
 
+
+
+# ----------------------------------------------------------------------------- the account page
+def test_the_account_page_shows_each_actions_rule_and_driver(scored_company, copy, airflow_metadata, monkeypatch):
+    import html
+    import re
+
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from fastapi.testclient import TestClient
+
+    from customer_health import settings
+    from customer_health.dashboard.app import clear_caches, create_app
+    from customer_health.dashboard.auth import auth_manager
+
+    with copy.connect() as conn:
+        row = next(r for r in conn.execute(select(action_outbox).order_by(action_outbox.c.trigger_date))
+                   if _payload(r).get("rule") == "support_driven")
+    payload = _payload(row)
+    monkeypatch.setenv(settings.WAREHOUSE_URL_ENV, str(copy.url))
+    monkeypatch.delenv("AIRFLOW_CONN_HEALTH_SALESFORCE", raising=False)
+    clear_caches()
+    token = auth_manager().generate_jwt(SimpleAuthManagerUser(username="victor.viewer", role="VIEWER"))
+    client = TestClient(create_app(warm_cache=False), base_url="http://dashboard.test")
+    client.headers["Authorization"] = f"Bearer {token}"
+    api = client.get(f"/api/accounts/{row.account_key}").json()
+    shown = next(a for a in api["actions"] if a["idempotency_key"] == row.idempotency_key)
+    assert (shown["rule"], shown["playbook"], shown["driver"]) == ("support_driven", "Support recovery", payload["driver"])
+    assert "payload" not in shown
+    client.cookies.set("_token", token)
+    del client.headers["Authorization"]
+    page = client.get(f"/accounts/{row.account_key}").text
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+    assert f"Playbook: Support recovery driven by support ({payload['driver']['reading']})" in text
+    assert "Rule: entering at risk driven by " in text  # the check-in the same zone change triggered
+    clear_caches()
