@@ -5,6 +5,7 @@ Usage::
     PYTHONPATH=include python benchmarks/bench_signals.py                  # both figures, PostgreSQL
     PYTHONPATH=include python benchmarks/bench_signals.py --daily-backends sqlite postgres
     PYTHONPATH=include python benchmarks/bench_signals.py --skip-rebuild --repeat 1
+    PYTHONPATH=include python benchmarks/bench_signals.py --daily-on-rebuild-data   # no 100,000-account company
 
 Two figures, each measured for the **old** code (``--old-commit``, default ``5374d8e~1``: the
 tree before "Each signal defined once" (#17), with ``scoring/signals.py`` and
@@ -115,10 +116,18 @@ def copy_to_postgres(sqlite_path: Path, pg_url: str, name: str) -> str:
 def clone_database(pg_url: str, template: str, name: str) -> str:
     """A new database ``name`` copied from ``template`` (``CREATE DATABASE ... TEMPLATE``)."""
     from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
 
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    for attempt in range(30):  # the last reader's session may still be closing
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+            break
+        except OperationalError as exc:
+            if "being accessed by other users" not in str(exc) or attempt == 29:
+                raise
+            time.sleep(1)
     admin.dispose()
     return pg_url.rsplit("/", 1)[0] + f"/{name}"
 
@@ -169,7 +178,7 @@ def worker(kind: str, url: str, first: str, last: str, workers: int) -> None:
         seconds = time.perf_counter() - t0
         keys = sorted(SIGNALS)
         result = {"seconds": seconds, "accounts": len(frame), "signals": int(frame[keys].notna().sum().sum()),
-                  "digest": digest(frame, keys)}  # fmt: skip
+                  "present": {k: int(frame[k].notna().sum()) for k in keys}, "digest": digest(frame, keys)}  # fmt: skip
     else:
         os.environ[settings.WAREHOUSE_URL_ENV] = url
         from customer_health import pipeline
@@ -233,6 +242,9 @@ def main() -> int:
     parser.add_argument("--rebuild-days", type=int, default=365)
     parser.add_argument("--rebuild-backend", choices=["sqlite", "postgres"], default="postgres")
     parser.add_argument("--workers", type=int, default=2, help="rebuild processes (the DAG's blocks)")
+    parser.add_argument("--daily-on-rebuild-data", action="store_true",
+                        help="measure the daily figure on the rebuild's warehouse (its accounts, its last day) "
+                             "instead of building a --daily-accounts company")  # fmt: skip
     parser.add_argument("--skip-daily", action="store_true")
     parser.add_argument("--skip-rebuild", action="store_true")
     parser.add_argument("--worker", choices=["daily", "rebuild"], help=argparse.SUPPRESS)
@@ -256,10 +268,12 @@ def main() -> int:
     rebuild_shape = f"{args.rebuild_accounts}x{args.rebuild_company_days}"
     rebuild_company = out / f"rebuild-company-{rebuild_shape}"
     rebuild_db = out / f"rebuild-extracted-{rebuild_shape}.db"
-    if not args.skip_daily:
+    if args.daily_on_rebuild_data:
+        args.daily_accounts, daily_db = args.rebuild_accounts, rebuild_db
+    elif not args.skip_daily:
         ensure_company(daily_company, args.daily_accounts, args.daily_days, args.daily_event_days)
         ensure_extracted(daily_company, daily_db)
-    if not args.skip_rebuild:
+    if not args.skip_rebuild or args.daily_on_rebuild_data:
         ensure_company(rebuild_company, args.rebuild_accounts, args.rebuild_company_days, None)
         ensure_extracted(rebuild_company, rebuild_db)
     if args.build_only:
@@ -276,6 +290,20 @@ def main() -> int:
             print(f"dropped {', '.join(databases)}")
 
 
+def _compare(name: str, old: list[dict], new: list[dict]) -> None:
+    """Print where old and new computed different results (counts, or per signal: values
+    present and the digest of the values)."""
+    a, b = old[0], new[0]
+    for key in sorted({*a, *b} - {"seconds", "code", "digest", "present"}):
+        if a.get(key) != b.get(key):
+            print(f"  ! {name}: {key} old {a.get(key)} new {b.get(key)}")
+    for key in sorted(a.get("digest", {})):
+        if a["digest"][key] != b.get("digest", {}).get(key):
+            print(f"  ~ {name}: signal {key} differs: present old {a['present'][key]:,} new {b['present'].get(key, 0):,}")
+    if a.get("digest") and a.get("digest") == b.get("digest"):
+        print(f"  = {name}: every signal's values identical (old and new)")
+
+
 def _measure_all(args: argparse.Namespace, out: Path, run_id: str, databases: list[str], daily_db: Path,
                  rebuild_db: Path) -> int:
     """Set up the warehouses of this run, measure every figure old and new, print the table."""
@@ -288,17 +316,20 @@ def _measure_all(args: argparse.Namespace, out: Path, run_id: str, databases: li
         "new": checkout(args.new_tree or out / f"signals-new-{new_sha}", new_sha),
     }
     daily_urls = {}
-    if not args.skip_daily:
-        if "sqlite" in args.daily_backends:
-            daily_urls["sqlite"] = f"sqlite:///{daily_db}"
-        if "postgres" in args.daily_backends:
-            databases.append(f"{run_id}_daily")
-            daily_urls["postgres"] = copy_to_postgres(daily_db, args.pg_url, databases[-1])
+    if not args.skip_daily and "sqlite" in args.daily_backends:
+        daily_urls["sqlite"] = f"sqlite:///{daily_db}"
     rebuild_template = None
     if not args.skip_rebuild and args.rebuild_backend == "postgres":
         databases.append(f"{run_id}_rebuild_template")
         copy_to_postgres(rebuild_db, args.pg_url, databases[-1])
         rebuild_template = databases[-1]
+    if not args.skip_daily and "postgres" in args.daily_backends:
+        if args.daily_on_rebuild_data and rebuild_template is not None:
+            # Read-only runs, all finished before a rebuild run clones the template.
+            daily_urls["postgres"] = args.pg_url.rsplit("/", 1)[0] + f"/{rebuild_template}"
+        else:
+            databases.append(f"{run_id}_daily")
+            daily_urls["postgres"] = copy_to_postgres(daily_db, args.pg_url, databases[-1])
 
     last = END
     first = last - timedelta(days=args.rebuild_days - 1)
@@ -328,7 +359,7 @@ def _measure_all(args: argparse.Namespace, out: Path, run_id: str, databases: li
                     for suffix in ("", "-wal", "-shm"):
                         Path(f"{target.removeprefix('sqlite:///')}{suffix}").unlink(missing_ok=True)
                 figures.setdefault((name, version), []).append(result)
-                shown = {k: v for k, v in result.items() if k not in ("seconds", "code")}
+                shown = {k: v for k, v in result.items() if k not in ("seconds", "code", "digest", "present")}
                 print(f"  {name}: {version} {result['seconds']:.1f} s ({json.dumps(shown)})", flush=True)
 
     print()
@@ -338,10 +369,7 @@ def _measure_all(args: argparse.Namespace, out: Path, run_id: str, databases: li
         new = [r["seconds"] for r in figures[(name, "new")]]
         runs = f"{', '.join(f'{s:.1f}' for s in old)} | {', '.join(f'{s:.1f}' for s in new)}"
         print(f"{name:<66} {min(old):9.1f} {min(new):9.1f} {min(new) / min(old):8.2f}   {runs}")
-        same = {k: {json.dumps({x: y for x, y in r.items() if x not in ("seconds", "code")}) for r in figures[(name, v)]}
-                for k, v in (("old", "old"), ("new", "new"))}  # fmt: skip
-        if same["old"] != same["new"]:
-            print(f"  ! {name}: old and new counted differently: {same}")
+        _compare(name, figures[(name, "old")], figures[(name, "new")])
     print(f"(best of {args.repeat}; old = {args.old_commit} = {old_sha}, new = {args.new_commit} = {new_sha})")
     return 0
 
