@@ -92,7 +92,7 @@ def check_summary(text: str, today: str) -> None:
             assert re.fullmatch(rf"(pulling down|holding up): {driver}(; {driver})*", line), line
     assert "pulling down: " in top, top
 
-    actions = section(text, f"Actions on {today} (table action_outbox):")
+    actions = section(text, f"Actions on {today} (table action_outbox")
     assert re.search(r"^\s+\w+\s+sent\s+\d+\s+-> ", actions, re.M), actions
 
     audit = section(text, "==> model audit against real churn", "Next: ")
