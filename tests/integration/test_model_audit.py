@@ -412,8 +412,8 @@ def test_a_model_worse_than_the_baseline_is_said_plainly_in_the_first_lines_of_t
     result = audit_model(engine, date(2025, 10, 1), date(2026, 9, 30), report_dir=tmp_path, store=False, write_report=False)
     result.baseline = {**result.baseline, "model_auc": 0.46, "baseline_auc": 0.73}
     first = format_summary(result).splitlines()
-    assert first[0].startswith("WARNING: model v1 ranks worse than a plain logistic regression on the raw signals (AUC 0.46 vs 0.73")
-    assert first[1].startswith("WARNING: model v1's ROC AUC is 0.46, under 0.6")
+    assert first[0].startswith("WARNING: model v1 ranks worse than a plain logistic regression on the raw signals (AUC 0.460 vs 0.730")
+    assert first[1].startswith("WARNING: model v1's ROC AUC is 0.460, under 0.6")
     html = render_audit_html(result)
     body = html.split("<body>", 1)[1].lstrip()
     assert body.startswith("<p class='warning'><b>WARNING: model v1 ranks worse than a plain logistic regression")

@@ -89,7 +89,7 @@ def test_model_and_baseline_compared_on_the_same_rows_at_the_same_workload():
 def test_the_warning_says_plainly_when_the_model_is_worse_than_the_baseline_or_weak():
     worse = {"model_auc": 0.46, "baseline_auc": 0.73, "rows": 900}
     lines = baseline_warnings(worse, label="the model")
-    assert lines[0].startswith("WARNING: the model ranks worse than a plain logistic regression on the raw signals (AUC 0.46 vs 0.73")
+    assert lines[0].startswith("WARNING: the model ranks worse than a plain logistic regression on the raw signals (AUC 0.460 vs 0.730")
     assert any(f"under {WEAK_AUC}" in w for w in lines)
     assert baseline_warnings({"model_auc": 0.85, "baseline_auc": 0.80, "rows": 900}) == []
     # Without a baseline, the model's own AUC under 0.6 still warns.

@@ -236,12 +236,12 @@ def baseline_warnings(comparison: dict[str, Any] | BaselineComparison | None, ov
     if _finite(model_auc) and _finite(base_auc) and model_auc < base_auc:
         out.append(
             f"WARNING: {label} ranks worse than a plain logistic regression on the raw signals "
-            f"(AUC {model_auc:.2f} vs {base_auc:.2f} on the same {c.get('rows')} held-out rows): "
+            f"(AUC {model_auc:.3f} vs {base_auc:.3f} on the same {c.get('rows')} held-out rows): "
             "its weighting or normalization throws information away - recalibrate or review the model before acting on it."
         )
     if _finite(model_auc) and model_auc < WEAK_AUC:
         out.append(
-            f"WARNING: {label}'s ROC AUC is {model_auc:.2f}, under {WEAK_AUC}: it barely ranks churners before retained "
+            f"WARNING: {label}'s ROC AUC is {model_auc:.3f}, under {WEAK_AUC}: it barely ranks churners before retained "
             "accounts (0.5 is chance); do not rely on its zones."
         )
     return out
