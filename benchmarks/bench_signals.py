@@ -177,6 +177,9 @@ def worker(kind: str, url: str, first: str, last: str, workers: int) -> None:
         frame = signals.compute_signals(engine, day)
         seconds = time.perf_counter() - t0
         keys = sorted(SIGNALS)
+        save = os.environ.get("BENCH_SIGNALS_SAVE")
+        if save:  # the values themselves, for the side-by-side comparison
+            frame[["account_key", *keys]].to_pickle(save)
         result = {"seconds": seconds, "accounts": len(frame), "signals": int(frame[keys].notna().sum().sum()),
                   "present": {k: int(frame[k].notna().sum()) for k in keys}, "digest": digest(frame, keys)}  # fmt: skip
     else:
@@ -202,9 +205,10 @@ def checkout(tree: Path, commit: str) -> Path:
     return tree
 
 
-def measure(code: Path, kind: str, url: str, first: date, last: date, workers: int) -> dict:
-    """One measurement in a fresh process running the package under ``code/include``."""
-    env = {**os.environ, "PYTHONPATH": str(code / "include")}
+def measure(code: Path, kind: str, url: str, first: date, last: date, workers: int, save: Path | None = None) -> dict:
+    """One measurement in a fresh process running the package under ``code/include``
+    (``save``: where the daily run leaves its signal values)."""
+    env = {**os.environ, "PYTHONPATH": str(code / "include")} | ({"BENCH_SIGNALS_SAVE": str(save)} if save else {})
     args = [sys.executable, __file__, "--worker", kind, "--url", url, "--first", first.isoformat(), "--last", last.isoformat()]
     run = subprocess.run([*args, "--workers", str(workers)], env=env, capture_output=True, text=True, cwd=code)
     if run.returncode != 0:
@@ -294,7 +298,7 @@ def _compare(name: str, old: list[dict], new: list[dict]) -> None:
     """Print where old and new computed different results (counts, or per signal: values
     present and the digest of the values)."""
     a, b = old[0], new[0]
-    for key in sorted({*a, *b} - {"seconds", "code", "digest", "present"}):
+    for key in sorted({*a, *b} - {"seconds", "code", "digest", "present", "values"}):
         if a.get(key) != b.get(key):
             print(f"  ! {name}: {key} old {a.get(key)} new {b.get(key)}")
     for key in sorted(a.get("digest", {})):
@@ -302,6 +306,24 @@ def _compare(name: str, old: list[dict], new: list[dict]) -> None:
             print(f"  ~ {name}: signal {key} differs: present old {a['present'][key]:,} new {b['present'].get(key, 0):,}")
     if a.get("digest") and a.get("digest") == b.get("digest"):
         print(f"  = {name}: every signal's values identical (old and new)")
+    if a.get("values") and b.get("values"):
+        import numpy as np
+        import pandas as pd
+
+        frames = [pd.read_pickle(r["values"]).set_index("account_key").sort_index() for r in (a, b)]
+        for path in (a["values"], b["values"]):
+            Path(path).unlink(missing_ok=True)
+        old_values, new_values = frames[0], frames[1].reindex(frames[0].index)
+        for key in old_values.columns:
+            x, y = old_values[key].to_numpy(dtype=float), new_values[key].to_numpy(dtype=float)
+            both = ~np.isnan(x) & ~np.isnan(y)
+            same = int(np.isclose(x[both], y[both], rtol=1e-9, atol=1e-12).sum())
+            only_old = ~np.isnan(x) & np.isnan(y)
+            only_new = np.isnan(x) & ~np.isnan(y)
+            if same != both.sum() or only_old.any() or only_new.any():
+                shown = pd.Series(x[only_old]).value_counts().head(3).to_dict()
+                print(f"    {key}: equal where both present {same:,}/{int(both.sum()):,}; NULL in new only "
+                      f"{int(only_old.sum()):,} (old values there, most common: {shown}); NULL in old only {int(only_new.sum()):,}")
 
 
 def _measure_all(args: argparse.Namespace, out: Path, run_id: str, databases: list[str], daily_db: Path,
@@ -351,7 +373,10 @@ def _measure_all(args: argparse.Namespace, out: Path, run_id: str, databases: li
                     target = clone_database(args.pg_url, rebuild_template, scratch)
                 else:
                     target = fresh_copy(rebuild_db, out / f"signals-rebuild-work-{uuid.uuid4().hex[:6]}.db")
-                result = measure(versions[version], kind, target, first, last, args.workers)
+                save = out / f"{run_id}-{kind}-{name.rsplit(' ', 1)[-1]}-{version}.pkl" if kind == "daily" and round_ == 0 else None
+                result = measure(versions[version], kind, target, first, last, args.workers, save)
+                if save is not None:
+                    result["values"] = str(save)
                 if scratch is not None:
                     drop_database(args.pg_url, scratch)
                     databases.remove(scratch)
@@ -359,7 +384,7 @@ def _measure_all(args: argparse.Namespace, out: Path, run_id: str, databases: li
                     for suffix in ("", "-wal", "-shm"):
                         Path(f"{target.removeprefix('sqlite:///')}{suffix}").unlink(missing_ok=True)
                 figures.setdefault((name, version), []).append(result)
-                shown = {k: v for k, v in result.items() if k not in ("seconds", "code", "digest", "present")}
+                shown = {k: v for k, v in result.items() if k not in ("seconds", "code", "digest", "present", "values")}
                 print(f"  {name}: {version} {result['seconds']:.1f} s ({json.dumps(shown)})", flush=True)
 
     print()
