@@ -22,15 +22,18 @@ make them, and the figures are what the audit measures. Usage::
     python benchmarks/eval_models.py --company self-serve --accounts 600 --days 500
 
 Each company keeps its data in ``--workdir/<company>`` (default ``.local/eval``); a second run
-reuses the generated company, but extracts into a new warehouse and rebuilds the history, so the
-figures are those of the code and model config as they are now (``--reuse-warehouse`` keeps the
-warehouse, its model registry and its score history instead).
+reuses the generated company and a copy of its extracted raw tables (``extracted.db``, taken
+before anything was scored), but starts a new warehouse from that copy, builds the crosswalk and
+rebuilds the history, so the figures are those of the code and model config as they are now
+(``--reuse-warehouse`` keeps the whole warehouse, its model registry and its score history;
+``--re-extract`` extracts again).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import time
@@ -113,6 +116,15 @@ def _generate(company: str, folder: Path, accounts: int, days: int, seed: int, e
     return summary.describe().splitlines()[0] if hasattr(summary, "describe") else ""
 
 
+def _sqlite_copy(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite database (WAL included), through SQLite's backup API."""
+    import sqlite3
+
+    target.unlink(missing_ok=True)
+    with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+
+
 def _scored_dates(engine: Any, start: date, end: date) -> int:
     from sqlalchemy import func, select
 
@@ -149,8 +161,15 @@ def evaluate(company: str, args: argparse.Namespace) -> Figures:
     t0 = _step(f"generate into {folder} (reused when the same spec is there)")
     _done(t0, _generate(company, folder, args.accounts, args.days, args.seed, end))
 
+    extracted, extracted_spec = work / "extracted.db", work / "extracted.json"
+    spec = json.dumps({"accounts": args.accounts, "days": args.days, "seed": args.seed, "end": end.isoformat()})
+    reuse_extraction = (
+        not args.re_extract and extracted.exists() and extracted_spec.exists() and extracted_spec.read_text() == spec
+    )
     if not args.reuse_warehouse:
         (work / "warehouse.db").unlink(missing_ok=True)
+        if reuse_extraction:
+            _sqlite_copy(extracted, work / "warehouse.db")
     url = f"sqlite:///{work / 'warehouse.db'}"
     engine_for.cache_clear()
     engine = engine_for(url)
@@ -171,18 +190,24 @@ def evaluate(company: str, args: argparse.Namespace) -> Figures:
             history_start = end - timedelta(days=args.history_days - 1)
             if _scored_dates(engine, history_start, end) < args.history_days:
                 until = datetime.combine(end + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-                t0 = _step("extract every connected source (pipeline.extract_*), build the crosswalk")
                 pipeline.migrate_warehouse()
-                skipped = []
-                for name in ("salesforce", "zendesk", "stripe", "product"):
-                    try:
-                        getattr(pipeline, f"extract_{name}")(until)
-                    except Exception as exc:  # AirflowSkipException: not connected
-                        if type(exc).__name__ != "AirflowSkipException":
-                            raise
-                        skipped.append(name)
-                crosswalk = pipeline.build_crosswalk()
-                _done(t0, f"not connected: {', '.join(skipped) or 'none'}; crosswalk {crosswalk}")
+                if reuse_extraction and not args.reuse_warehouse:
+                    print(f"==> extracted raw tables: copied from {extracted} (--re-extract to extract again)", flush=True)
+                else:
+                    t0 = _step("extract every connected source (pipeline.extract_*)")
+                    skipped = []
+                    for name in ("salesforce", "zendesk", "stripe", "product"):
+                        try:
+                            getattr(pipeline, f"extract_{name}")(until)
+                        except Exception as exc:  # AirflowSkipException: not connected
+                            if type(exc).__name__ != "AirflowSkipException":
+                                raise
+                            skipped.append(name)
+                    _sqlite_copy(work / "warehouse.db", extracted)
+                    extracted_spec.write_text(spec)
+                    _done(t0, f"not connected: {', '.join(skipped) or 'none'}; raw tables kept in {extracted}")
+                t0 = _step("build the crosswalk")
+                _done(t0, str(pipeline.build_crosswalk()))
                 t0 = _step(f"rebuild {args.history_days} days of score history, {history_start} .. {end}")
                 pipeline.rebuild_history(history_start, end, workers=args.workers)
                 _done(t0)
@@ -310,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="processes for the history rebuild")
     parser.add_argument("--workdir", type=Path, default=ROOT / ".local" / "eval")
     parser.add_argument("--reuse-warehouse", action="store_true", help="keep the warehouse and history of a previous run")
+    parser.add_argument("--re-extract", action="store_true", help="extract again instead of copying extracted.db")
     args = parser.parse_args(argv)
     companies = ["b2b", "self-serve"] if args.company == "both" else [args.company]
     results = []
