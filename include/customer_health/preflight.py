@@ -3,7 +3,8 @@
 ``python -m customer_health.preflight`` (and the first task of the daily and refresh DAGs) checks,
 with the real clients and without writing anything or sending any message:
 
-* the **source mapping** (``sources.mapping``): valid, and which names differ from the defaults;
+* the **source mapping** (``sources.mapping``): valid, which names differ from the defaults, and
+  that its ``identity.anchor`` (whose records are the accounts) is connected;
 * the **warehouse**: reachable, and its migration revision against the code's;
 * **Salesforce**: the login, then ``sobjects/<Object>/describe`` of every object the product reads
   or writes (``salesforce_fields.OBJECT_ACCESS``): the object's permissions (Read; Create and
@@ -221,8 +222,31 @@ def run_preflight(lookup: ConnectionLookup | None = None, mapping: Any = None) -
     if not any(report.connected.values()):
         report.add("sources", "connected", MISSING, "no source is connected: there is nothing to score",
                    "define at least one of the Airflow connections " + ", ".join(SOURCE_CONNECTIONS.values()))
+    else:
+        _check_anchor(report, source_mapping)
     _check_targets(report, lookup)
     return report
+
+
+ANCHOR_SYSTEMS = {"salesforce": ("salesforce", "Salesforce Account"), "stripe": ("stripe", "Stripe customer"),
+                  "product": ("product_db", "product account")}
+
+
+def _check_anchor(report: PreflightReport, mapping: Any) -> None:
+    """The source mapping's ``identity.anchor`` names a connected system (else no account exists):
+    MISSING for a billing or product anchor, a warning for the default Salesforce anchor."""
+    anchor = getattr(mapping, "identity_anchor", None)
+    if anchor not in ANCHOR_SYSTEMS:
+        return
+    system, what = ANCHOR_SYSTEMS[anchor]
+    if report.connected.get(system):
+        report.add("mapping", "identity.anchor", OK, f"{anchor}: every account is a {what}")
+        return
+    others = [a for a, (s, _) in ANCHOR_SYSTEMS.items() if report.connected.get(s)]
+    report.add("mapping", "identity.anchor", WARN if anchor == "salesforce" else MISSING,
+               f"{anchor}: every account is a {what}, but {system} is not connected, so no account will be scored",
+               f"define the Airflow connection {SOURCE_CONNECTIONS[system]!r}, or set identity.anchor to "
+               + " or ".join(others) + " in the source mapping (README: \"A company without a CRM\")")
 
 
 def _check_mapping(report: PreflightReport, mapping: Any) -> Any:

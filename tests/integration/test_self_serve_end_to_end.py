@@ -135,3 +135,36 @@ def test_the_product_anchor_makes_the_product_accounts_the_accounts(daily_run):
         assert any("metadata.product_account_id" in u["reason"] for u in unmapped)
     finally:
         build_crosswalk(engine, "stripe")
+
+
+def test_the_preflight_checks_the_anchor_is_connected(served, tmp_path, monkeypatch):
+    from customer_health import settings
+    from customer_health.preflight import run_preflight
+
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    connections = as_environment(sandbox_connections(served.endpoints, url))
+    for key, value in connections.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv(settings.WAREHOUSE_URL_ENV, url)
+    engine_for.cache_clear()
+
+    def anchor_check(anchor: str | None):
+        if anchor is None:
+            monkeypatch.delenv(SOURCES_FILE_ENV, raising=False)
+        else:
+            monkeypatch.setenv(SOURCES_FILE_ENV, str(_anchor_file(tmp_path, anchor)))
+        report = run_preflight()
+        return next(c for c in report.checks if c.subject == "identity.anchor"), report
+
+    check, _ = anchor_check("stripe")
+    assert check.status == "ok" and "every account is a Stripe customer" in check.detail
+    # The default anchor on a company without Salesforce: no account would exist; a warning naming the fix.
+    check, _ = anchor_check(None)
+    assert check.status == "warn" and "salesforce is not connected" in check.detail
+    assert "set identity.anchor to stripe or product" in check.fix
+    # A Stripe anchor without Stripe: blocking.
+    monkeypatch.delenv(f"AIRFLOW_CONN_{settings.STRIPE_CONN_ID.upper()}")
+    check, report = anchor_check("stripe")
+    assert check.status == "MISSING" and not report.ok
+    assert "set identity.anchor to product" in check.fix
+    engine_for.cache_clear()
