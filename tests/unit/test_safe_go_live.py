@@ -64,7 +64,7 @@ def test_the_shipped_defaults_start_advocacy_in_shadow_and_cap_human_work():
     (lambda d: d["actions"]["campaign_resume"].update(mode="shadow"),
      r"actions.campaign_resume.mode: is shadow but undoes campaign_pause, which are live"),
     (lambda d: d["actions"]["rescue_tasks_complete"].update(mode="shadow"),
-     r"undoes billing_followup_task, checkin_task, emergency_review_task, .*recovery_plan_task"),
+     r"undoes checkin_task, emergency_review_task, .*recovery_plan_task"),
     (lambda d: d["actions"]["advocacy_beta"].update(programmes=["betas"]), r"programme 'betas' is not defined"),
     (lambda d: d["segments"]["nurture"].update(min_score=70), r"segments.nurture: needs 0 <= min_score <= max_score"),
     (lambda d: d["programmes"]["upsell"].update(name="Upsell"), r"programmes.upsell: give exactly one of name"),
