@@ -396,3 +396,12 @@ def test_the_account_page_shows_each_actions_rule_and_driver(scored_company, cop
     assert f"Playbook: Support recovery driven by support ({payload['driver']['reading']})" in text
     assert "Rule: entering at risk driven by " in text  # the check-in the same zone change triggered
     clear_caches()
+
+
+def test_a_playbook_action_deferred_by_its_cap_is_withdrawn_once_the_account_left_the_zones():
+    from customer_health.actions.rules import still_due
+
+    assert not still_due("engagement_at_risk", "Neutral", RULES)
+    assert still_due("engagement_at_risk", "At Risk", RULES) and still_due("engagement_at_risk", "Critical", RULES)
+    assert not still_due("support_driven", "Healthy", RULES) and still_due("support_driven", "Critical", RULES)
+    assert still_due("engagement_at_risk", "Neutral")  # without the rules nothing says otherwise

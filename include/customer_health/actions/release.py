@@ -81,7 +81,7 @@ def release_day(engine: Engine, as_of: date, rules: ActionRules, max_age_days: i
                 if n:
                     report.shadowed[action_type] = n
                 continue
-            _release_type(conn, action_type, spec.daily_cap, as_of, max_age_days, report)
+            _release_type(conn, action_type, spec.daily_cap, as_of, max_age_days, report, rules)
     return report
 
 
@@ -95,7 +95,8 @@ def _shadow_pending(conn: Connection, action_type: str) -> int:
 
 
 def _release_type(
-    conn: Connection, action_type: str, cap: int | None, as_of: date, max_age_days: int, report: ReleaseReport
+    conn: Connection, action_type: str, cap: int | None, as_of: date, max_age_days: int, report: ReleaseReport,
+    rules: ActionRules | None = None,
 ) -> None:
     ob, hs = action_outbox, health_scores
     oldest = as_of - timedelta(days=max_age_days)
@@ -125,7 +126,7 @@ def _release_type(
     for c in candidates:
         trigger = (json.loads(c.payload) or {}).get("trigger", "")
         zone = zones.get((c.model_version, c.account_key))
-        if c.trigger_date < as_of and not still_due(trigger, zone):
+        if c.trigger_date < as_of and not still_due(trigger, zone, rules):
             gone.append((c.idempotency_key, trigger, zone))
         else:
             due.append(c.idempotency_key)

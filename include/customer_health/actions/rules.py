@@ -399,14 +399,19 @@ STILL_DUE_ZONES: dict[str, frozenset[str]] = {
 }
 
 
-def still_due(trigger: str, zone: str | None) -> bool:
+def still_due(trigger: str, zone: str | None, rules: ActionRules | None = None) -> bool:
     """Whether an action ``trigger`` fired for is still worth delivering to an account now in ``zone``.
 
     A rescue (a check-in, an escalation) for an account that recovered meanwhile, an advocacy
-    ask to one that is no longer Healthy, a resume for one that fell back: all stale. An
+    ask to one that is no longer Healthy, a resume for one that fell back: all stale. A
+    playbook of ``rules`` stays due while the account is in one of its zones or a worse one. An
     unknown trigger, or an account without a score, keeps its action (nothing says otherwise).
     """
     zones = STILL_DUE_ZONES.get(trigger)
+    if zones is None and rules is not None and trigger in rules.playbooks:
+        order = ("Healthy", "Neutral", "At Risk", "Critical")
+        best = min(order.index(z) for z in rules.playbooks[trigger].to_zones)
+        zones = frozenset(order[best:])
     return zones is None or zone is None or zone in zones
 
 
