@@ -78,7 +78,7 @@ def copy_to_postgres(sqlite_path: Path, pg_url: str, name: str) -> str:
     """A new PostgreSQL database ``name`` holding the extracted SQLite warehouse (migrated, then
     table by table in chunks by binary COPY - ``warehouse.io.copy_new_rows``; analyzed)."""
     import pandas as pd
-    from sqlalchemy import create_engine, func, select, text
+    from sqlalchemy import create_engine, func, inspect, select, text
 
     from customer_health.warehouse import schema as s
     from customer_health.warehouse.io import copy_new_rows
@@ -93,10 +93,15 @@ def copy_to_postgres(sqlite_path: Path, pg_url: str, name: str) -> str:
     target = create_engine(url)
     upgrade_to_head(target)
     source = create_engine(f"sqlite:///{sqlite_path}")
+    present = inspect(source)
     for table in s.metadata.sorted_tables:
+        if not present.has_table(table.name):
+            continue
+        # A warehouse extracted before a later migration lacks its new (nullable) columns: NULL.
+        columns = [c for c in table.columns if c.name in {col["name"] for col in present.get_columns(table.name)}]
         with source.connect() as read:
             total = read.execute(select(func.count()).select_from(table)).scalar_one()
-            result = read.execution_options(stream_results=True, yield_per=200_000).execute(select(table))
+            result = read.execution_options(stream_results=True, yield_per=200_000).execute(select(*columns))
             for part in result.partitions():
                 frame = pd.DataFrame(part, columns=list(result.keys()))
                 if table is s.raw_zd_satisfaction_rating:  # ids beyond INTEGER (tests/history_helpers.py)
@@ -233,6 +238,7 @@ def main() -> int:
     parser.add_argument("--old-tree", type=Path, default=Path("/tmp/oldcode"))
     parser.add_argument("--new-tree", type=Path, default=None, help="default: <out>/signals-new-<commit>")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--rebuild-repeat", type=int, default=None, help="rebuild runs per version (default: --repeat)")
     parser.add_argument("--daily-accounts", type=int, default=100_000)
     parser.add_argument("--daily-days", type=int, default=120)
     parser.add_argument("--daily-event-days", type=int, default=30)
@@ -362,6 +368,8 @@ def _measure_all(args: argparse.Namespace, out: Path, run_id: str, databases: li
         jobs.append((name, "rebuild", None))
     for round_ in range(args.repeat):
         for name, kind, url in jobs:
+            if kind == "rebuild" and round_ >= (args.rebuild_repeat or args.repeat):
+                continue
             order = ["old", "new"] if round_ % 2 == 0 else ["new", "old"]
             for version in order:
                 scratch = None
