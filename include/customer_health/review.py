@@ -58,6 +58,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, and_, func, select
 
+from customer_health.actions.outbox import payload_of
 from customer_health.validation import episodes as ep
 from customer_health.warehouse.io import upsert_rows, utcnow
 from customer_health.warehouse.schema import (
@@ -133,17 +134,6 @@ def playbook_of(action_type: str, payload: Mapping[str, Any] | None) -> str:
     return f"{_words(action_type)} on {_words(trigger)}" if trigger else _words(action_type)
 
 
-def _payload(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, Mapping):
-        return dict(raw)
-    try:
-        found = json.loads(raw) if raw else {}
-    except (TypeError, ValueError):
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
-# --------------------------------------------------------------------------- dates
 def _scored_dates(conn: Connection, version: str) -> list[date]:
     s = health_score_summary.c
     return [ep._day(d) for d in conn.execute(
@@ -263,7 +253,7 @@ def _delivered_actions(conn: Connection, version: str, started_from: date, start
     ).all()  # fmt: skip
     kept = [(key, ep._day(started), playbook_of(action_type, payload))
             for key, started, action_type, raw in rows
-            for payload in [_payload(raw)] if payload.get("trigger") not in NOT_INTERVENTIONS]  # fmt: skip
+            for payload in [payload_of(raw)] if payload.get("trigger") not in NOT_INTERVENTIONS]  # fmt: skip
     return pd.DataFrame(kept, columns=["account_key", "started", "playbook"])
 
 

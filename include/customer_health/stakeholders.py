@@ -55,7 +55,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, String, and_, case, cast, delete, func, or_, select
 
 from customer_health.sources.product_users import coverage_start
-from customer_health.warehouse.io import get_watermark, upsert_rows, utcnow
+from customer_health.warehouse.io import as_date, get_watermark, upsert_rows, utcnow
 from customer_health.warehouse.schema import (
     account_identity_map,
     raw_product_user,
@@ -94,16 +94,6 @@ USERS_SHOWN = 10
 
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min)
-
-
-def _date(value: Any) -> date | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
-        return None
-    if isinstance(value, datetime | pd.Timestamp):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
 
 
 def _email_key(value: Any) -> str | None:
@@ -164,10 +154,10 @@ def _users(conn: Connection, as_of: date) -> pd.DataFrame:
     )
     frame = pd.DataFrame(conn.execute(stmt).all(), columns=["account_key", "product_user_id", "user_email", "created_at",
                                                             "deactivated_at"])  # fmt: skip
-    frame["login_created_on"] = frame["created_at"].map(_date)
+    frame["login_created_on"] = frame["created_at"].map(as_date)
     # A deactivation after D is not known at D.
     frame["login_deactivated_on"] = [
-        d if d is not None and d <= as_of else None for d in frame["deactivated_at"].map(_date)
+        d if d is not None and d <= as_of else None for d in frame["deactivated_at"].map(as_date)
     ]
     frame["email_key"] = frame["user_email"].map(_email_key)
     return frame.drop(columns=["created_at", "deactivated_at"])
@@ -205,7 +195,7 @@ def _activity(conn: Connection, as_of: date) -> pd.DataFrame:
     frame = pd.DataFrame(conn.execute(stmt).all(), columns=[
         "product_user_id", "active_days_28", "active_days_90", "core_actions_28", "core_actions_90", "active_days_30",
         "active_days_prev_30", "champion_days", "champion_core", "last_login_on"])  # fmt: skip
-    frame["last_login_on"] = frame["last_login_on"].map(_date)
+    frame["last_login_on"] = frame["last_login_on"].map(as_date)
     return frame
 
 
@@ -223,7 +213,7 @@ def _nps(conn: Connection, as_of: date) -> pd.DataFrame:
     )  # fmt: skip
     rows = conn.execute(select(ranked.c.contact_id, ranked.c.score, ranked.c.responded_at).where(ranked.c.k == 1)).all()
     frame = pd.DataFrame(rows, columns=["contact_id", "latest_nps", "latest_nps_on"])
-    frame["latest_nps_on"] = frame["latest_nps_on"].map(_date)
+    frame["latest_nps_on"] = frame["latest_nps_on"].map(as_date)
     return frame
 
 
@@ -271,7 +261,7 @@ def _touches(conn: Connection, as_of: date) -> pd.DataFrame:
         .group_by(k.who_id)
     ).all()  # fmt: skip
     frame = pd.DataFrame(rows, columns=["contact_id", "last_touch_on"])
-    frame["last_touch_on"] = frame["last_touch_on"].map(_date)
+    frame["last_touch_on"] = frame["last_touch_on"].map(as_date)
     return frame
 
 
@@ -440,17 +430,17 @@ class Stakeholder:
 
         return cls(
             account_key=str(data["account_key"]), stakeholder_key=str(data["stakeholder_key"]),
-            as_of_date=_date(data["as_of_date"]), contact_id=text("contact_id"), product_user_id=text("product_user_id"),
+            as_of_date=as_date(data["as_of_date"]), contact_id=text("contact_id"), product_user_id=text("product_user_id"),
             name=text("name"), email=text("email"), title=text("title"),
             is_executive_sponsor=bool(data.get("is_executive_sponsor")), is_champion=bool(data.get("is_champion")),
-            login_created_on=_date(data.get("login_created_on")), login_deactivated_on=_date(data.get("login_deactivated_on")),
+            login_created_on=as_date(data.get("login_created_on")), login_deactivated_on=as_date(data.get("login_deactivated_on")),
             active_days_28=number("active_days_28"), active_days_90=number("active_days_90"),
             core_actions_28=number("core_actions_28"), core_actions_90=number("core_actions_90"),
             active_days_30=number("active_days_30"), active_days_prev_30=number("active_days_prev_30"),
-            engagement_change_30=number("engagement_change_30", float), last_login_on=_date(data.get("last_login_on")),
-            latest_nps=number("latest_nps"), latest_nps_on=_date(data.get("latest_nps_on")),
+            engagement_change_30=number("engagement_change_30", float), last_login_on=as_date(data.get("last_login_on")),
+            latest_nps=number("latest_nps"), latest_nps_on=as_date(data.get("latest_nps_on")),
             csat_good=number("csat_good"), csat_rated=number("csat_rated"), tickets_90=number("tickets_90"),
-            last_touch_on=_date(data.get("last_touch_on")),
+            last_touch_on=as_date(data.get("last_touch_on")),
         )  # fmt: skip
 
     @property

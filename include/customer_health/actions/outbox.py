@@ -46,6 +46,18 @@ def idempotency_key(account_key: str, action_type: str, trigger_date: date, mode
     return f"{account_key}:{action_type}:{trigger_date.isoformat()}:{model_version}"
 
 
+def payload_of(raw: Any) -> dict[str, Any]:
+    """An outbox row's payload as a dict: the stored JSON text (or an already decoded mapping);
+    an empty dict for NULL or text that is not a JSON object."""
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    try:
+        found = json.loads(raw) if raw else {}
+    except (TypeError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def email_message_id(key: str, domain: str = "customer-health.local") -> str:
     """The Message-ID of the e-mail for outbox row ``key``: the same key, the same Message-ID."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:32]

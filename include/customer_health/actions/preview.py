@@ -17,6 +17,7 @@ from html import unescape
 from typing import Any
 
 from customer_health import wording
+from customer_health.actions.outbox import payload_of
 
 _TAG = re.compile(r"<[^>]+>")
 
@@ -32,16 +33,6 @@ class Preview:
 
     def as_dict(self) -> dict[str, str]:
         return {"channel": self.channel, "recipient": self.recipient, "subject": self.subject, "body": self.body}
-
-
-def _payload(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, Mapping):
-        return dict(raw)
-    try:
-        value = json.loads(raw) if raw else {}
-    except (TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _plain(html: str) -> str:
@@ -61,7 +52,7 @@ def _contacts(payload: Mapping[str, Any]) -> str:
 
 def would_send(target: str, action_type: str, payload: Any) -> Preview:
     """The message or change an outbox row's payload makes, as its recipient reads it."""
-    p = _payload(payload)
+    p = payload_of(payload)
     kind = action_type.replace("_", " ")
     if target == "salesforce" and "fields" in p:
         f = p["fields"]

@@ -26,12 +26,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, select
 
-from customer_health.warehouse.io import upsert_rows, utcnow
+from customer_health.warehouse.io import as_date, upsert_rows, utcnow
 from customer_health.warehouse.schema import (
     account_crosswalk,
     account_identity_map,
@@ -247,17 +247,6 @@ _PERIODS_PER_YEAR = {"day": 365.0, "week": 52.0, "month": 12.0, "year": 1.0}
 _LIVE_STATUSES = ("trialing", "active", "past_due", "unpaid")
 
 
-def _day(value: Any) -> date | None:
-    """A warehouse timestamp (datetime, or ISO text on SQLite) as its UTC date; None for NULL."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return datetime.fromisoformat(str(value)).date()
-
-
 def build_anchored_crosswalk(engine: Engine, anchor: str) -> CrosswalkReport:
     """The crosswalk of a company without a CRM: the Stripe customers (``anchor='stripe'``) or the
     product accounts (``anchor='product'``) are the accounts.
@@ -332,7 +321,7 @@ def build_anchored_crosswalk(engine: Engine, anchor: str) -> CrosswalkReport:
     def too_long(key: str) -> bool:
         return len(key) > ACCOUNT_KEY_LENGTH
 
-    paid_day = {k: _day(v) for k, v in first_paid.items()}
+    paid_day = {k: as_date(v) for k, v in first_paid.items()}
     product_by_id = {r.id: r for r in products}
     customer_by_id = {r.id: r for r in customers}
     by_product: dict[str, list[Any]] = defaultdict(list)
@@ -446,7 +435,7 @@ def build_anchored_crosswalk(engine: Engine, anchor: str) -> CrosswalkReport:
         if paid:
             since = min(paid)
         elif anchor == "product" and not custs and prod is not None:
-            since = _day(prod.created_at)
+            since = as_date(prod.created_at)
         else:
             since = None
         anchor_records = [customer_by_id[cid] for cid in custs] if anchor == "stripe" else [prod]

@@ -19,25 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, and_, select
 
+from customer_health.warehouse.io import as_date
 from customer_health.warehouse.schema import health_score_episodes, health_scores
 
 DEFAULT_HORIZON_DAYS = 60
-
-
-def _day(value: Any) -> date | None:
-    if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
-        return None
-    if isinstance(value, datetime | pd.Timestamp):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
 
 
 def plan_of(segment: str | None) -> str:
@@ -64,8 +55,8 @@ def episodes(conn: Connection, version: str, started_from: date, started_to: dat
         .order_by(e.started, e.account_key)
     )
     frame = pd.DataFrame(conn.execute(stmt).all(), columns=["account_key", "started", "recovered_on", "score", "segment", "arr"])
-    frame["started"] = frame["started"].map(_day)
-    frame["recovered_on"] = frame["recovered_on"].map(_day)
+    frame["started"] = frame["started"].map(as_date)
+    frame["recovered_on"] = frame["recovered_on"].map(as_date)
     frame["plan"] = frame["segment"].map(plan_of)
     return frame
 
@@ -141,7 +132,7 @@ def churn_after_flag(frame: pd.DataFrame, churn_events: pd.DataFrame, horizon_da
     first = mature.sort_values("started").drop_duplicates("account_key")
     churn_days: dict[str, list[date]] = {}
     for key, on in zip(churn_events.get("account_key", []), churn_events.get("occurred_on", []), strict=True):
-        day = _day(on)
+        day = as_date(on)
         if day is not None:
             churn_days.setdefault(key, []).append(day)
     limit = timedelta(days=horizon_days)

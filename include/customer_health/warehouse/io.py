@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import queue
 import struct
 import threading
@@ -72,6 +73,18 @@ COPY_MIN_ROWS = 1_000
 SQLITE_BATCH_ROWS = 100_000
 
 Rows = Sequence[Mapping[str, Any]] | pd.DataFrame
+
+
+def as_date(value: Any) -> date | None:
+    """A date as the warehouse hands it back (a ``date``, a ``datetime`` or pandas ``Timestamp``, or
+    ISO text on SQLite) as a ``date``; None for NULL, NaN and NaT."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, datetime | pd.Timestamp):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
 
 
 def utcnow() -> datetime:
