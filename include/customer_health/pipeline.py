@@ -382,7 +382,8 @@ def crm_writeback(as_of: date, model_version: str | None = None) -> dict[str, An
 
 # ----------------------------------------------------------------------------- history rebuild
 def _day(value: date | str) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+    return value.date() if isinstance(value, datetime) else value if isinstance(value, date) else date.fromisoformat(
+        str(value)[:10])
 
 
 def plan_rebuild(

@@ -405,3 +405,42 @@ def test_a_playbook_action_deferred_by_its_cap_is_withdrawn_once_the_account_lef
     assert still_due("engagement_at_risk", "At Risk", RULES) and still_due("engagement_at_risk", "Critical", RULES)
     assert not still_due("support_driven", "Healthy", RULES) and still_due("support_driven", "Critical", RULES)
     assert still_due("engagement_at_risk", "Neutral")  # without the rules nothing says otherwise
+
+
+def test_the_billing_and_support_lists_read_the_warehouse_stamps_as_dates(copy):
+    """An overdue invoice (Stripe's ``due_date``, a timestamp in the warehouse) and an open urgent
+    ticket are listed with their age in days: the demo's first 2,000-account run crashed here,
+    comparing a stored timestamp with the trigger date."""
+    from datetime import datetime
+    from types import SimpleNamespace
+
+    from customer_health.actions.decide import _billing_lines, _support_ticket_lines
+    from customer_health.warehouse.schema import raw_stripe_invoice
+
+    with copy.begin() as conn:
+        account_key, customer = conn.execute(
+            select(account_identity_map.c.account_key, account_identity_map.c.source_id)
+            .where(account_identity_map.c.system == "stripe").order_by(account_identity_map.c.account_key).limit(1)
+        ).one()
+        org = conn.execute(
+            select(account_identity_map.c.source_id)
+            .where(account_identity_map.c.system == "zendesk", account_identity_map.c.account_key == account_key)
+        ).scalar()
+        as_of = date(2026, 10, 20)
+        conn.execute(raw_stripe_invoice.insert().values(
+            id="in_test_overdue", customer_id=customer, status="open", subtotal=120_00, usage_amount=0,
+            amount_due=120_00, amount_paid=0, attempt_count=2, created_at=datetime(2026, 9, 1, 9, 30),
+            due_date=datetime(2026, 10, 1, 9, 30), paid_at=None, is_deleted=False, extracted_at=datetime(2026, 10, 21)))
+        if org is not None:
+            conn.execute(raw_zd_ticket.insert().values(
+                id=990001, organization_id=int(org), subject="Exports fail", priority="urgent", status="open",
+                created_at=datetime(2026, 10, 12, 8, 0),
+                extracted_at=datetime(2026, 10, 21)))
+        account = SimpleNamespace(account_key=account_key, as_of=as_of)
+        billing = _billing_lines(conn, account, SimpleNamespace(finance_contact=None))
+        support = _support_ticket_lines(conn, account) if org is not None else []
+    text = "\n".join(billing)
+    assert "- in_test_overdue: $120, due 2026-10-01 (19 days overdue)" in text, text
+    assert "in_test_overdue: $120, 2 failed attempts" in text, text
+    if org is not None:
+        assert any("#990001" in line and "open since 2026-10-12, 8 days" in line for line in support), support

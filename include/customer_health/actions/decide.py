@@ -29,6 +29,7 @@ from customer_health.actions.rules import AccountHealth, PastAction, TriggeredAc
 from customer_health.scoring.drivers import read_drivers
 from customer_health.scoring.signal_catalog import SIGNALS
 from customer_health.sources.salesforce_fields import api_name
+from customer_health.warehouse.io import as_date
 from customer_health.warehouse.schema import (
     account_crosswalk,
     account_identity_map,
@@ -208,7 +209,7 @@ def _previous_scores(conn: Connection, as_of: date, model_version: str) -> tuple
     rows = conn.execute(
         select(hs.c.account_key, hs.c.score).where(hs.c.model_version == model_version, hs.c.as_of_date == day)
     )
-    return _as_date(day), {key: score for key, score in rows}
+    return as_date(day), {key: score for key, score in rows}
 
 
 def _count_at_or_below(sorted_scores: list[int], score: int) -> int:
@@ -228,13 +229,9 @@ def _healthy_streaks(conn: Connection, as_of: date, model_version: str) -> dict[
     ).fetchall()
     streaks = {}
     for key, broken, first in rows:
-        start = (_as_date(broken) + timedelta(days=1)) if broken is not None else _as_date(first)
+        start = (as_date(broken) + timedelta(days=1)) if broken is not None else as_date(first)
         streaks[key] = max(0, (as_of - start).days + 1)
     return streaks
-
-
-def _as_date(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 def _unused_core_features(conn: Connection, as_of: date, window_days: int) -> dict[str, tuple[str, ...]]:
@@ -286,7 +283,7 @@ def load_history(conn: Connection, account_keys: list[str], as_of: date, rules: 
             continue
         spec = rules.actions.get(r.action_type)
         history[r.account_key].append(
-            PastAction(r.idempotency_key, r.action_type, _as_date(r.trigger_date), r.status, is_open_action(r, spec))
+            PastAction(r.idempotency_key, r.action_type, as_date(r.trigger_date), r.status, is_open_action(r, spec))
         )
     return history
 
@@ -524,7 +521,7 @@ def _support_ticket_lines(conn: Connection, account: AccountHealth) -> list[str]
     if still_open:
         lines.append(f"Open urgent and high-priority tickets ({len(still_open)}):")
         for r in still_open[:10]:
-            opened = _as_date(r.created_at)
+            opened = as_date(r.created_at)
             lines.append(f"- #{r.id} [{r.priority}] {_subject(r.subject)} "
                          f"(open since {opened.isoformat()}, {wording.days((account.as_of - opened).days)})")
         if len(still_open) > 10:
@@ -534,8 +531,8 @@ def _support_ticket_lines(conn: Connection, account: AccountHealth) -> list[str]
     if solved:
         lines.append(f"Urgent and high-priority tickets solved in the last {wording.days(RECENT_TICKET_DAYS)} "
                      f"({len(solved)}):")
-        lines += [f"- #{r.id} [{r.priority}] {_subject(r.subject)} (opened {_as_date(r.created_at).isoformat()}, "
-                  f"solved {_as_date(r.solved_at).isoformat()})" for r in solved[-5:]]
+        lines += [f"- #{r.id} [{r.priority}] {_subject(r.subject)} (opened {as_date(r.created_at).isoformat()}, "
+                  f"solved {as_date(r.solved_at).isoformat()})" for r in solved[-5:]]
     return lines
 
 
@@ -566,12 +563,12 @@ def _billing_lines(conn: Connection, account: AccountHealth, ctx: AccountContext
         select(i.c.id, i.c.amount_due, i.c.due_date, i.c.attempt_count, i.c.status).where(unpaid)
         .order_by(i.c.due_date, i.c.id)
     ).fetchall()
-    overdue = [r for r in rows if r.due_date is not None and _as_date(r.due_date) < account.as_of]
+    overdue = [r for r in rows if r.due_date is not None and as_date(r.due_date) < account.as_of]
     failed = [r for r in rows if (r.attempt_count or 0) > 0]
     if overdue:
         lines.append(f"Overdue invoices ({len(overdue)}, {_money(sum(r.amount_due for r in overdue) / 100)} due):")
-        lines += [f"- {r.id}: {_money(r.amount_due / 100)}, due {_as_date(r.due_date).isoformat()} "
-                  f"({wording.days((account.as_of - _as_date(r.due_date)).days)} overdue)" for r in overdue[:10]]
+        lines += [f"- {r.id}: {_money(r.amount_due / 100)}, due {as_date(r.due_date).isoformat()} "
+                  f"({wording.days((account.as_of - as_date(r.due_date)).days)} overdue)" for r in overdue[:10]]
     else:
         lines.append("No overdue invoice on the day.")
     if failed:

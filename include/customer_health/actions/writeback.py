@@ -33,7 +33,7 @@ from customer_health.actions.targets import DELIVERY_RETRY, classify_delivery_er
 from customer_health.retries import RetryPolicy, call_with_retries
 from customer_health.scoring.drivers import describe_drivers, read_drivers
 from customer_health.sources.salesforce_fields import api_name
-from customer_health.warehouse.io import upsert_rows, utcnow
+from customer_health.warehouse.io import as_date, upsert_rows, utcnow
 from customer_health.warehouse.schema import crm_writeback_state, health_scores
 
 COLLECTION_LIMIT = 200  # Salesforce's maximum records per composite sObject collection call
@@ -152,14 +152,14 @@ def writeback_health_fields(
     for row in rows:
         fields = account_health_fields(row, rules)
         prev = last.get(row.account_key)
-        if prev is not None and _as_date(prev.as_of_date) > as_of:
+        if prev is not None and as_date(prev.as_of_date) > as_of:
             report.newer_on_record += 1
             continue
         if prev is not None and (
             prev.health_score, prev.health_zone, prev.health_trend, prev.health_drivers
         ) == tuple(fields.values()):
             report.unchanged += 1
-            if _as_date(prev.as_of_date) < as_of:  # the record's values hold for this newer date too
+            if as_date(prev.as_of_date) < as_of:  # the record's values hold for this newer date too
                 confirmed.append(_state(row.account_key, fields, as_of, model_version) | {"written_at": prev.written_at})
             continue
         changed.append((row.account_key, fields))
@@ -196,10 +196,6 @@ def _reason(errors_json: str) -> str:
     if not isinstance(errors, list):
         return str(errors)
     return " / ".join(f"{e.get('statusCode', '?')}: {str(e.get('message', '')).rstrip('.')}" for e in errors if isinstance(e, dict))
-
-
-def _as_date(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 def _patch_collection(sf: Any, records: list[dict[str, Any]], retry: RetryPolicy, sleep: Callable[[float], None]) -> list[dict]:
