@@ -60,7 +60,7 @@ from sqlalchemy import Connection, Engine, and_, func, select
 
 from customer_health.actions.outbox import payload_of
 from customer_health.validation import episodes as ep
-from customer_health.warehouse.io import upsert_rows, utcnow
+from customer_health.warehouse.io import as_date, upsert_rows, utcnow
 from customer_health.warehouse.schema import (
     action_outbox,
     health_reviews,
@@ -136,7 +136,7 @@ def playbook_of(action_type: str, payload: Mapping[str, Any] | None) -> str:
 
 def _scored_dates(conn: Connection, version: str) -> list[date]:
     s = health_score_summary.c
-    return [ep._day(d) for d in conn.execute(
+    return [as_date(d) for d in conn.execute(
         select(s.as_of_date).where(s.model_version == version).distinct().order_by(s.as_of_date)
     ).scalars()]  # fmt: skip
 
@@ -251,7 +251,7 @@ def _delivered_actions(conn: Connection, version: str, started_from: date, start
         .where(e.model_version == version, e.started >= started_from, e.started <= started_to, o.status == DELIVERED,
                o.trigger_date <= as_of)
     ).all()  # fmt: skip
-    kept = [(key, ep._day(started), playbook_of(action_type, payload))
+    kept = [(key, as_date(started), playbook_of(action_type, payload))
             for key, started, action_type, raw in rows
             for payload in [payload_of(raw)] if payload.get("trigger") not in NOT_INTERVENTIONS]  # fmt: skip
     return pd.DataFrame(kept, columns=["account_key", "started", "playbook"])
@@ -351,7 +351,7 @@ def _churn_rate(conn: Connection, version: str, churn: pd.DataFrame, as_of: date
     days_ = (as_of - start).days + 1
     if not customers or days_ < 90:
         return None
-    on = churn["occurred_on"].map(ep._day) if len(churn) else pd.Series([], dtype=object)
+    on = churn["occurred_on"].map(as_date) if len(churn) else pd.Series([], dtype=object)
     churned = churn.loc[[(d is not None and start < d <= as_of) for d in on], "account_key"].nunique() if len(churn) else 0
     annual = churned / customers * 365 / days_
     return {"from": start, "to": as_of, "customers": customers, "churned": int(churned), "annual_rate": annual}

@@ -36,6 +36,7 @@ from sqlalchemy import Connection, func, select
 from customer_health.scoring.model_config import ModelConfig, ModelConfigError, load_model_config
 from customer_health.validation import episodes as ep
 from customer_health.validation.registry import ModelVersion, registered_versions, transition_times
+from customer_health.warehouse.io import as_date
 from customer_health.warehouse.schema import health_score_summary, model_audits
 
 DEFAULT_WINDOW_DAYS = 365
@@ -151,7 +152,7 @@ def _latest_audits(conn: Connection) -> dict[str, dict[str, Any]]:
 def _first_scored(conn: Connection) -> dict[str, date]:
     s = health_score_summary.c
     rows = conn.execute(select(s.model_version, func.min(s.as_of_date)).group_by(s.model_version)).all()
-    return {v: ep._day(d) for v, d in rows}
+    return {v: as_date(d) for v, d in rows}
 
 
 def _impact_side(
@@ -172,7 +173,7 @@ def stored_churn(conn: Connection) -> pd.DataFrame:
     t = account_outcomes.c
     rows = conn.execute(select(t.account_key, t.occurred_on).where(t.outcome == "churn")).all()
     frame = pd.DataFrame(rows, columns=["account_key", "occurred_on"])
-    frame["occurred_on"] = frame["occurred_on"].map(ep._day)
+    frame["occurred_on"] = frame["occurred_on"].map(as_date)
     return frame
 
 
