@@ -35,6 +35,7 @@ from customer_health.warehouse.migrate import upgrade_to_head
 from customer_health.warehouse.schema import record_spike_counts
 from health_sandbox.connections import as_environment, sandbox_connections
 from health_sandbox.store import sandbox_writes
+from tests.airflow_home import forget_runs
 from tests.conftest import TEST_END_DATE
 from tests.text_checks import assert_reads_well
 
@@ -96,59 +97,9 @@ def _zendesk_extraction(dagbag):
     )
 
 
-# ----------------------------------------------------------------------------- task failures
-def test_a_task_that_fails_for_good_posts_one_message_with_dag_task_run_try_error_and_log(
-    environment, dagbag, monkeypatch
-):
-    sandbox = environment["sandbox"]
-    _zendesk_refuses_the_token(monkeypatch, sandbox)
-    run = _zendesk_extraction(dagbag).test(logical_date=_logical_date_scoring(TEST_END_DATE))
-    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states == {"extract_zendesk": "failed"}, states
-
-    [text] = ops_messages(sandbox)
-    assert "`customer_health_daily` › `extract_zendesk`" in text
-    assert f"run `{run.run_id}`" in text
-    # Bad credentials cannot be fixed by retrying: it failed on its first try of four.
-    assert "try 1 of 4" in text
-    error = re.search(r"Error: `([^`]*)`", text).group(1)
-    assert error.startswith("AirflowFailException: ZendeskAuthenticationError") and "\n" not in error
-    log_link = re.search(r"<([^|>]+)\|Open the task log>", text).group(1)
-    assert log_link.startswith(f"{BASE_URL}/dags/customer_health_daily/runs/") and "/tasks/extract_zendesk" in log_link
-    assert_reads_well(_prose(text), "the task failure alert")
-
-
-def test_a_task_retried_before_it_fails_posts_once_for_its_last_try(environment, dagbag):
-    sandbox = environment["sandbox"]
-    sandbox.inject_fault("zendesk", "server_error", times=1000)  # Zendesk is down for longer than the run
-    dag = _zendesk_extraction(dagbag)
-    extract = dag.get_task("extract_zendesk")
-    extract.retries, extract.retry_delay, extract.retry_exponential_backoff = 1, timedelta(0), False
-    run = dag.test(logical_date=_logical_date_scoring(TEST_END_DATE))
-    [ti] = [ti for ti in run.get_task_instances() if ti.task_id == "extract_zendesk"]
-    assert ti.state == "failed" and ti.try_number == 2, (ti.state, ti.try_number)
-
-    [text] = ops_messages(sandbox)  # the first try was retried, not alerted
-    assert "`extract_zendesk`" in text and "try 2 of 2" in text
-    assert_reads_well(_prose(text), "the task failure alert")
-
-
-def test_without_the_ops_connection_a_failure_is_a_warning_and_the_task_fails_once(
-    environment, dagbag, monkeypatch, caplog
-):
-    sandbox = environment["sandbox"]
-    monkeypatch.delenv(f"AIRFLOW_CONN_{settings.OPS_SLACK_CONN_ID.upper()}")
-    _zendesk_refuses_the_token(monkeypatch, sandbox)
-    with caplog.at_level(logging.WARNING, logger="customer_health.alerts"):
-        run = _zendesk_extraction(dagbag).test(logical_date=_logical_date_scoring(TEST_END_DATE))
-    [ti] = [ti for ti in run.get_task_instances() if ti.task_id == "extract_zendesk"]
-    assert ti.state == "failed" and ti.try_number == 1
-    assert ops_messages(sandbox) == []
-    warnings = [r.getMessage() for r in caplog.records if r.name == "customer_health.alerts"]
-    assert any("'health_ops_slack'" in w and "is not defined" in w for w in warnings), warnings
-
-
 # ----------------------------------------------------------------------------- late scores
+# (before the task-failure tests: their runs of the cut-down daily DAG replace the stored DAG the
+# deadline tests need, on the one metadata DB of the session)
 @pytest.fixture()
 def daily_with_deadline(airflow_metadata, monkeypatch):
     """The daily DAG parsed with a due time, stored as the dag-processor stores it; a run factory."""
@@ -169,6 +120,7 @@ def daily_with_deadline(airflow_metadata, monkeypatch):
     def create_run(as_of: date, run_type: DagRunType = DagRunType.SCHEDULED):
         """A run of D created as the scheduler creates it, with its deadline row."""
         start = datetime.combine(as_of, datetime.min.time(), tzinfo=UTC)
+        forget_runs("customer_health_daily", start)  # an earlier test's run of that date, without a deadline
         with create_session() as session:
             dag = SerializedDagModel.get_dag("customer_health_daily", session=session)
             return dag.create_dagrun(
@@ -242,6 +194,58 @@ def test_backfill_runs_never_post_late_scores(environment):
                "run_type": "backfill", "data_interval_start": "2026-10-01T00:00:00Z", "state": "running"}  # fmt: skip
     alerts.scores_late({"dag_run": dag_run}, due="06:00")
     assert ops_messages(environment["sandbox"]) == []
+
+
+# ----------------------------------------------------------------------------- task failures
+def test_a_task_that_fails_for_good_posts_one_message_with_dag_task_run_try_error_and_log(
+    environment, dagbag, monkeypatch
+):
+    sandbox = environment["sandbox"]
+    _zendesk_refuses_the_token(monkeypatch, sandbox)
+    run = _zendesk_extraction(dagbag).test(logical_date=_logical_date_scoring(TEST_END_DATE))
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == {"extract_zendesk": "failed"}, states
+
+    [text] = ops_messages(sandbox)
+    assert "`customer_health_daily` › `extract_zendesk`" in text
+    assert f"run `{run.run_id}`" in text
+    # Bad credentials cannot be fixed by retrying: it failed on its first try of four.
+    assert "try 1 of 4" in text
+    error = re.search(r"Error: `([^`]*)`", text).group(1)
+    assert error.startswith("AirflowFailException: ZendeskAuthenticationError") and "\n" not in error
+    log_link = re.search(r"<([^|>]+)\|Open the task log>", text).group(1)
+    assert log_link.startswith(f"{BASE_URL}/dags/customer_health_daily/runs/") and "/tasks/extract_zendesk" in log_link
+    assert_reads_well(_prose(text), "the task failure alert")
+
+
+def test_a_task_retried_before_it_fails_posts_once_for_its_last_try(environment, dagbag):
+    sandbox = environment["sandbox"]
+    sandbox.inject_fault("zendesk", "server_error", times=1000)  # Zendesk is down for longer than the run
+    dag = _zendesk_extraction(dagbag)
+    extract = dag.get_task("extract_zendesk")
+    extract.retries, extract.retry_delay, extract.retry_exponential_backoff = 1, timedelta(0), False
+    run = dag.test(logical_date=_logical_date_scoring(TEST_END_DATE))
+    [ti] = [ti for ti in run.get_task_instances() if ti.task_id == "extract_zendesk"]
+    assert ti.state == "failed" and ti.try_number == 2, (ti.state, ti.try_number)
+
+    [text] = ops_messages(sandbox)  # the first try was retried, not alerted
+    assert "`extract_zendesk`" in text and "try 2 of 2" in text
+    assert_reads_well(_prose(text), "the task failure alert")
+
+
+def test_without_the_ops_connection_a_failure_is_a_warning_and_the_task_fails_once(
+    environment, dagbag, monkeypatch, caplog
+):
+    sandbox = environment["sandbox"]
+    monkeypatch.delenv(f"AIRFLOW_CONN_{settings.OPS_SLACK_CONN_ID.upper()}")
+    _zendesk_refuses_the_token(monkeypatch, sandbox)
+    with caplog.at_level(logging.WARNING, logger="customer_health.alerts"):
+        run = _zendesk_extraction(dagbag).test(logical_date=_logical_date_scoring(TEST_END_DATE))
+    [ti] = [ti for ti in run.get_task_instances() if ti.task_id == "extract_zendesk"]
+    assert ti.state == "failed" and ti.try_number == 1
+    assert ops_messages(sandbox) == []
+    warnings = [r.getMessage() for r in caplog.records if r.name == "customer_health.alerts"]
+    assert any("'health_ops_slack'" in w and "is not defined" in w for w in warnings), warnings
 
 
 # ----------------------------------------------------------------------------- spikes
