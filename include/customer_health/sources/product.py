@@ -35,6 +35,7 @@ from sqlalchemy.engine import Dialect
 
 from customer_health.sources.mapping import SourceMapping, active_mapping
 from customer_health.warehouse.io import (
+    as_date,
     get_watermark,
     quarantine_records,
     set_watermark,
@@ -194,14 +195,6 @@ class ProductExtractReport:
         }
 
 
-def _as_date(value) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
-
-
 def _as_datetime(value) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
@@ -213,7 +206,7 @@ def _aggregates(rows: list, columns: list[str], counts: tuple[str, ...], now: da
     account ids, dates, integer counts (a NULL count is 0), the extraction stamp."""
     frame = pd.DataFrame.from_records(rows, columns=columns)
     frame["account_id"] = frame["account_id"].astype(str)
-    frame["day"] = frame["day"].map({d: _as_date(d) for d in frame["day"].unique()})
+    frame["day"] = frame["day"].map({d: as_date(d) for d in frame["day"].unique()})
     for name in counts:
         frame[name] = pd.to_numeric(frame[name]).fillna(0).astype("int64")
     frame["extracted_at"] = now
@@ -311,7 +304,7 @@ def extract_product(
                 first = src.execute(sql.first_event).scalar()
             if first is None:
                 return None
-            first_day = _as_date(first)
+            first_day = as_date(first)
         return first_day
 
     usage_start, event_start = start_of(report.watermark_before), start_of(report.event_watermark_before)

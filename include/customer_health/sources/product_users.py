@@ -29,7 +29,7 @@ from datetime import date, datetime, timedelta
 import pandas as pd
 from sqlalchemy import Engine, bindparam, text
 
-from customer_health.warehouse.io import get_watermark, set_watermark, upsert_rows, utcnow
+from customer_health.warehouse.io import as_date, get_watermark, set_watermark, upsert_rows, utcnow
 from customer_health.warehouse.schema import raw_product_user, raw_product_user_daily
 
 SOURCE = "product"
@@ -93,14 +93,6 @@ class ProductUsersReport:
         }
 
 
-def _as_date(value) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
-
-
 def _stamps(values: pd.Series) -> pd.Series:
     """Timestamps read from either database (SQLite returns text) as datetimes, NULL kept."""
     return pd.to_datetime(values, errors="coerce", format="mixed")
@@ -137,7 +129,7 @@ def extract_product_users(
             first = src.execute(text("SELECT MIN(occurred_at) FROM events")).scalar()
         if first is None:
             return report
-        start_day = max(_as_date(first), end_day - timedelta(days=HISTORY_DAYS))
+        start_day = max(as_date(first), end_day - timedelta(days=HISTORY_DAYS))
     day = start_day
     while day <= last_day:
         chunk_end = min(day + timedelta(days=CHUNK_DAYS), end_day)
@@ -150,7 +142,7 @@ def extract_product_users(
                 frame = pd.DataFrame.from_records(batch, columns=list(result.keys()))
                 frame["account_id"] = frame["account_id"].astype(str)
                 frame["user_id"] = frame["user_id"].astype(str)
-                frame["day"] = frame["day"].map({d: _as_date(d) for d in frame["day"].unique()})
+                frame["day"] = frame["day"].map({d: as_date(d) for d in frame["day"].unique()})
                 for name in ("logins", "core_actions", "events"):
                     frame[name] = pd.to_numeric(frame[name]).fillna(0).astype("int64")
                 frame["extracted_at"] = now
