@@ -103,28 +103,28 @@ def customer_health_daily():
         """Salesforce → raw_sf_* (SystemModstamp watermark, deleted records included)."""
         from customer_health import pipeline
 
-        return pipeline.extract_salesforce(data_interval_end.replace(tzinfo=None))
+        return pipeline.extract_salesforce(pipeline.interval_end(data_interval_end))
 
     @task(retries=3)
     def extract_zendesk(data_interval_end=None) -> dict:
         """Zendesk → raw_zd_* (incremental cursor export with ticket metrics)."""
         from customer_health import pipeline
 
-        return pipeline.extract_zendesk(data_interval_end.replace(tzinfo=None))
+        return pipeline.extract_zendesk(pipeline.interval_end(data_interval_end))
 
     @task(retries=3)
     def extract_stripe(data_interval_end=None) -> dict:
         """Stripe → raw_stripe_* (created windows plus a trailing re-read of changing objects)."""
         from customer_health import pipeline
 
-        return pipeline.extract_stripe(data_interval_end.replace(tzinfo=None))
+        return pipeline.extract_stripe(pipeline.interval_end(data_interval_end))
 
     @task(retries=3)
     def extract_product(data_interval_end=None) -> dict:
         """Product DB → daily usage aggregates, computed in the product DB's SQL."""
         from customer_health import pipeline
 
-        return pipeline.extract_product(data_interval_end.replace(tzinfo=None))
+        return pipeline.extract_product(pipeline.interval_end(data_interval_end))
 
     # none_failed: an extraction skipped because its source is not connected does not skip the rest.
     @task(trigger_rule="none_failed")
@@ -174,7 +174,7 @@ def customer_health_daily():
         from customer_health import pipeline
 
         return pipeline.stakeholder_health(
-            pipeline.as_of_date(data_interval_start), data_interval_end.replace(tzinfo=None)
+            pipeline.as_of_date(data_interval_start), pipeline.interval_end(data_interval_end)
         )
 
     @task

@@ -50,6 +50,18 @@ def as_of_date(moment: Any) -> date:
     return date(moment.year, moment.month, moment.day)
 
 
+def interval_end(moment: Any) -> datetime:
+    """A run's interval end as a plain, naive UTC ``datetime.datetime``.
+
+    Airflow hands tasks pendulum ``DateTime`` objects; ``replace(tzinfo=None)`` keeps the pendulum
+    type, which the sqlite3 driver cannot bind ("type 'DateTime' is not supported": the
+    stakeholder task failed on every Celery worker reading a SQLite product database).
+    """
+    from customer_health.sources.window import naive_utc
+
+    return naive_utc(moment)
+
+
 def warehouse() -> Engine:
     """The warehouse engine (connection ``health_warehouse`` or the embedded default)."""
     return get_engine()

@@ -52,6 +52,7 @@ from typing import Any
 
 from sqlalchemy import Engine, String, and_, cast, func, or_, select, union
 
+from customer_health.sources.window import naive_utc
 from customer_health.warehouse.io import get_watermark, set_watermark, utcnow
 from customer_health.warehouse.schema import (
     account_crosswalk,
@@ -108,12 +109,6 @@ class RefreshWindow:
         return cls(datetime.fromisoformat(data["since"]), datetime.fromisoformat(data["until"]))
 
 
-def _naive_utc(value: datetime) -> datetime:
-    from datetime import UTC
-
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-
-
 def refresh_window(engine: Engine, run_time: datetime, now: datetime | None = None) -> RefreshWindow:
     """The window of a refresh run at ``run_time``: never past ``now`` minus the extraction's
     safety lag (``sources.window.read_bound``), so the window ends where the reads end.
@@ -153,7 +148,7 @@ def extract_changes(engine: Engine, until: datetime) -> dict[str, Any]:
     from customer_health.sources import stripe as stripe_source
     from customer_health.sources.salesforce import HealthSalesforceHook, extract_salesforce
 
-    until = _naive_utc(until)
+    until = naive_utc(until)
     out: dict[str, Any] = {}
     if connected("salesforce"):
         hook = HealthSalesforceHook(settings.SALESFORCE_CONN_ID)

@@ -39,7 +39,10 @@ def test_the_scheduler_runs_the_late_scores_alert_on_a_worker_when_the_deadline_
         {"conn_type": "slackwebhook", "host": f"{slack.scheme}://{slack.netloc}/services", "password": OPS_WEBHOOK}
     )
     env["CUSTOMER_HEALTH_SCORES_DUE_UTC"] = "00:00"
-    # The whole run takes minutes on this cluster: it is still working when its deadline passes.
+    # Zendesk rate-limits the run's first request and asks for two minutes: the extraction honours
+    # Retry-After, so the scores are truly late when the deadline passes a minute after the trigger
+    # (without it the run scores in under a minute, and the alert rightly stays silent).
+    fresh_sandbox.inject_fault("zendesk", "rate_limit", path_regex="incremental/tickets", retry_after=120)
     cluster = AirflowCluster(home=tmp_path / "airflow", extra_env=env, workers=1)
     try:
         cluster.start()
@@ -47,7 +50,7 @@ def test_the_scheduler_runs_the_late_scores_alert_on_a_worker_when_the_deadline_
         logical = (datetime.now(UTC) - timedelta(days=1) + timedelta(seconds=60)).replace(microsecond=0)
         run_id = cluster.trigger(DAILY, logical.isoformat().replace("+00:00", "Z"))
 
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 200
         while not ops_messages(fresh_sandbox) and time.monotonic() < deadline:
             time.sleep(3)
         messages = ops_messages(fresh_sandbox)

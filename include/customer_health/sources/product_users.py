@@ -29,6 +29,7 @@ from datetime import date, datetime, timedelta
 import pandas as pd
 from sqlalchemy import Engine, bindparam, text
 
+from customer_health.sources.window import naive_utc
 from customer_health.warehouse.io import as_date, get_watermark, set_watermark, upsert_rows, utcnow
 from customer_health.warehouse.schema import raw_product_user, raw_product_user_daily
 
@@ -106,7 +107,7 @@ def extract_product_users(
     say = on_progress or log.info
     now = utcnow()
     with product.connect() as src, warehouse.begin() as dst:
-        result = src.execution_options(stream_results=True).execute(USERS_SQL, {"end": until})
+        result = src.execution_options(stream_results=True).execute(USERS_SQL, {"end": naive_utc(until)})
         while batch := result.fetchmany(FETCH_ROWS):
             frame = pd.DataFrame.from_records(batch, columns=list(result.keys()))
             frame["id"] = frame["id"].astype(str)

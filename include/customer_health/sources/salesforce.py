@@ -80,7 +80,7 @@ from customer_health.settings import SALESFORCE_CONN_ID
 from customer_health.sources.mapping import SourceMapping, active_mapping, default_mapping
 from customer_health.sources.report import ExtractReport, ObjectReport
 from customer_health.sources.salesforce_fields import CUSTOM_FIELD_INDEX, CUSTOM_OBJECTS, FIELDS_BY_KEY
-from customer_health.sources.window import OVERLAP, read_bound
+from customer_health.sources.window import OVERLAP, naive_utc, read_bound
 from customer_health.warehouse.io import (
     advance_time_watermark,
     get_watermark,
@@ -333,16 +333,11 @@ def parse_sf_datetime(value: str) -> datetime:
 
 def soql_datetime(value: datetime) -> str:
     """``value`` as a SOQL datetime literal in UTC (milliseconds only when there are any)."""
-    value = as_naive_utc(value)
+    value = naive_utc(value)
     text = value.strftime("%Y-%m-%dT%H:%M:%S")
     if value.microsecond:
         text += f".{value.microsecond // 1000:03d}"
     return text + "Z"
-
-
-def as_naive_utc(value: datetime) -> datetime:
-    """Aware datetimes converted to UTC; naive ones taken as UTC already."""
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def _convert(mapping: ObjectMapping, field: FieldMapping, value: Any) -> Any:
@@ -771,13 +766,13 @@ def _extract_object(
     with engine.connect() as conn:
         watermark = get_watermark(conn, SOURCE, mapping.name)
     report.watermark_before = report.watermark_after = watermark
-    if watermark is not None and as_naive_utc(datetime.fromisoformat(watermark)) >= until:
+    if watermark is not None and naive_utc(datetime.fromisoformat(watermark)) >= until:
         log.info("Salesforce %s: watermark %s is not before %s; nothing to read", mapping.name, watermark, until)
         return
     until_literal = soql_datetime(until)
     # Re-read OVERLAP before the watermark: a record committed late with an earlier
     # SystemModstamp than ones already read is still picked up (the upsert by Id dedupes).
-    since = None if watermark is None else soql_datetime(as_naive_utc(datetime.fromisoformat(watermark)) - OVERLAP)
+    since = None if watermark is None else soql_datetime(naive_utc(datetime.fromisoformat(watermark)) - OVERLAP)
     soql = mapping.soql(since, until_literal)
     headers = {"Sforce-Query-Options": f"batchSize={batch_size}"}
     log.info("Salesforce %s: reading changes after %s up to %s", mapping.name, since or "the beginning",

@@ -21,8 +21,14 @@ OVERLAP = timedelta(minutes=10)
 
 
 def naive_utc(moment: datetime) -> datetime:
-    """``moment`` as a naive UTC datetime (aware values are converted, naive ones taken as UTC)."""
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+    """``moment`` as a plain naive UTC ``datetime`` (aware values are converted, naive ones taken
+    as UTC; subclasses such as pendulum's ``DateTime`` become ``datetime``, which every database
+    driver can bind)."""
+    if moment.tzinfo:
+        moment = moment.astimezone(UTC)
+    return datetime(
+        moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second, moment.microsecond
+    )
 
 
 def read_bound(until: datetime, started: datetime | None = None, lag: timedelta = SAFETY_LAG) -> datetime:

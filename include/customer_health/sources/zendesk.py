@@ -87,7 +87,7 @@ from customer_health.retries import (
 from customer_health.sources.report import ExtractReport, FieldCheck, MalformedRecord, ObjectReport
 from customer_health.sources.report import checked_choice as _choice
 from customer_health.sources.report import checked_text as _text
-from customer_health.sources.window import read_bound
+from customer_health.sources.window import naive_utc, read_bound
 from customer_health.warehouse.io import (
     advance_time_watermark,
     get_watermark,
@@ -134,11 +134,6 @@ class ZendeskAuthenticationError(ZendeskExtractionError):
 
 
 # ----------------------------------------------------------------------------- parsing
-def naive_utc(value: datetime) -> datetime:
-    """``value`` as naive UTC (the warehouse convention); aware datetimes are converted."""
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
-
-
 def parse_time(value: Any, field: str, *, required: bool = True) -> datetime | None:
     """A Zendesk ISO-8601 timestamp as naive UTC; ``MalformedRecord`` when unreadable."""
     if value is None or value == "":
