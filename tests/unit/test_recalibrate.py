@@ -182,6 +182,30 @@ def test_the_fit_is_pulled_toward_the_prior_and_plain_ridge_without_one():
     assert only_a.coefficients[1] == 0.0 and only_a.coefficients[2] == 0.0
 
 
+def test_of_two_signals_measuring_one_behaviour_one_is_kept():
+    # Three columns: a driver, its near-copy (two engagement signals measuring one behaviour),
+    # and a third, unrelated column. Dropping every signal that adds little *given the others* would drop both
+    # copies (each is redundant while the other is there); elimination one at a time keeps one.
+    rng = np.random.default_rng(11)
+    days = np.repeat([date(2025, m, 1) for m in range(1, 9)], 300)
+    driver = rng.uniform(0, 1, days.size)
+    twin = np.clip(driver + rng.normal(0, 0.01, days.size), 0, 1)
+    noise = rng.uniform(0, 1, days.size)
+    churned = rng.random(days.size) < 1 / (1 + np.exp(-(-1.0 - 5 * (driver - 0.4))))
+    features = np.column_stack([driver, twin, noise])
+
+    keep, contrib = recalibrate_module.select_signals(
+        features, churned, days, 90, None, c=1.0, min_contribution=0.001, min_train_churners=10
+    )
+
+    assert keep[:2].sum() == 1, contrib
+    kept = int(np.flatnonzero(keep[:2])[0])
+    assert contrib[kept] > 0.1  # the survivor carries the behaviour's whole information
+    # Leave-one-out from the full set rates both copies as nearly worthless:
+    alone = recalibrate_module.contributions(features, churned, days, 90, None, 1.0, 10)
+    assert max(alone[0], alone[1]) < 0.01
+
+
 @pytest.fixture(scope="module")
 def depth_recalibration():
     """feature_depth (catalogued, not in v1) drives churn; every v1 signal is noise."""

@@ -515,20 +515,32 @@ def prior_coefficients(features: np.ndarray, churned: np.ndarray, model_index: n
     return {m.name: slope * weights[i] for i, m in enumerate(config.models)}
 
 
-def contributions(features: np.ndarray, churned: np.ndarray, days: np.ndarray, horizon_days: int, prior: np.ndarray | None, c: float, min_train_churners: int) -> dict[int, float] | None:
-    """Held-out contribution of each signal (index -> AUC points) on expanding time folds of the
-    given rows: the AUC of the free composite (``max(0, -beta) x feature``) minus its AUC without
-    that signal. None when no fold has enough churners to train on."""
+def contributions(
+    features: np.ndarray,
+    churned: np.ndarray,
+    days: np.ndarray,
+    horizon_days: int,
+    prior: np.ndarray | None,
+    c: float,
+    min_train_churners: int,
+    active: np.ndarray | None = None,
+) -> dict[int, float] | None:
+    """Held-out contribution of each ``active`` signal (index -> AUC points) on expanding time
+    folds of the given rows: the AUC of the free composite (``max(0, -beta) x feature``, fitted on
+    the active signals only) minus its AUC without that signal. None when no fold has enough
+    churners to train on."""
     from customer_health.validation.metrics import roc_auc
 
     y = np.asarray(churned, dtype=bool)
+    keep = np.ones(features.shape[1], dtype=bool) if active is None else np.asarray(active, dtype=bool)
+    names = [str(i) for i in range(features.shape[1])]
     parts, labels = [], []
     for t in sorted(set(days)):
         train = np.array([d + timedelta(days=horizon_days) <= t for d in days], dtype=bool)
         test = days == t
         if int(y[train].sum()) < min_train_churners or y[train].all():
             continue
-        fit = fit_logistic(features[train], y[train], [str(i) for i in range(features.shape[1])], c, prior=prior)
+        fit = fit_logistic(features[train], y[train], names, c, prior=prior, active=keep)
         parts.append(features[test] * np.maximum(0.0, -fit.coefficients))
         labels.append(y[test])
     if not parts:
@@ -538,7 +550,7 @@ def contributions(features: np.ndarray, churned: np.ndarray, days: np.ndarray, h
         return None
     total = held.sum(axis=1)
     full = roc_auc(total, labels_all)
-    return {j: float(full - roc_auc(total - held[:, j], labels_all)) for j in range(held.shape[1])}
+    return {j: float(full - roc_auc(total - held[:, j], labels_all)) for j in np.flatnonzero(keep)}
 
 
 def select_signals(
@@ -552,15 +564,27 @@ def select_signals(
     min_contribution: float,
     min_train_churners: int,
 ) -> tuple[np.ndarray, dict[int, float] | None]:
-    """The signals that carry information: held-out contribution >= ``min_contribution`` on
-    time folds of these rows only (all signals when no fold can be formed, or none would stay)."""
-    contrib = contributions(features, churned, days, horizon_days, prior, c, min_train_churners)
+    """The signals that carry information, by backward elimination on time folds of these rows.
+
+    Each round refits the free composite on the signals still kept and measures every one's
+    held-out contribution given the others; the least contributing one is dropped while it is
+    under ``min_contribution``. One round that dropped every signal under the bar at once would
+    drop correlated signals together: each adds little *while its twins are there* (three
+    engagement signals measuring one behaviour), yet the composite needs one of them - removed
+    one by one, the last of them stays. Returns the kept mask and each signal's contribution
+    (kept: in the final set; dropped: when it was dropped). All signals are kept when no fold can
+    be formed."""
     keep = np.ones(features.shape[1], dtype=bool)
-    if contrib is not None:
-        chosen = np.array([contrib[j] >= min_contribution for j in range(features.shape[1])])
-        if chosen.any():
-            keep = chosen
-    return keep, contrib
+    recorded: dict[int, float] = {}
+    while True:
+        contrib = contributions(features, churned, days, horizon_days, prior, c, min_train_churners, active=keep)
+        if contrib is None:
+            return keep, (recorded or None)
+        recorded.update(contrib)
+        worst = min(contrib, key=lambda j: (contrib[j], j))
+        if contrib[worst] >= min_contribution or int(keep.sum()) <= 1:
+            return keep, recorded
+        keep[worst] = False
 
 
 # --------------------------------------------------------------------------- score calibration
