@@ -175,3 +175,41 @@ def test_the_preflight_checks_the_anchor_is_connected(served, tmp_path, monkeypa
     assert check.status == "MISSING" and not report.ok
     assert "set identity.anchor to product" in check.fix
     engine_for.cache_clear()
+
+
+def test_the_account_page_and_the_actions_read_the_anchored_accounts_plan_and_arr(daily_run, airflow_metadata):
+    """A company without a CRM: the account page shows the Stripe customer's plan and seats (not
+    a blank where a Salesforce company's Account would be), and the actions see its plan and ARR."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    from customer_health import settings
+    from customer_health.actions.config import load_action_rules
+    from customer_health.actions.decide import load_account_health
+    from customer_health.dashboard.app import clear_caches
+    from customer_health.dashboard.auth import auth_manager
+    from tests.integration.test_dashboard_api import client, element, text_of
+
+    run, url = daily_run
+    with engine_for(url).connect() as conn:
+        record = conn.execute(
+            select(s.anchor_account).where(s.anchor_account.c.plan == "team", s.anchor_account.c.seats > 1)
+            .where(s.anchor_account.c.id.in_(select(s.health_scores.c.account_key).where(s.health_scores.c.as_of_date == END)))
+            .order_by(s.anchor_account.c.id)
+        ).mappings().first()  # fmt: skip
+        version = conn.execute(select(s.health_scores.c.model_version).limit(1)).scalar_one()
+        seen = {a.account_key: a for a in load_account_health(conn, END, version, load_action_rules())}
+    assert record is not None
+    assert (seen[record["id"]].plan, seen[record["id"]].name) == ("team", record["name"])
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(settings.WAREHOUSE_URL_ENV, url)
+        clear_caches()
+        token = auth_manager().generate_jwt(SimpleAuthManagerUser(username="victor.viewer", role="VIEWER"))
+        page = client(token, cookie=True).get(f"/accounts/{record['id']}")
+        api = client(token).get(f"/api/accounts/{record['id']}").json()
+        clear_caches()
+    assert page.status_code == 200
+    head = text_of(element(page.text, "section", "card account-head"))
+    assert f"team plan · {record['seats']} seats" in head, head
+    assert api["record"]["plan"] == "team" and api["record"]["arr"] == pytest.approx(record["arr"])
+    assert api["record"]["industry"] is None and api["account_name"] == record["name"]

@@ -28,6 +28,7 @@ from customer_health.actions.release import ReleaseReport, release_day
 from customer_health.actions.rules import AccountHealth, PastAction, TriggeredAction, decide_for_account
 from customer_health.scoring.drivers import read_drivers
 from customer_health.scoring.signal_catalog import SIGNALS
+from customer_health.sources.roster import roster_column, roster_table
 from customer_health.sources.salesforce_fields import api_name
 from customer_health.warehouse.io import as_date
 from customer_health.warehouse.schema import (
@@ -37,7 +38,6 @@ from customer_health.warehouse.schema import (
     health_scores,
     raw_product_feature,
     raw_product_feature_daily,
-    raw_sf_account,
     raw_sf_contact,
     raw_sf_task,
     raw_sf_user,
@@ -119,15 +119,16 @@ class AccountContext:
 def load_account_health(conn: Connection, as_of: date, model_version: str, rules: ActionRules) -> list[AccountHealth]:
     """Every account scored on ``as_of`` by ``model_version``, as the rules see it."""
     hs = health_scores
+    roster = roster_table()  # the Salesforce Accounts, or a CRM-less company's anchored accounts
     rows = conn.execute(
         select(
             hs.c.account_key, hs.c.zone, hs.c.previous_zone, hs.c.score, hs.c.delta_30, hs.c.slope_90,
             hs.c.arr, hs.c.explanation, hs.c.drivers,
-            raw_sf_account.c.name, raw_sf_account.c.plan, raw_sf_account.c.arr.label("account_arr"),
+            roster.c.name, roster.c.plan, roster.c.arr.label("account_arr"),
             account_crosswalk.c.account_name, account_crosswalk.c.product_account_id,
         )
         .select_from(
-            hs.outerjoin(raw_sf_account, raw_sf_account.c.id == hs.c.account_key).outerjoin(
+            hs.outerjoin(roster, roster.c.id == hs.c.account_key).outerjoin(
                 account_crosswalk, account_crosswalk.c.account_key == hs.c.account_key
             )
         )
@@ -311,11 +312,12 @@ def load_contexts(conn: Connection, account_keys: list[str], rules: ActionRules)
     ).fetchall()
     hierarchy = RoleHierarchy(users)
     active_users = {u.id: u.name for u in users if u.is_active}
+    roster = roster_table()
     accounts = {
         r.id: r
         for r in conn.execute(
-            select(raw_sf_account.c.id, raw_sf_account.c.owner_id, raw_sf_account.c.executive_sponsor_user_id)
-            .where(raw_sf_account.c.id.in_(account_keys))
+            select(roster.c.id, roster.c.owner_id, roster_column(roster, "executive_sponsor_user_id"))
+            .where(roster.c.id.in_(account_keys))
         )
     }
     owners = {key: r.owner_id for key, r in accounts.items()}

@@ -38,6 +38,7 @@ from customer_health.dashboard import tables
 from customer_health.scoring import history as history_store
 from customer_health.scoring.drivers import read_drivers
 from customer_health.scoring.signal_catalog import SIGNALS
+from customer_health.sources.roster import roster_column, roster_table
 from customer_health.warehouse import schema
 from customer_health.warehouse.io import utcnow
 from customer_health.warehouse.schema import (
@@ -49,7 +50,6 @@ from customer_health.warehouse.schema import (
     health_scores,
     model_version_events,
     model_versions,
-    raw_sf_account,
     score_overrides,
     signal_values,
 )
@@ -384,6 +384,11 @@ def _json_or_text(raw: str | None) -> Any:
         return raw
 
 
+ROSTER_FIELDS = ("name", "plan", "seats", "arr", "industry", "owner_id", "customer_since", "parent_id", "is_deleted")
+"""What the account page shows of the account's own record (``record``): the Salesforce Account,
+or the anchored account of a company without a CRM (``sources.roster``; no industry there)."""
+
+
 def account_detail(conn: Connection, view: View | None, account_key: str, *, days: int = 365) -> dict[str, Any] | None:
     """Everything about one account: identity, score history, signals, drivers, overrides, actions.
 
@@ -391,12 +396,9 @@ def account_detail(conn: Connection, view: View | None, account_key: str, *, day
     the warehouse does not know the account at all.
     """
     crosswalk = conn.execute(select(account_crosswalk).where(account_crosswalk.c.account_key == account_key)).first()
-    salesforce = conn.execute(
-        select(
-            raw_sf_account.c.name, raw_sf_account.c.plan, raw_sf_account.c.seats, raw_sf_account.c.arr,
-            raw_sf_account.c.industry, raw_sf_account.c.owner_id, raw_sf_account.c.customer_since,
-            raw_sf_account.c.parent_id, raw_sf_account.c.is_deleted,
-        ).where(raw_sf_account.c.id == account_key)
+    roster = roster_table()  # the Salesforce Account, or a CRM-less company's anchored account
+    record = conn.execute(
+        select(*(roster_column(roster, name) for name in ROSTER_FIELDS)).where(roster.c.id == account_key)
     ).first()
     # health_scores is keyed by (version, date, account): the account's rows are probed on the
     # version's scored dates (history.account_scores), one index descent each.
@@ -405,7 +407,7 @@ def account_detail(conn: Connection, view: View | None, account_key: str, *, day
         latest = history_store.latest_account_scores(
             conn, view.version, [account_key], view.as_of, list(health_scores.c)
         ).get(account_key)
-    if crosswalk is None and salesforce is None and latest is None:
+    if crosswalk is None and record is None and latest is None:
         return None
     history = []
     if view is not None and latest is not None:
@@ -445,13 +447,13 @@ def account_detail(conn: Connection, view: View | None, account_key: str, *, day
             .order_by(action_outbox.c.trigger_date.desc(), action_outbox.c.created_at.desc())
         )
     ]
-    name = (crosswalk.account_name if crosswalk else None) or (salesforce.name if salesforce else None)
+    name = (crosswalk.account_name if crosswalk else None) or (record.name if record else None)
     return {
         "account_key": account_key,
         "account_name": name,
         "parent_account_key": (crosswalk.parent_account_key if crosswalk else None)
-        or (salesforce.parent_id if salesforce else None),
-        "salesforce": salesforce._asdict() if salesforce else None,
+        or (record.parent_id if record else None),
+        "record": record._asdict() if record else None,
         "model_version": view.version if view else None,
         "as_of_date": view.as_of if view else None,
         "score": score,
@@ -516,7 +518,7 @@ def account_known(conn: Connection, account_key: str) -> bool:
     """True when the warehouse knows ``account_key`` (crosswalk, Salesforce or scores)."""
     for stmt in (
         select(account_crosswalk.c.account_key).where(account_crosswalk.c.account_key == account_key),
-        select(raw_sf_account.c.id).where(raw_sf_account.c.id == account_key),
+        select(roster_table().c.id).where(roster_table().c.id == account_key),
     ):
         if conn.execute(stmt).first() is not None:
             return True

@@ -22,12 +22,12 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from customer_health.scoring import history as history_store
+from customer_health.sources.roster import roster_table
 from customer_health.stakeholders import read_stakeholders
 from customer_health.warehouse.schema import (
     account_crosswalk,
     health_score_rollups,
     health_scores,
-    raw_sf_account,
 )
 
 HS = health_scores.c
@@ -39,7 +39,8 @@ def parent_of(conn: Connection, account_key: str) -> str | None:
     cw = account_crosswalk.c
     parent = conn.execute(select(cw.parent_account_key).where(cw.account_key == account_key)).scalar()
     if parent is None:
-        parent = conn.execute(select(raw_sf_account.c.parent_id).where(raw_sf_account.c.id == account_key)).scalar()
+        roster = roster_table()
+        parent = conn.execute(select(roster.c.parent_id).where(roster.c.id == account_key)).scalar()
     return parent or None
 
 

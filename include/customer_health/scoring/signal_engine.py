@@ -73,7 +73,8 @@ from customer_health.scoring.measures import (
     reduce_lines,
 )
 from customer_health.scoring.signal_definition import Inputs, Signal, check_definitions
-from customer_health.warehouse.raw_schema import account_crosswalk, anchor_account, raw_sf_account
+from customer_health.sources.roster import roster_table as account_roster
+from customer_health.warehouse.raw_schema import account_crosswalk
 
 ACCOUNT_COLUMNS: tuple[str, ...] = (
     "account_key",
@@ -113,15 +114,6 @@ class AccountContext:
     def measures(self) -> tuple[Measure, ...]:
         """The measures the context reads."""
         return (self.subscriptions_ended, self.subscriptions_live, self.contract_seats, self.contract_arr)
-
-
-def _account_table() -> Any:
-    """The roster: the Salesforce Accounts, or - with the source mapping's ``identity.anchor``
-    ``stripe`` / ``product`` (a company without a CRM) - the accounts the crosswalk wrote to
-    ``anchor_account`` (same column names)."""
-    from customer_health.sources.mapping import active_mapping
-
-    return raw_sf_account if active_mapping().identity_anchor == "salesforce" else anchor_account
 
 
 def _roster(table: Any) -> tuple:
@@ -445,7 +437,7 @@ def signals_at(
     account that is a customer at ``as_of`` (restricted to ``account_keys``), sorted by key."""
     measures = _needed(context, definitions)
     view = day_number(as_of)
-    roster_table = _account_table()
+    roster_table = account_roster()
     candidates = select(roster_table.c.id.label("account_key"), roster_table.c.customer_since).where(
         *_conditions(_roster(roster_table), view, Scope(None))
     )
@@ -651,7 +643,7 @@ def iter_signal_chunks(
     measures = _needed(context, definitions)
     first, last = day_number(start), day_number(end)
     keys = None if account_keys is None else list(account_keys)
-    roster_table = _account_table()
+    roster_table = account_roster()
     with engine.connect() as conn:
         roster_columns = _attributes(roster_table, roster_table).add_columns(roster_table.c.is_deleted, roster_table.c.source_updated_at)
         stmt = roster_columns.where(roster_table.c.customer_since.is_not(None), roster_table.c.customer_since <= day_of(last))
