@@ -275,3 +275,42 @@ def test_bad_recalibration_settings_fail_naming_the_file_and_the_value(tmp_path)
     bad.write_text("candidate_signals: [no_such_signal]\n")
     with pytest.raises(RecalibrationError, match="no_such_signal"):
         recalibrate_module.load_recalibration_settings(bad)
+    bad.write_text("selection: some\n")
+    with pytest.raises(RecalibrationError, match="selection in .*recalibration.yaml is 'some'; expected one of candidates, all, none"):
+        recalibrate_module.load_recalibration_settings(bad)
+    assert recalibrate_module.load_recalibration_settings().selection == "candidates"
+
+
+def test_only_eligible_signals_are_eliminated_the_models_own_stay_open_to_the_fit():
+    # Columns: the driver, a weak model signal, and a candidate that *raises* churn as it improves
+    # (no protective effect: zero weight, zero contribution). With selection "candidates" only the
+    # candidate may go; the weak model signal stays for the fit to weigh.
+    rng = np.random.default_rng(5)
+    days = np.repeat([date(2025, m, 1) for m in range(1, 9)], 300)
+    driver, weak, wrong_way = (rng.uniform(0, 1, days.size) for _ in range(3))
+    churned = rng.random(days.size) < 1 / (1 + np.exp(-(-1.0 - 5 * (driver - 0.4) - 0.3 * (weak - 0.5) + 1.5 * (wrong_way - 0.5))))
+    features = np.column_stack([driver, weak, wrong_way])
+    eligible = np.array([False, False, True])
+
+    keep, contrib = recalibrate_module.select_signals(
+        features, churned, days, 90, None, c=1.0, min_contribution=0.01, min_train_churners=10, eligible=eligible
+    )
+
+    assert keep.tolist() == [True, True, False], contrib
+    assert contrib[2] == 0.0  # no protective weight, so removing it changes nothing
+    everything, _ = recalibrate_module.select_signals(
+        features, churned, days, 90, None, c=1.0, min_contribution=0.01, min_train_churners=10
+    )
+    assert not everything[1]  # with every signal eligible, the weak one would have gone too
+
+
+def test_the_report_separates_signals_without_weight_from_signals_without_data():
+    data = synthetic_snapshots(accounts=200, seed=4)
+    data["csat"] = np.nan  # a company without a help desk
+    r = recalibrate_snapshots(data, V1, horizon_days=90, as_of=AS_OF, min_train_churners=10)
+    assert "csat" in r.selection["no_data"] and "csat" not in r.selection["dropped"] + r.selection["kept"]
+    assert "active_user_ratio" in r.selection["kept"]
+    assert set(r.selection["kept"]).isdisjoint(r.selection["dropped"])
+    body = review_markdown(r)
+    assert "No data in the training rows (the engine gives them no weight): csat" in body
+    assert "no protective effect" in body

@@ -721,7 +721,8 @@ def format_recalibration(summary: dict[str, Any]) -> str:
         taken = [k for k in selection.get("candidates") or [] if k in (selection.get("kept") or [])]
         lines.append(
             f"  signals: candidates {', '.join(selection.get('candidates') or []) or 'none'} (taken up: {', '.join(taken) or 'none'}); "
-            f"dropped as uninformative: {', '.join(selection.get('dropped') or []) or 'none'}"
+            f"no weight (uninformative): {', '.join(selection.get('dropped') or []) or 'none'}; "
+            f"no data: {', '.join(selection.get('no_data') or []) or 'none'}"
         )
     calibration = summary.get("score_calibration")
     if calibration:

@@ -402,11 +402,23 @@ class RecalibrationSettings:
     prior_c: float = DEFAULT_C
     free_fit_auc_margin: float = 0.01
     min_contribution: float = 0.001
+    selection: str = "candidates"  # which signals held-out selection may drop: candidates | all | none
     candidate_signals: tuple[str, ...] | None = None  # None: every catalogued signal
     candidate_worst_percentile: float = 0.10
     candidate_best_percentile: float = 0.90
     candidate_min_span_share: float = 0.05
     source: str = "<defaults>"
+
+
+SELECTION_MODES = ("candidates", "all", "none")
+"""``selection`` in the settings: which signals the held-out selection may drop."""
+
+
+def _choice(raw: dict[str, Any], key: str, allowed: Sequence[str], default: str, where: Path) -> str:
+    value = raw.get(key, default)
+    if value not in allowed:
+        raise RecalibrationError(f"{key} in {where} is {value!r}; expected one of {', '.join(allowed)}")
+    return str(value)
 
 
 def recalibration_settings_path() -> Path:
@@ -455,6 +467,7 @@ def load_recalibration_settings(path: str | Path | None = None) -> Recalibration
         prior_c=number("prior_c", DEFAULT_C, 1e-6, 1e6),
         free_fit_auc_margin=number("free_fit_auc_margin", 0.01, 0.0, 1.0),
         min_contribution=number("min_contribution", 0.001, 0.0, 1.0),
+        selection=_choice(raw, "selection", SELECTION_MODES, "candidates", where),
         candidate_signals=chosen,
         candidate_worst_percentile=float(worst),
         candidate_best_percentile=float(best),
@@ -563,26 +576,32 @@ def select_signals(
     c: float,
     min_contribution: float,
     min_train_churners: int,
+    eligible: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[int, float] | None]:
     """The signals that carry information, by backward elimination on time folds of these rows.
 
     Each round refits the free composite on the signals still kept and measures every one's
-    held-out contribution given the others; the least contributing one is dropped while it is
-    under ``min_contribution``. One round that dropped every signal under the bar at once would
-    drop correlated signals together: each adds little *while its twins are there* (three
-    engagement signals measuring one behaviour), yet the composite needs one of them - removed
-    one by one, the last of them stays. Returns the kept mask and each signal's contribution
-    (kept: in the final set; dropped: when it was dropped). All signals are kept when no fold can
-    be formed."""
+    held-out contribution given the others; the least contributing *eligible* signal (default:
+    all) is dropped while it is under ``min_contribution``. One round that dropped every signal
+    under the bar at once would drop correlated signals together: each adds little *while its
+    twins are there* (three engagement signals measuring one behaviour), yet the composite needs
+    one of them - removed one by one, the last of them stays. Signals not eligible are never
+    dropped here (the fit still gives no weight to one without a protective effect). Returns the
+    kept mask and each signal's contribution (kept: in the final set; dropped: when it was
+    dropped). All signals are kept when no fold can be formed."""
     keep = np.ones(features.shape[1], dtype=bool)
+    may_drop = keep.copy() if eligible is None else np.asarray(eligible, dtype=bool)
     recorded: dict[int, float] = {}
     while True:
         contrib = contributions(features, churned, days, horizon_days, prior, c, min_train_churners, active=keep)
         if contrib is None:
             return keep, (recorded or None)
         recorded.update(contrib)
-        worst = min(contrib, key=lambda j: (contrib[j], j))
-        if contrib[worst] >= min_contribution or int(keep.sum()) <= 1:
+        droppable = [j for j in contrib if may_drop[j]]
+        if not droppable or int(keep.sum()) <= 1:
+            return keep, recorded
+        worst = min(droppable, key=lambda j: (contrib[j], j))
+        if contrib[worst] >= min_contribution:
             return keep, recorded
         keep[worst] = False
 
@@ -976,6 +995,12 @@ def recalibrate_snapshots(
     }
     dates = sorted(data["as_of_date"].unique())
     version = version or proposed_version_name(parent.version, as_of)
+    # Which signals the held-out selection may drop (settings.selection): "candidates" - only the
+    # catalogued signals outside the model must earn their place; the model's own stay open to
+    # the fit, which gives no weight to one without a protective effect.
+    eligible = np.array(
+        [settings.selection == "all" or (settings.selection == "candidates" and k in candidates) for k in extended.signal_keys]
+    )
     default = extended.default_model.name
 
     def fit_both(rows: np.ndarray, name: str, note: str) -> tuple[dict[str, dict[str, SegmentWeights]], dict[str, ModelConfig], np.ndarray, dict[int, float] | None]:
@@ -984,6 +1009,7 @@ def recalibrate_snapshots(
         active, contrib = select_signals(
             features[rows], churned[rows], days[rows], horizon_days, priors[default],
             c=c, min_contribution=settings.min_contribution, min_train_churners=min_train_churners,
+            eligible=eligible,
         )  # fmt: skip
         weights, configs = {}, {}
         for kind in FIT_KINDS:
@@ -1081,12 +1107,22 @@ def recalibrate_snapshots(
     everything = np.ones(len(data), dtype=bool)
     final_weights, final_configs, final_active, contrib = fit_both(everything, version, note)
     keys = extended.signal_keys
+    weighted = {
+        k
+        for w in final_weights[proposed].values()
+        for d, signals in w.signal_weights.items()
+        for k, share in signals.items()
+        if share > 0 and w.dimension_weights.get(d, 0) > 0
+    }
+    with_data = {k for j, k in enumerate(keys) if not np.isnan(normalized[:, j]).all()}
     selection = {
         "candidates": candidates,
-        "kept": [k for k, on in zip(keys, final_active, strict=True) if on],
-        "dropped": [k for k, on in zip(keys, final_active, strict=True) if not on],
+        "kept": [k for k, on in zip(keys, final_active, strict=True) if on and k in weighted and k in with_data],
+        "dropped": [k for k, on in zip(keys, final_active, strict=True) if (not on or k not in weighted) and k in with_data],
+        "no_data": [k for k in keys if k not in with_data],
         "contributions": {keys[j]: round(v, 4) for j, v in contrib.items()} if contrib else None,
         "min_contribution": settings.min_contribution,
+        "mode": settings.selection,
     }
     fits = {
         kind: CandidateFit(kind, final_configs[kind], final_weights[kind], fit_metrics[kind]) for kind in FIT_KINDS
@@ -1153,6 +1189,16 @@ def recalibrate(
             engine, result.config, parent_version=parent.version, created_by=created_by, metrics=result.metrics_for_registry()
         )
     return result
+
+
+def dropped_rule(selection: dict[str, Any]) -> str:
+    """Why a signal is listed as dropped, in words (the ``selection`` of a recalibration)."""
+    rule = "no weight in the proposed fit: the regression found no protective effect"
+    mode, bar = selection.get("mode", "all"), selection.get("min_contribution")
+    if mode == "none" or bar is None:
+        return rule
+    who = "a candidate" if mode == "candidates" else "a signal"
+    return f"{rule}; or {who} adding under {bar} held-out AUC"
 
 
 def _range_flag(dimension: str, weight: float) -> str:
@@ -1232,8 +1278,9 @@ def review_markdown(result: Recalibration, audit_summary: dict[str, Any] | None 
         lines += [
             "",
             f"**Signals**: candidates not in `{result.parent_version}`: {', '.join(sel.get('candidates') or []) or 'none'}"
-            f" (taken up: {', '.join(added) or 'none'}). Dropped as uninformative (held-out contribution under "
-            f"{sel.get('min_contribution')} AUC): {', '.join(sel.get('dropped') or []) or 'none'}.",
+            f" (taken up: {', '.join(added) or 'none'}). Dropped as uninformative ({dropped_rule(sel)}): "
+            f"{', '.join(sel.get('dropped') or []) or 'none'}. No data in the training rows (the engine gives "
+            f"them no weight): {', '.join(sel.get('no_data') or []) or 'none'}.",
         ]
     calibration = calibration_sentence(result.config)
     if calibration:
