@@ -67,6 +67,33 @@ def test_rerunning_a_date_overwrites_and_never_duplicates(warehouse_url):
     assert json.loads(stored.loc["S", "drivers"])["down"][0][0] == "engagement_trend"
 
 
+def test_a_rerun_removes_the_scores_of_accounts_without_data_now(warehouse_url):
+    # The first run scored all three; by the re-run the child C and the stand-alone S have no
+    # informative data (deleted or quarantined at the source): their earlier scores, and P's
+    # rollup over C, must not stay for the dashboard and the actions to read.
+    from customer_health.warehouse.schema import health_score_summary
+
+    engine = engine_for(warehouse_url)
+    day = START
+    score_date(engine, day, CONFIG, signals(day, 0.0))
+    emptied = signals(day, 0.0)
+    emptied.loc[emptied["account_key"].isin(["C", "S"]), ["engagement_trend", "payment_timeliness"]] = np.nan
+
+    report = score_date(engine, day, CONFIG, emptied)
+
+    assert report.written == 1 and report.unscored == 2
+    assert list(read_scores(engine, day, "v1")["account_key"]) == ["P"]
+    assert count(engine, health_score_rollups) == 0
+    with engine.connect() as conn:
+        summarized = conn.execute(
+            select(func.sum(health_score_summary.c.accounts)).where(health_score_summary.c.as_of_date == day)
+        ).scalar_one()
+    assert summarized == 1
+    # And back: a re-run with the data restored scores them again, once each.
+    assert score_date(engine, day, CONFIG, signals(day, 0.0)).written == 3
+    assert count(engine, health_scores) == 3 and count(engine, health_score_rollups) == 1
+
+
 def second_score(trend: float) -> int:
     # engagement_trend (engagement) and payment_timeliness 0.9 -> 80 (financial), 0.40 : 0.25.
     engagement = (trend + 0.5) * 100

@@ -18,6 +18,7 @@ version, reads the history and overrides the trends and scores need, scores, and
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,8 @@ from customer_health.warehouse.io import utcnow
 from customer_health.warehouse.schema import model_versions
 
 PASS_THROUGH = ["parent_account_key", "owner_id", "plan"]
+
+log = logging.getLogger(__name__)
 
 
 class ScoringInputError(ValueError):
@@ -453,13 +456,16 @@ def score_date(engine: Engine, as_of: date, config: ModelConfig, signals: pd.Dat
     """Score one date in the warehouse and return its report.
 
     Idempotent: scores and rollups are upserted by (account, date, model version), so a
-    re-run or a backfill of the date overwrites what it wrote before. Everything read is
+    re-run or a backfill of the date overwrites what it wrote before, and the rows of accounts
+    it no longer scores (no informative data now) are removed (``history.remove_stale_scores``).
+    Everything read is
     dated on or before ``as_of`` (history, overrides in force at the end of the day, the
     signal snapshot of the change window), so a rebuild equals the daily run.
     """
     from customer_health.scoring.history import (
         read_score_history,
         read_signal_snapshot,
+        remove_stale_scores,
         write_rollups,
         write_scores,
     )
@@ -479,4 +485,8 @@ def score_date(engine: Engine, as_of: date, config: ModelConfig, signals: pd.Dat
     with engine.begin() as conn:
         written = write_scores(conn, scored)
         rolled = write_rollups(conn, rollups)
+        parents = rollups["parent_account_key"] if len(rollups) else []
+        removed = remove_stale_scores(conn, config.version, as_of, scored["account_key"] if len(scored) else [], parents)
+    if removed:
+        log.warning("re-run of %s: removed the earlier scores of %d account(s) without informative data now", as_of, removed)
     return build_report(scored, config, as_of, written, rolled, unscored=len(signals) - len(scored))

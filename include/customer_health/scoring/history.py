@@ -305,6 +305,39 @@ def write_rollups(target: Engine | Connection, rollups: pd.DataFrame) -> int:
     return _write_frame(target, health_score_rollups, rollups)[0]
 
 
+def remove_stale_scores(conn: Connection, model_version: str, day: date, scored: Iterable[str], parents: Iterable[str]) -> int:
+    """Delete ``model_version``'s rows of ``day`` for accounts (and parents) this run did not score.
+
+    A re-run of a date replaces what the earlier run wrote: an account scored then and without
+    informative data now (its data was deleted or quarantined at the source) must not keep the
+    earlier score - it would stay on the dashboard and drive actions. Upserts alone leave it, so
+    after a date's scores are written the others are removed, and the date's summary and the
+    version's episodes are recomputed when any was. Returns the number of score rows removed.
+    """
+    hs, ru = health_scores.c, health_score_rollups.c
+    keep, keep_parents = set(scored), set(parents)
+    stored = conn.execute(select(hs.account_key).where(hs.model_version == model_version, hs.as_of_date == day)).scalars()
+    stale = sorted(set(stored) - keep)
+    stored_parents = conn.execute(
+        select(ru.parent_account_key).where(ru.model_version == model_version, ru.as_of_date == day)
+    ).scalars()
+    stale_parents = sorted(set(stored_parents) - keep_parents)
+    for start in range(0, len(stale_parents), _KEY_CHUNK):
+        conn.execute(health_score_rollups.delete().where(
+            ru.model_version == model_version, ru.as_of_date == day, ru.parent_account_key.in_(stale_parents[start : start + _KEY_CHUNK])
+        ))  # fmt: skip
+    if not stale:
+        return 0
+    _lock_score_writes(conn)
+    for start in range(0, len(stale), _KEY_CHUNK):
+        conn.execute(health_scores.delete().where(
+            hs.model_version == model_version, hs.as_of_date == day, hs.account_key.in_(stale[start : start + _KEY_CHUNK])
+        ))  # fmt: skip
+    _refresh_summary(conn, [(model_version, day)])
+    _recompute_episodes(conn, model_version)
+    return len(stale)
+
+
 # --------------------------------------------------------------------------- dashboard summary
 # How many of the biggest declines and recoveries health_score_movers keeps per (version, date):
 # the trending page's largest ``limit``.
