@@ -93,7 +93,7 @@ def test_each_driver_play_fires_for_accounts_its_dimension_drives_and_never_for_
             )
         }
     fired = {p["rule"] for _, _, p in plays}
-    assert {"engagement_at_risk", "support_driven", "financial_driven"} <= fired, fired
+    assert {"engagement_at_risk", "support_driven", "financial_driven", "value_driven"} <= fired, fired
     for key, day, payload in plays:
         score = scores[(key, day)]
         drivers = read_drivers(score.drivers)
@@ -106,6 +106,9 @@ def test_each_driver_play_fires_for_accounts_its_dimension_drives_and_never_for_
         expected = top if recorded["basis"] == "shortfall" else falls[0]
         assert (recorded["signal"], recorded["points"]) == (expected.signal, expected.points)
         assert SIGNALS[recorded["signal"]].dimension == play.driver_dimension == recorded["dimension"]
+        # The billing follow-up (its task lists unpaid invoices) only for a payment driver; a fall in
+        # billed usage or contract value gets the value review instead.
+        assert not play.driver_signals or recorded["signal"] in play.driver_signals, (payload["rule"], recorded)
         assert score.zone in play.to_zones and score.previous_zone not in play.to_zones
 
     # Every account that entered At Risk in the window: no play keyed to another dimension fired.
@@ -296,9 +299,13 @@ def test_playbook_tasks_in_salesforce_name_the_playbook_and_driver_and_read_well
             assert "Core features not used in the last 30 days" in task.Description
         if task.Subject == "Billing follow-up":
             assert "Overdue invoices" in task.Description or "No overdue invoice" in task.Description
+            assert driver["signal"] in ("payment_timeliness", "payment_failures"), driver
+        if task.Subject == "Value review":
+            assert driver["signal"] in ("usage_billing_trend", "contract_value_change"), driver
+            assert "billed usage or contract value is falling" in task.Description and "Overdue invoices" not in task.Description
         if task.Subject == "Support escalation review":
             assert "urgent or high-priority" in task.Description.replace("Urgent", "urgent")
-    assert {"Enablement session", "Billing follow-up", "Support escalation review"} <= seen
+    assert {"Enablement session", "Billing follow-up", "Support escalation review", "Value review"} <= seen, seen
 
 
 def test_the_demo_summary_lists_the_playbooks_that_fired_with_their_drivers(scored_company):

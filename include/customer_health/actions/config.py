@@ -188,7 +188,7 @@ class TriggerSpec:
 @dataclass(frozen=True)
 class PlaybookSpec:
     """A play keyed to band and driver: fires the day an account enters ``to_zones`` when the
-    signal driving its score is of ``driver_dimension`` (and/or is ``driver_signal``).
+    signal driving its score is of ``driver_dimension`` (and/or is one of ``driver_signals``).
 
     ``driven_by`` says which drivers count: ``shortfall`` (the largest weighted shortfall) and/or
     ``change`` (the largest fall over the change window), tried in that order. Besides the zone
@@ -206,13 +206,13 @@ class PlaybookSpec:
     value_tier: str = "any"
     trajectory: tuple[str, ...] = ()
     driver_dimension: str | None = None
-    driver_signal: str | None = None
+    driver_signals: tuple[str, ...] = ()  # ``driver_signal`` in the file: one key or a list
     driven_by: tuple[str, ...] = ("shortfall",)
 
     @property
     def selects_driver(self) -> bool:
-        """Whether the playbook is keyed to a driver (dimension or signal)."""
-        return self.driver_dimension is not None or self.driver_signal is not None
+        """Whether the playbook is keyed to a driver (dimension or signals)."""
+        return self.driver_dimension is not None or bool(self.driver_signals)
 
     def actions_for(self, high_value: bool) -> tuple[str, ...]:
         """The action types of the account's track."""
@@ -497,12 +497,16 @@ def _playbooks(r: _Reader, raw: dict[str, Any], actions: dict[str, ActionSpec]) 
         if dimension is not None and dimension not in DIMENSIONS:
             raise r.fail(f"{where}.driver_dimension",
                          f"unknown dimension {dimension!r}; use one of {', '.join(DIMENSIONS)}")
-        signal = r.get(spec, "driver_signal", where, str, None)
-        if signal is not None and signal not in SIGNALS:
-            raise r.fail(f"{where}.driver_signal", f"unknown signal {signal!r}; use one of {', '.join(SIGNALS)}")
-        if signal is not None and dimension is not None and SIGNALS[signal].dimension != dimension:
-            raise r.fail(where, f"driver_signal {signal!r} is a {SIGNALS[signal].dimension} signal, "
-                                f"not {dimension}: it could never fire; fix one of them")
+        named = r.get(spec, "driver_signal", where, (str, list), None)
+        signals = [named] if isinstance(named, str) else list(named or [])
+        if named is not None and not signals:
+            raise r.fail(f"{where}.driver_signal", "expected a signal key or a non-empty list of them")
+        for signal in signals:
+            if not isinstance(signal, str) or signal not in SIGNALS:
+                raise r.fail(f"{where}.driver_signal", f"unknown signal {signal!r}; use one of {', '.join(SIGNALS)}")
+            if dimension is not None and SIGNALS[signal].dimension != dimension:
+                raise r.fail(where, f"driver_signal {signal!r} is a {SIGNALS[signal].dimension} signal, "
+                                    f"not {dimension}: it could never fire; fix one of them")
         driven_by = r.get(spec, "driven_by", where, list, ["shortfall"])
         if not driven_by:
             raise r.fail(f"{where}.driven_by", f"expected a non-empty list of {', '.join(DRIVEN_BY)}")
@@ -516,7 +520,7 @@ def _playbooks(r: _Reader, raw: dict[str, Any], actions: dict[str, ActionSpec]) 
             value_tier=r.choice(r.get(spec, "value_tier", where, str, "any"), VALUE_TIERS, f"{where}.value_tier"),
             trajectory=tuple(r.choice(t, TRAJECTORIES, f"{where}.trajectory") for t in trajectory),
             driver_dimension=dimension,
-            driver_signal=signal,
+            driver_signals=tuple(signals),
             driven_by=tuple(r.choice(d, DRIVEN_BY, f"{where}.driven_by") for d in driven_by),
             **tracks,
         )

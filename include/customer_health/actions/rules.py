@@ -119,7 +119,7 @@ def playbook_driver(spec: PlaybookSpec, account: AccountHealth) -> DriverPick | 
         pick = pick_driver(account, basis)
         if pick is None:
             continue
-        if spec.driver_signal is not None and pick.signal != spec.driver_signal:
+        if spec.driver_signals and pick.signal not in spec.driver_signals:
             continue
         if spec.driver_dimension is not None and pick.dimension != spec.driver_dimension:
             continue
