@@ -89,6 +89,12 @@ def test_a_rerun_removes_the_scores_of_accounts_without_data_now(warehouse_url):
             select(func.sum(health_score_summary.c.accounts)).where(health_score_summary.c.as_of_date == day)
         ).scalar_one()
     assert summarized == 1
+    # A re-run where no account has data is the sources failing: nothing is removed.
+    nothing = signals(day, 0.0)
+    nothing[["engagement_trend", "payment_timeliness"]] = np.nan
+    with pytest.raises(ValueError, match="scored no account, but 1 were scored before"):
+        score_date(engine, day, CONFIG, nothing)
+    assert list(read_scores(engine, day, "v1")["account_key"]) == ["P"]
     # And back: a re-run with the data restored scores them again, once each.
     assert score_date(engine, day, CONFIG, signals(day, 0.0)).written == 3
     assert count(engine, health_scores) == 3 and count(engine, health_score_rollups) == 1

@@ -313,6 +313,8 @@ def remove_stale_scores(conn: Connection, model_version: str, day: date, scored:
     earlier score - it would stay on the dashboard and drive actions. Upserts alone leave it, so
     after a date's scores are written the others are removed, and the date's summary and the
     version's episodes are recomputed when any was. Returns the number of score rows removed.
+    A re-run that scored no account at all removes nothing and raises: that is the sources
+    failing, not every account losing its data.
     """
     hs, ru = health_scores.c, health_score_rollups.c
     keep, keep_parents = set(scored), set(parents)
@@ -328,6 +330,12 @@ def remove_stale_scores(conn: Connection, model_version: str, day: date, scored:
         ))  # fmt: skip
     if not stale:
         return 0
+    if not keep:
+        raise ValueError(
+            f"the re-run of {day} ({model_version}) scored no account, but {len(stale)} were scored before: not "
+            "removing them - a run without a single account with data points at the sources (an empty "
+            "extraction, a disconnected system), not at the accounts; check the extraction tasks' reports"
+        )
     _lock_score_writes(conn)
     for start in range(0, len(stale), _KEY_CHUNK):
         conn.execute(health_scores.delete().where(
