@@ -211,5 +211,7 @@ def test_the_account_page_and_the_actions_read_the_anchored_accounts_plan_and_ar
     assert page.status_code == 200
     head = text_of(element(page.text, "section", "card account-head"))
     assert f"team plan · {record['seats']} seats" in head, head
+    assert "No CRM record: this company's accounts are its Stripe customers" in head and "Salesforce" not in head
+    assert api["salesforce_url"] is None and api["identity_anchor"] == "stripe"
     assert api["record"]["plan"] == "team" and api["record"]["arr"] == pytest.approx(record["arr"])
     assert api["record"]["industry"] is None and api["account_name"] == record["name"]

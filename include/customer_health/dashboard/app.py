@@ -812,7 +812,12 @@ def _account(
     view = view or _view(conn, model_version)
     detail = queries.account_detail(conn, view, account_key, days=days)
     if detail is not None:
-        detail["salesforce_url"] = salesforce_account_url(account_key)
+        from customer_health.sources.mapping import active_mapping
+
+        # A company without a CRM keys its accounts on Stripe customers or product accounts: there
+        # is no Salesforce record to open, whatever connections exist.
+        detail["identity_anchor"] = anchor = active_mapping().identity_anchor
+        detail["salesforce_url"] = salesforce_account_url(account_key) if anchor == "salesforce" else None
         _with_stakeholders(conn, detail, view)
     return detail
 
