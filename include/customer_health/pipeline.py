@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from customer_health import settings
 from customer_health.warehouse.engine import connection_to_url, engine_for, get_engine
+from customer_health.warehouse.io import as_date
 from customer_health.warehouse.migrate import current_revision, upgrade_to_head
 
 log = logging.getLogger(__name__)
@@ -393,11 +394,6 @@ def crm_writeback(as_of: date, model_version: str | None = None) -> dict[str, An
 
 
 # ----------------------------------------------------------------------------- history rebuild
-def _day(value: date | str) -> date:
-    return value.date() if isinstance(value, datetime) else value if isinstance(value, date) else date.fromisoformat(
-        str(value)[:10])
-
-
 def plan_rebuild(
     from_date: date | str,
     to_date: date | str,
@@ -418,7 +414,7 @@ def plan_rebuild(
     """
     from customer_health.scoring.rebuild import blocks_of, clear_signal_range, date_blocks, plan_signal_work
 
-    start, end = _day(from_date), _day(to_date)
+    start, end = as_date(from_date), as_date(to_date)
     length = block_days or blocks_of(start, end, blocks)
     one_pass = shards == 1 and not accounts
     work = [] if one_pass else plan_signal_work(start, end, shards, length)
@@ -446,8 +442,8 @@ def rebuild_date_block(
 
     config = active_model_config(model_version)
     return rebuild_block(
-        warehouse(), _day(block["first"]), _day(block["last"]), config,
-        range_start=_day(block["range_start"]), chunk_days=chunk_days, progress=progress,
+        warehouse(), as_date(block["first"]), as_date(block["last"]), config,
+        range_start=as_date(block["range_start"]), chunk_days=chunk_days, progress=progress,
     )  # fmt: skip
 
 
@@ -460,7 +456,7 @@ def rebuild_signal_block(
     engine = warehouse()
     keys = shard_keys(engine, work["shard"], work["of"], accounts or None)
     report = rebuild_signals(
-        engine, _day(work["first"]), _day(work["last"]), keys, chunk_days=chunk_days, progress=progress
+        engine, as_date(work["first"]), as_date(work["last"]), keys, chunk_days=chunk_days, progress=progress
     )
     return report | {"shard": work["shard"], "of": work["of"]}
 
@@ -473,7 +469,7 @@ def plan_scoring(
     from customer_health.scoring.rebuild import plan_score_work
 
     ensure_model_registered(warehouse(), active_model_config(model_version))
-    return plan_score_work(_day(from_date), _day(to_date), blocks)
+    return plan_score_work(as_date(from_date), as_date(to_date), blocks)
 
 
 def rebuild_score_block(block: dict[str, Any], model_version: str | None = None, progress=None) -> dict[str, Any]:
@@ -482,8 +478,8 @@ def rebuild_score_block(block: dict[str, Any], model_version: str | None = None,
 
     config = active_model_config(model_version)
     return score_range(
-        warehouse(), _day(block["first"]), _day(block["last"]), config,
-        progress=progress, range_start=_day(block["range_start"]),
+        warehouse(), as_date(block["first"]), as_date(block["last"]), config,
+        progress=progress, range_start=as_date(block["range_start"]),
     )  # fmt: skip
 
 
@@ -494,7 +490,7 @@ def rebuild_scores(
     from customer_health.scoring.rebuild import score_range
 
     config = active_model_config(model_version)
-    return score_range(warehouse(), _day(from_date), _day(to_date), config, progress=progress)
+    return score_range(warehouse(), as_date(from_date), as_date(to_date), config, progress=progress)
 
 
 class _Workers:
@@ -567,8 +563,8 @@ def rebuild_history(
             blocks = plan_scoring(start, end, workers, model_version)
             scores = pool.run([(rebuild_score_block, block, model_version) for block in blocks])
     return {
-        "from_date": _day(start).isoformat(),
-        "to_date": _day(end).isoformat(),
+        "from_date": as_date(start).isoformat(),
+        "to_date": as_date(end).isoformat(),
         "model_version": scores[0]["model_version"],
         "workers": workers,
         "one_pass": bool(plan["blocks"]),

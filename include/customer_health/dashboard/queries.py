@@ -40,7 +40,7 @@ from customer_health.scoring.drivers import read_drivers
 from customer_health.scoring.signal_catalog import SIGNALS
 from customer_health.sources.roster import roster_column, roster_table
 from customer_health.warehouse import schema
-from customer_health.warehouse.io import utcnow
+from customer_health.warehouse.io import as_date, utcnow
 from customer_health.warehouse.schema import (
     account_crosswalk,
     action_outbox,
@@ -130,18 +130,11 @@ def scored_versions(conn: Connection) -> list[ScoredVersion]:
                 version=version,
                 status=entry.status if entry else None,
                 created_at=entry.created_at if entry else None,
-                first_date=_date(first),
-                latest_date=_date(latest),
+                first_date=as_date(first),
+                latest_date=as_date(latest),
             )
         )
     return found
-
-
-def _date(value: Any) -> date:
-    """A date read back from an aggregate (SQLite returns MIN/MAX of a date column as text)."""
-    if isinstance(value, datetime):
-        return value.date()
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 def default_version(versions: Sequence[ScoredVersion]) -> ScoredVersion:
@@ -261,7 +254,7 @@ def portfolio(
         history_stmt = history_stmt.where(SM.segment.like(f"%/{plan}/%"))
     history: dict[date, dict[str, Any]] = {}
     for row in conn.execute(history_stmt):
-        day = _date(row.as_of_date)
+        day = as_date(row.as_of_date)
         point = history.setdefault(day, {"as_of_date": day, "accounts": 0, "arr_at_risk": 0.0, "zones": _zone_counts(view)})
         point["accounts"] += row.accounts
         point["zones"][row.zone] = point["zones"].get(row.zone, 0) + row.accounts
@@ -415,7 +408,7 @@ def account_detail(conn: Connection, view: View | None, account_key: str, *, day
         dates = history_store.scored_dates_desc(conn, view.version, view.as_of, since)
         columns = [HS.as_of_date, HS.score, HS.computed_score, HS.zone, HS.override_id]
         rows = history_store.account_scores(conn, view.version, [account_key], dates, columns)
-        history = sorted((row._asdict() for row in rows), key=lambda r: _date(r["as_of_date"]))
+        history = sorted((row._asdict() for row in rows), key=lambda r: as_date(r["as_of_date"]))
     score = None
     signals: list[dict[str, Any]] = []
     if view is not None and latest is not None:
@@ -515,10 +508,11 @@ def _describe(spec: Any, value: float | None) -> str | None:
 
 
 def account_known(conn: Connection, account_key: str) -> bool:
-    """True when the warehouse knows ``account_key`` (crosswalk, Salesforce or scores)."""
+    """True when the warehouse knows ``account_key`` (crosswalk, the account roster or scores)."""
+    roster = roster_table()
     for stmt in (
         select(account_crosswalk.c.account_key).where(account_crosswalk.c.account_key == account_key),
-        select(roster_table().c.id).where(roster_table().c.id == account_key),
+        select(roster.c.id).where(roster.c.id == account_key),
     ):
         if conn.execute(stmt).first() is not None:
             return True
@@ -553,7 +547,7 @@ def _with_scores(conn: Connection, found: list[dict[str, Any]], view: View | Non
         row = scores.get(account["account_key"])
         account["score"] = row.score if row is not None else None
         account["zone"] = row.zone if row is not None else None
-        account["score_date"] = _date(row.as_of_date) if row is not None else None
+        account["score_date"] = as_date(row.as_of_date) if row is not None else None
     return found
 
 

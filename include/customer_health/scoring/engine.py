@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,7 @@ from customer_health.scoring.normalize import (
 from customer_health.scoring.overrides import end_of_day
 from customer_health.scoring.score import composite_scores, zones
 from customer_health.scoring.trends import compute_trends, priority_scores, trajectory_points
-from customer_health.warehouse.io import utcnow
+from customer_health.warehouse.io import as_date, utcnow
 from customer_health.warehouse.schema import model_versions
 
 PASS_THROUGH = ["parent_account_key", "owner_id", "plan"]
@@ -53,14 +53,6 @@ class ScoringInputError(ValueError):
     """The signal frame handed to the engine cannot be scored as it is."""
 
 
-def _as_date(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return pd.Timestamp(value).date()
-
-
 def _scoring_date(signals: pd.DataFrame) -> date:
     if "as_of_date" not in signals.columns:
         raise ScoringInputError("signal frame has no as_of_date column; compute_signals(engine, as_of) provides it")
@@ -69,7 +61,7 @@ def _scoring_date(signals: pd.DataFrame) -> date:
         raise ScoringInputError(
             f"signal frame holds {len(dates)} as_of_date values ({', '.join(map(str, dates[:5]))}); score one date at a time"
         )
-    return _as_date(dates[0])
+    return as_date(dates[0])
 
 
 def _active_at(overrides: pd.DataFrame, as_of: date) -> pd.DataFrame:
@@ -305,7 +297,7 @@ def _score_accounts(
         # Few rows: a CSM's override is stated first, the model's reading after it.
         sentence = sentence.copy()
         for row, (_, o) in zip(override_rows, active.iterrows(), strict=True):
-            until = _as_date(o["expires_at"]) if o.get("expires_at") is not None else None
+            until = as_date(o["expires_at"]) if o.get("expires_at") is not None else None
             sentence[row] = (
                 f"Score {int(o['score'])} set by {o['created_by']}"
                 + (f" until {until:%Y-%m-%d}" if until else "")

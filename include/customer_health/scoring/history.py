@@ -45,7 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from customer_health.scoring.model_config import ModelConfig
-from customer_health.warehouse.io import copy_new_rows, in_key_order, text_array, upsert_rows, utcnow
+from customer_health.warehouse.io import as_date, copy_new_rows, in_key_order, text_array, upsert_rows, utcnow
 from customer_health.warehouse.schema import (
     health_score_episodes,
     health_score_movers,
@@ -201,7 +201,7 @@ def _delete_keys(conn: Connection, cursor, table, frame: pd.DataFrame, totals: b
         setting = cursor.fetchone()[0]
     rows: list[tuple] = []
     for (day, version), keys in frame.groupby(["as_of_date", "model_version"], sort=False)[key]:
-        params = {"day": _as_date(day), "version": version, "keys": text_array(keys)}
+        params = {"day": as_date(day), "version": version, "keys": text_array(keys)}
         cursor.execute(few if len(keys) <= _FEW_KEYS else many, params)
         if totals:
             rows.extend(cursor.fetchall())
@@ -227,16 +227,10 @@ def _has_rows_for(conn: Connection, table, frame: pd.DataFrame) -> bool:
     """Whether ``table`` holds any row of the frame's (as_of_date, model_version) pairs."""
     pairs = frame[["as_of_date", "model_version"]].drop_duplicates()
     clauses = [
-        (table.c.as_of_date == _as_date(d)) & (table.c.model_version == v)
+        (table.c.as_of_date == as_date(d)) & (table.c.model_version == v)
         for d, v in pairs.itertuples(index=False)
     ]
     return conn.execute(select(table.c.as_of_date).where(or_(*clauses)).limit(1)).first() is not None
-
-
-def _as_date(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    return value if isinstance(value, date) else pd.Timestamp(value).date()
 
 
 def _write_frame(target: Engine | Connection, table, frame: pd.DataFrame, totals: bool = False) -> tuple[int, Replaced]:
@@ -282,13 +276,13 @@ def write_scores(target: Engine | Connection, frame: pd.DataFrame) -> int:
     dates = frame.groupby("model_version")["as_of_date"].nunique()
     recompute = set(dates[dates > 1].index)
     for (version, day), new in frame.groupby(["model_version", "as_of_date"], sort=False):
-        day = _as_date(day)
+        day = as_date(day)
         if replaced is None or not summarized:
             _refresh_summary(target, [(version, day)])
         else:
             old = None
             if not isinstance(replaced, str):
-                mine = (replaced["model_version"] == version) & (replaced["as_of_date"].map(_as_date) == day)
+                mine = (replaced["model_version"] == version) & (replaced["as_of_date"].map(as_date) == day)
                 old = replaced[mine].set_index(["segment", "zone"])[["accounts", "arr"]]
             _update_summary(target, version, day, new, old)
         if version in recompute:
@@ -324,18 +318,18 @@ def remove_stale_scores(conn: Connection, model_version: str, day: date, scored:
         select(ru.parent_account_key).where(ru.model_version == model_version, ru.as_of_date == day)
     ).scalars()
     stale_parents = sorted(set(stored_parents) - keep_parents)
+    if stale and not keep:
+        raise ValueError(
+            f"the re-run of {day} ({model_version}) scored no account, but {len(stale)} were scored before: not "
+            "removing them - a run without a single account with data points at the sources (an empty "
+            "extraction, a disconnected system), not at the accounts; check the extraction tasks' reports"
+        )
     for start in range(0, len(stale_parents), _KEY_CHUNK):
         conn.execute(health_score_rollups.delete().where(
             ru.model_version == model_version, ru.as_of_date == day, ru.parent_account_key.in_(stale_parents[start : start + _KEY_CHUNK])
         ))  # fmt: skip
     if not stale:
         return 0
-    if not keep:
-        raise ValueError(
-            f"the re-run of {day} ({model_version}) scored no account, but {len(stale)} were scored before: not "
-            "removing them - a run without a single account with data points at the sources (an empty "
-            "extraction, a disconnected system), not at the accounts; check the extraction tasks' reports"
-        )
     _lock_score_writes(conn)
     for start in range(0, len(stale), _KEY_CHUNK):
         conn.execute(health_scores.delete().where(
@@ -408,7 +402,7 @@ def scored_dates_desc(conn: Connection, model_version: str, last: date, first: d
     if first is not None:
         where.append(sm.as_of_date >= first)
     rows = conn.execute(select(sm.as_of_date).distinct().where(*where).order_by(sm.as_of_date.desc()))
-    return [_as_date(r[0]) for r in rows]
+    return [as_date(r[0]) for r in rows]
 
 
 _DATES_PER_PROBE = 31
@@ -453,7 +447,7 @@ def latest_account_scores(
     while remaining and start < len(dates):
         for row in account_scores(conn, model_version, remaining, dates[start : start + step], columns):
             key = row[key_at]
-            if key not in found or _as_date(row[day_at]) > _as_date(found[key][day_at]):
+            if key not in found or as_date(row[day_at]) > as_date(found[key][day_at]):
                 found[key] = row
         remaining = [k for k in remaining if k not in found]
         start, step = start + step, _DATES_PER_PROBE
@@ -472,7 +466,7 @@ def summarize_bulk_write(conn: Connection, frame: pd.DataFrame, stored_before: s
     columns = [c for c in SUMMARY_SOURCE if c in frame.columns]
     complete = len(columns) == len(SUMMARY_SOURCE)
     for (version, day), new in frame.groupby(["model_version", "as_of_date"], sort=True):
-        day = _as_date(day)
+        day = as_date(day)
         if complete and (version, day) not in stored_before:
             _update_summary(conn, version, day, new[columns], None)
         else:
@@ -514,7 +508,7 @@ def _refresh_summary(conn: Connection, pairs: Iterable[tuple[str, date]] | None)
             written = conn.execute(sm.insert().from_select(columns, grouped)).rowcount
             pairs = [tuple(r) for r in conn.execute(select(sm.c.model_version, sm.c.as_of_date).distinct())]
         else:
-            pairs = sorted({(v, _as_date(d)) for v, d in pairs})
+            pairs = sorted({(v, as_date(d)) for v, d in pairs})
             written = 0
             for version, day in pairs:
                 conn.execute(sm.delete().where(sm.c.model_version == version, sm.c.as_of_date == day))
@@ -526,7 +520,7 @@ def _refresh_summary(conn: Connection, pairs: Iterable[tuple[str, date]] | None)
     for version, day in pairs:
         for direction in _DIRECTIONS:
             _store_movers(conn, version, day, direction, _scan_movers(conn, version, day, direction))
-    return written, [(v, _as_date(d)) for v, d in pairs]
+    return written, [(v, as_date(d)) for v, d in pairs]
 
 
 def _key_order(conn: Connection, column):
@@ -717,7 +711,7 @@ def _update_episodes(conn: Connection, version: str, day: date, new: pd.DataFram
     """
     sm, ep = health_score_summary.c, health_score_episodes
     latest = conn.execute(select(func.max(sm.as_of_date)).where(sm.model_version == version)).scalar()
-    if latest is not None and _as_date(latest) > day:
+    if latest is not None and as_date(latest) > day:
         return False
     mine = ep.c.model_version == version
     if not fresh:
@@ -727,8 +721,8 @@ def _update_episodes(conn: Connection, version: str, day: date, new: pd.DataFram
             touched = [row for c in _key_conditions(conn, sorted(keys)) for row in conn.execute(on_day.where(c))]
         else:
             touched = conn.execute(on_day).all()
-        began = [k for k, started in touched if k in keys and _as_date(started) == day]
-        ended = [k for k, started in touched if k in keys and _as_date(started) != day]
+        began = [k for k, started in touched if k in keys and as_date(started) == day]
+        ended = [k for k, started in touched if k in keys and as_date(started) != day]
         _for_keys(conn, began, lambda chosen: ep.delete().where(mine, ep.c.started == day, chosen))
         _for_keys(conn, ended, lambda chosen: ep.update().where(mine, ep.c.recovered_on == day, chosen)
                   .values(recovered_on=None))  # fmt: skip

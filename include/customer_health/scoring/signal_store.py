@@ -12,8 +12,7 @@ retried shard overwrites its rows, never duplicates them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
-from typing import Any
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -21,7 +20,7 @@ from sqlalchemy import Connection, Engine, String, and_, delete, select, type_co
 
 from customer_health.scoring.signal_catalog import SIGNALS
 from customer_health.scoring.signal_engine import ACCOUNT_COLUMNS
-from customer_health.warehouse.io import encoded_column, upsert_rows
+from customer_health.warehouse.io import as_date, encoded_column, upsert_rows
 from customer_health.warehouse.schema import signal_values
 
 CONTEXT_COLUMNS = ACCOUNT_COLUMNS[2:]
@@ -34,14 +33,6 @@ _FLOAT_COLUMNS = frozenset(SIGNALS)
 
 def _signal_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in SIGNALS if c in frame.columns]
-
-
-def _day(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
 
 
 def input_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -59,7 +50,7 @@ def input_rows(frame: pd.DataFrame) -> pd.DataFrame:
     context = [c for c in CONTEXT_COLUMNS if c in frame.columns]
     rows = frame[["as_of_date", "account_key", *context, *signals]].copy()
     rows["account_key"] = rows["account_key"].astype(str)
-    distinct = {d: _day(d) for d in rows["as_of_date"].unique()}
+    distinct = {d: as_date(d) for d in rows["as_of_date"].unique()}
     rows["as_of_date"] = rows["as_of_date"].map(distinct)
     if "tenure_days" in rows.columns:
         rows["tenure_days"] = rows["tenure_days"].astype(object)
@@ -143,9 +134,9 @@ def _fetch(conn: Connection, first: date, last: date, account_keys: Sequence[str
 def _as_input(raw: pd.DataFrame) -> pd.DataFrame:
     """Stored rows (sorted by date, account) -> the ``compute_signals`` frame (columns, dtypes)."""
     frame = raw.copy()
-    frame["as_of_date"] = frame["as_of_date"].map({d: _day(d) for d in frame["as_of_date"].unique()})
+    frame["as_of_date"] = frame["as_of_date"].map({d: as_date(d) for d in frame["as_of_date"].unique()})
     since = frame["customer_since"]
-    distinct = {d: _day(d) for d in since.dropna().unique()}
+    distinct = {d: as_date(d) for d in since.dropna().unique()}
     frame["customer_since"] = since.map(lambda v: distinct.get(v) if v is not None and v == v else None)
     for col in ("seats", "arr", "tenure_days"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")

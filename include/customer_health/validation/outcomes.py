@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, and_, false, func, or_, select
 
+from customer_health.warehouse.io import as_date
 from customer_health.warehouse.schema import (
     account_identity_map,
     account_outcomes,
@@ -58,16 +59,6 @@ NOT_BILLED_STATUSES = ("void", "draft")
 
 class OutcomeError(ValueError):
     """Outcomes cannot be derived or read with the arguments given."""
-
-
-def _as_date(value: Any) -> date | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return pd.Timestamp(value).date()
 
 
 def _not_deleted(table) -> Any:
@@ -175,7 +166,7 @@ def _opportunity_outcomes(engine: Engine, as_of: date) -> list[dict[str, Any]]:
                 "outcome": "churn" if r.opportunity_type == "Renewal" else "expansion",
                 "source": "sf_opportunity",
                 "source_id": r.id,
-                "occurred_on": _as_date(r.close_date),
+                "occurred_on": as_date(r.close_date),
                 "detail": _json({"name": r.name, "type": r.opportunity_type, "stage": r.stage, "amount": r.amount}),
             }
         )
@@ -224,7 +215,7 @@ def _invoice_changes(engine: Engine, as_of: date, min_change: float) -> list[dic
                 "outcome": "contraction" if change < 0 else "expansion",
                 "source": "stripe_invoice",
                 "source_id": r.id,
-                "occurred_on": _as_date(r.created_at),
+                "occurred_on": as_date(r.created_at),
                 "detail": _json(
                     {
                         "subscription_id": r.subscription_id,
@@ -335,7 +326,7 @@ def read_outcomes(
     with engine.connect() as conn:
         rows = conn.execute(stmt.order_by(t.occurred_on, t.account_key, t.outcome, t.source, t.source_id)).all()
     frame = pd.DataFrame([tuple(r) for r in rows], columns=OUTCOME_COLUMNS)
-    frame["occurred_on"] = frame["occurred_on"].map(_as_date)
+    frame["occurred_on"] = frame["occurred_on"].map(as_date)
     return frame
 
 
@@ -351,7 +342,7 @@ def churned_within(
     keys = list(account_keys)
     if churn_events.empty:
         return np.zeros(len(keys), dtype=bool)
-    on = churn_events["occurred_on"].map(_as_date)
+    on = churn_events["occurred_on"].map(as_date)
     inside = (on > snapshot) & (on <= snapshot + timedelta(days=horizon_days))
     churners = set(churn_events.loc[inside.to_numpy(), "account_key"])
     return np.array([k in churners for k in keys], dtype=bool)
